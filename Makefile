@@ -1,0 +1,35 @@
+# `make book`: create .venv if needed, install the pinned requirements, execute every chapter and build the site.
+# `make test`: the same set-up, then every test: unit and widget tests, the strict executed build, the site tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: book test unit site-test bench clean env
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip check
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+	@echo "The site: $(CURDIR)/_build/html/index.html"
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not site"
+
+site-test: $(STAMP)
+	$(PY) -m pytest -m site
+
+test: unit book site-test
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf _build .pytest_cache

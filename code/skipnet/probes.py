@@ -1,0 +1,38 @@
+"""Measurements that carry the intuition, starting with the gradient reaching each layer.
+
+Chapters: the opening chapter and *The gradient highway* (per-layer gradient norms).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["layer_grad_norms", "first_last_ratio"]
+
+
+def layer_grad_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor, train_mode: bool = True) -> np.ndarray:
+    """Norm of the loss gradient w.r.t. each main-path weight layer, in forward order (stem ... head).
+
+    The loss is the mean cross-entropy of ``model(X)`` against labels ``y``. ``train_mode=True``
+    (the default) measures what the first training step sees: BatchNorm uses batch statistics.
+    The model's gradients are cleared afterwards.
+    """
+    layers = [w for _, w in model.main_layers()]
+    was_training = model.training
+    model.train(train_mode)
+    model.zero_grad(set_to_none=True)
+    logits = model(X)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    grads = torch.autograd.grad(loss, [w.weight for w in layers])
+    model.train(was_training)
+    return np.array([g.norm().item() for g in grads], dtype=np.float64)
+
+
+def first_last_ratio(norms: np.ndarray) -> float:
+    """Gradient norm at the first weight layer over the last: < 1 vanishing toward the input, > 1 exploding."""
+    norms = np.asarray(norms, dtype=np.float64)
+    if norms.size < 2:
+        raise ValueError(f"need at least two layers, got {norms.size}")
+    return float(norms[0] / norms[-1])

@@ -1,0 +1,142 @@
+"""The machinery every lab shares: controls, Run/Stop buttons, progress, a live image, a message line.
+
+A lab subclasses :class:`Lab` and implements ``compute()`` (which calls experiment functions and
+``self.update(...)`` for progress) and ``render(result) -> Figure``. Pressing Run starts
+``compute`` in a background thread so that the kernel stays free to receive the Stop click; tests
+call ``lab.run_button.click()`` and then ``lab.wait()``. A ``ValueError`` from the experiment (a
+parameter out of range) is shown in the message line; nothing escapes to crash the kernel.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any
+
+import ipywidgets as W
+import matplotlib
+import matplotlib.pyplot as plt
+
+from skipnet.plotting.core import figure_png
+
+__all__ = ["Lab"]
+
+
+class Lab:
+    """Base class of the book's widgets (see module docstring)."""
+
+    title = "Lab"
+    run_label = "Train"
+    min_refresh_s = 0.3
+
+    def __init__(self, controls: list[W.Widget], threaded: bool = True):
+        self.controls = controls
+        self.threaded = threaded
+        self.run_button = W.Button(description=self.run_label, button_style="primary", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
+                                        layout=W.Layout(width="320px"))
+        self.message = W.HTML(value="<i>Set the controls and press the button.</i>")
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.run_button.on_click(self._on_run)
+        self.stop_button.on_click(lambda _: self._stop.set())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_draw = 0.0
+        self.result: Any = None
+        self.error: str | None = None
+        self.first_update_s: float | None = None
+        self.elapsed_s: float | None = None
+        self._t0 = 0.0
+        self.widget = W.VBox([
+            W.HTML(f"<b>{self.title}</b>"),
+            W.HBox(controls, layout=W.Layout(flex_flow="row wrap")),
+            W.HBox([self.run_button, self.stop_button, self.progress]),
+            self.message,
+            self.image,
+        ])
+
+    # -- to implement --------------------------------------------------------------------------
+    def compute(self) -> Any:
+        raise NotImplementedError
+
+    def render(self, result: Any) -> matplotlib.figure.Figure:
+        raise NotImplementedError
+
+    def summary(self, result: Any) -> str:
+        return "Done."
+
+    # -- machinery -----------------------------------------------------------------------------
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    def update(self, fraction: float, text: str = "", partial: Any = None, force: bool = False) -> None:
+        """Report progress; redraw the live figure from ``partial`` at most every ``min_refresh_s``."""
+        if self.first_update_s is None:
+            self.first_update_s = time.perf_counter() - self._t0
+        self.progress.value = max(0.0, min(1.0, float(fraction)))
+        if text:
+            self.message.value = text
+        now = time.perf_counter()
+        if partial is not None and (force or now - self._last_draw >= self.min_refresh_s):
+            self._draw(partial)
+            self._last_draw = time.perf_counter()
+
+    def _draw(self, result: Any) -> None:
+        with plt.ioff():
+            fig = self.render(result)
+        self.image.value = figure_png(fig)
+
+    def _on_run(self, _=None) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self.result, self.error = None, None
+        self.first_update_s, self.elapsed_s = None, None
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        for c in self.controls:
+            c.disabled = True
+        self.progress.value = 0.0
+        self.message.value = "<i>starting...</i>"
+        self._t0 = time.perf_counter()
+        if self.threaded:
+            self._thread = threading.Thread(target=self._run_safely, daemon=True)
+            self._thread.start()
+        else:
+            self._run_safely()
+
+    def _run_safely(self) -> None:
+        try:
+            result = self.compute()
+            self.result = result
+            self._draw(result)
+            self.progress.value = 1.0
+            self.message.value = self.summary(result)
+        except ValueError as e:                 # a parameter out of range: say which and what is accepted
+            self.error = str(e)
+            self.message.value = f"<span style='color:#b00'>Cannot run: {e}</span>"
+        except Exception as e:                  # never let a lab crash the kernel
+            self.error = f"{type(e).__name__}: {e}"
+            self.message.value = f"<span style='color:#b00'>Error: {self.error}</span>"
+            traceback.print_exc()
+        finally:
+            self.elapsed_s = time.perf_counter() - self._t0
+            self.run_button.disabled, self.stop_button.disabled = False, True
+            for c in self.controls:
+                c.disabled = False
+
+    def wait(self, timeout: float | None = 120.0) -> Any:
+        """Block until the current run ends (tests, benchmarks); return its result."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"the lab's run did not finish within {timeout} s")
+        return self.result

@@ -11,7 +11,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Circle
 
 from skipnet.train import History
 
-__all__ = ["plot_curves", "draw_residual_block", "figure_png", "diverged_label", "PLAIN", "RESIDUAL"]
+__all__ = ["plot_curves", "draw_residual_block", "figure_png", "diverged_label", "scrubber", "PLAIN", "RESIDUAL"]
 
 PLAIN, RESIDUAL = "#d95f02", "#1b9e77"     # one colour for plain, one for residual, in every chapter
 
@@ -100,3 +100,21 @@ def figure_png(fig: matplotlib.figure.Figure, dpi: int = 90) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def scrubber(fig: matplotlib.figure.Figure, draw_frame, n_frames: int, interval_ms: int = 400,
+             embed_limit_mb: float = 20.0):
+    """A kernel-free explorer: ``draw_frame(i)`` redraws ``fig`` for frame ``i``; returns an
+    ``IPython.display.HTML`` holding every frame with a slider and play buttons (matplotlib's
+    ``to_jshtml``). Works on the static site, offline, with no kernel. Keep ``n_frames`` small
+    (each frame is a PNG, about 15-20 KB)."""
+    from matplotlib import animation
+    from IPython.display import HTML
+
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    matplotlib.rcParams["animation.embed_limit"] = embed_limit_mb
+    anim = animation.FuncAnimation(fig, draw_frame, frames=n_frames, interval=interval_ms, blit=False)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)

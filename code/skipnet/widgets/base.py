@@ -28,6 +28,7 @@ class Lab:
     title = "Lab"
     run_label = "Train"
     min_refresh_s = 0.3
+    auto_run = False          # True: recompute (synchronously) whenever a control changes (instant explorers)
 
     def __init__(self, controls: list[W.Widget], threaded: bool = True):
         self.controls = controls
@@ -39,6 +40,9 @@ class Lab:
         self.message = W.HTML(value="<i>Set the controls and press the button.</i>")
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.run_button.on_click(self._on_run)
+        if self.auto_run:
+            for c in controls:
+                c.observe(self._on_control_change, names="value")
         self.stop_button.on_click(lambda _: self._stop.set())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,6 +98,13 @@ class Lab:
         with plt.ioff():
             fig = self.render(result)
         self.image.value = figure_png(fig)
+
+    def _on_control_change(self, _change) -> None:
+        threaded, self.threaded = self.threaded, False
+        try:
+            self._on_run()
+        finally:
+            self.threaded = threaded
 
     def _on_run(self, _=None) -> None:
         if self.running:

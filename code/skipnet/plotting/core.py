@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Mapping
 
 import matplotlib
@@ -116,5 +117,8 @@ def scrubber(fig: matplotlib.figure.Figure, draw_frame, n_frames: int, interval_
     matplotlib.rcParams["animation.embed_limit"] = embed_limit_mb
     anim = animation.FuncAnimation(fig, draw_frame, frames=n_frames, interval=interval_ms, blit=False)
     html = anim.to_jshtml(default_mode="once")
+    # matplotlib links Font Awesome 4 from a CDN for the play buttons; the book's theme already serves Font Awesome
+    # (with the fa-* names these buttons use), and the site must not depend on a third-party host.
+    html = re.sub(r'<link rel="stylesheet"\s*href="https://maxcdn\.bootstrapcdn\.com/font-awesome/[^"]*">\s*', "", html)
     plt.close(fig)
     return HTML(html)

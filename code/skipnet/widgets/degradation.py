@@ -1,0 +1,68 @@
+"""The opening chapter's lab: train a plain and a residual CNN of the chosen depth side by side,
+watching both loss curves live (see ``book/intro.md``)."""
+from __future__ import annotations
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+
+from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
+from skipnet.models import ModelConfig
+from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
+from skipnet.widgets.base import Lab
+
+__all__ = ["DegradationRace", "DEPTHS"]
+
+DEPTHS = (8, 14, 20, 32, 44, 56)
+
+
+class DegradationRace(Lab):
+    """Depth, which networks, epochs -> a live race of plain vs residual training curves."""
+
+    title = "Degradation race: plain vs residual CNN on the digits"
+
+    def __init__(self, threaded: bool = True):
+        self.depth = W.Dropdown(options=DEPTHS, value=20, description="depth")
+        self.which = W.Dropdown(options=[("both", "both"), ("plain only", "plain"), ("residual only", "residual")],
+                                value="both", description="networks")
+        self.epochs = W.IntSlider(value=6, min=1, max=20, description="epochs")
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        super().__init__([self.depth, self.which, self.epochs, self.seed], threaded=threaded)
+
+    def compute(self):
+        depth, epochs, seed = self.depth.value, self.epochs.value, self.seed.value
+        ModelConfig(arch="cnn", depth=depth)                       # validates depth (6n+2) with a clear message
+        if not 1 <= epochs <= 20:
+            raise ValueError(f"epochs must be between 1 and 20, got {epochs}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        variants = {"both": (False, True), "plain": (False,), "residual": (True,)}[self.which.value]
+        self.update(0.0, f"building plain and residual {depth}-layer networks...")
+
+        def on_step(trainers):
+            t = next(iter(trainers.values()))
+            frac = t.history.steps_done / t.total
+            losses = ", ".join(f"{k} {tr.history.loss[-1]:.3f}" for k, tr in trainers.items() if tr.history.loss)
+            self.update(frac, f"step {t.history.steps_done}/{t.total}: {losses}",
+                        partial={k: tr.history for k, tr in trainers.items()})
+            return not self.should_stop()
+
+        runs = race(depth, seed=seed, model=DEFAULT_MODEL, train=DEFAULT_TRAIN.with_(epochs=epochs),
+                    on_step=on_step, variants=variants)
+        return {k: r.history for k, r in runs.items()}
+
+    def render(self, histories):
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        labelled = {f"{k}-{self.depth.value}": h for k, h in histories.items()}
+        colors = {f"plain-{self.depth.value}": PLAIN, f"residual-{self.depth.value}": RESIDUAL}
+        plot_curves(labelled, ax=ax, smooth=3, colors=colors)
+        ax.set_title(f"{self.depth.value} layers: training loss, live")
+        fig.tight_layout()
+        return fig
+
+    def summary(self, histories):
+        parts = []
+        for k, h in histories.items():
+            f = h.final
+            end = f"final training loss {f['train_loss']:.3g}, test accuracy {f['test_acc']:.3f}" if f else h.status
+            parts.append(f"<b>{k}</b>: {end} ({h.status})")
+        return "<br>".join(parts)

@@ -1,0 +1,41 @@
+"""The opening chapter's lab, driven as a reader would: set controls, click, read the result."""
+import time
+
+from skipnet.widgets.degradation import DegradationRace
+
+
+def test_default_run_trains_both_networks_and_draws():
+    lab = DegradationRace()
+    lab.epochs.value = 2
+    lab.run_button.click()
+    result = lab.wait(timeout=300)
+    assert lab.error is None, lab.error
+    assert set(result) == {"plain", "residual"}
+    assert all(h.status == "finished" for h in result.values())
+    assert lab.image.value[:4] == b"\x89PNG" and lab.progress.value == 1.0
+    assert "residual" in lab.message.value and "final training loss" in lab.message.value
+    assert lab.first_update_s is not None and lab.first_update_s < lab.elapsed_s
+    assert not lab.run_button.disabled and lab.stop_button.disabled
+
+
+def test_stop_button_stops_the_race():
+    lab = DegradationRace()
+    lab.depth.value, lab.epochs.value = 20, 20
+    lab.run_button.click()
+    deadline = time.time() + 60
+    while lab.progress.value == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    lab.stop_button.click()
+    result = lab.wait(timeout=300)
+    assert all(h.status.startswith("stopped at step") for h in result.values())
+    assert "stopped at step" in lab.message.value
+
+
+def test_single_network_and_bad_seed():
+    lab = DegradationRace(threaded=False)
+    lab.which.value, lab.epochs.value, lab.depth.value = "residual", 1, 8
+    lab.run_button.click()
+    assert set(lab.result) == {"residual"}
+    lab.seed.value = -3
+    lab.run_button.click()
+    assert lab.result is None and "seed must be >= 0" in lab.error and "seed" in lab.message.value

@@ -20,11 +20,12 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going .
 	@echo "The site: $(CURDIR)/_build/html/index.html"
 
+# two workers: the trainings use one thread each, and CI has two cores
 unit: $(STAMP)
-	$(PY) -m pytest -m "not site"
+	$(PY) -m pytest -m "not site" -n 2 --durations=15
 
 site-test: $(STAMP)
-	$(PY) -m pytest -m site
+	$(PY) -m pytest -m site --durations=5
 
 test: unit book site-test
 

@@ -1,0 +1,152 @@
+"""Recurrent networks for the RNN question: is a skip connection like an RNN?
+
+Chapter: *Residual connections in Transformers (and the RNN question)*.
+
+Three recurrences over time, written out step by step so that each update is visible:
+
+* ``"tanh"`` (Elman): ``h_t = tanh(W h_{t-1} + U x_t + b)``: every step MULTIPLIES the
+  past by ``W`` and ``tanh'``; a signal from step 1 reaches step T through T such factors.
+* ``"lstm"`` without forget gate (``forget_gate=False``, the 1997 LSTM of Hochreiter and
+  Schmidhuber): ``c_t = c_{t-1} + i_t * g_t``: the cell state is ADDED to, a skip connection along
+  time (the "constant error carousel": dc_T/dc_1 has an identity term).
+* ``"lstm"`` with forget gate (Gers et al. 2000): ``c_t = f_t * c_{t-1} + i_t * g_t``: a GATED
+  skip, like a Highway layer (Srivastava et al. 2015); it is a clean skip only while ``f_t`` is near 1.
+
+Read-out from the last step: ``RecurrentNet(X)`` maps tokens (B, T) to logits (B, vocab).
+:class:`RecallTask` is the long-range task: remember the first token through T - 1 distractors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict, replace
+
+import torch
+import torch.nn as nn
+
+__all__ = ["RecurrentConfig", "RecurrentNet", "build_recurrent", "RecallTask", "CELLS"]
+
+CELLS = ("tanh", "lstm")
+
+
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """cell: ``"tanh"`` or ``"lstm"``; forget_gate / forget_bias apply to the LSTM (the forget gate
+    starts open at ``sigmoid(forget_bias)``); width: hidden units; vocab: input tokens and classes."""
+
+    cell: str = "lstm"
+    width: int = 64
+    forget_gate: bool = True
+    forget_bias: float = 1.0
+    vocab: int = 8
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {self.cell!r}")
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or not 1 <= self.width <= 1024:
+            raise ValueError(f"width must be an integer between 1 and 1024, got {self.width!r}")
+        if not 2 <= self.vocab <= 4096:
+            raise ValueError(f"vocab must be between 2 and 4096, got {self.vocab}")
+
+    @property
+    def label(self) -> str:
+        if self.cell == "tanh":
+            return "tanh RNN"
+        return "LSTM (forget gate)" if self.forget_gate else "LSTM, no forget gate"
+
+    def with_(self, **changes) -> "RecurrentConfig":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class RecurrentNet(nn.Module):
+    """Embedding -> recurrence over time -> linear read-out of the last hidden state.
+
+    ``states(X)`` returns the per-step carried states (``h`` for tanh, the cell state ``c`` for the
+    LSTM) so the through-time gradient probe can differentiate the end with respect to each step.
+    """
+
+    def __init__(self, cfg: RecurrentConfig):
+        super().__init__()
+        self.cfg = cfg
+        H, n_gates = cfg.width, (1 if cfg.cell == "tanh" else 4)
+        self.embed = nn.Embedding(cfg.vocab, H)
+        self.U = nn.Linear(H, n_gates * H)                         # input -> gates (with bias)
+        self.W = nn.Linear(H, n_gates * H, bias=False)             # hidden -> gates
+        nn.init.normal_(self.embed.weight, std=1.0)
+        nn.init.normal_(self.U.weight, std=1.0 / math.sqrt(H))
+        nn.init.zeros_(self.U.bias)
+        for k in range(n_gates):                                    # orthogonal recurrent blocks (gain 1)
+            nn.init.orthogonal_(self.W.weight.data[k * H:(k + 1) * H])
+        if cfg.cell == "lstm":
+            nn.init.constant_(self.U.bias.data[H:2 * H], cfg.forget_bias)   # gate order: i, f, g, o
+        self.head = nn.Linear(H, cfg.vocab)
+
+    def run(self, X: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last hidden state (B, H) and, if ``keep``, the carried state at every step."""
+        B, T = X.shape
+        H = self.cfg.width
+        xs = self.U(self.embed(X))                                  # (B, T, gates * H), all steps at once
+        h = xs.new_zeros(B, H)
+        c = xs.new_zeros(B, H)
+        kept = []
+        for t in range(T):
+            z = xs[:, t] + self.W(h)                                # (B, gates * H)
+            if self.cfg.cell == "tanh":
+                h = torch.tanh(z)
+                carried = h
+            else:
+                i, f, g, o = z.chunk(4, dim=1)                      # 4 x (B, H)
+                update = torch.sigmoid(i) * torch.tanh(g)
+                c = torch.sigmoid(f) * c + update if self.cfg.forget_gate else c + update
+                h = torch.sigmoid(o) * torch.tanh(c)
+                carried = c
+            if keep:
+                carried.retain_grad()
+                kept.append(carried)
+        return h, kept
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:          # (B, T) tokens -> (B, vocab) logits
+        return self.head(self.run(X)[0])
+
+    def main_layers(self) -> list[tuple[str, nn.Module]]:
+        return [("embed", self.embed), ("U", self.U), ("W", self.W), ("head", self.head)]
+
+
+def build_recurrent(cfg: RecurrentConfig | None = None, seed: int | None = None, **fields) -> RecurrentNet:
+    """Build a recurrent net from a config (or keyword fields), seeding its init when ``seed`` is given."""
+    if cfg is None:
+        cfg = RecurrentConfig(**fields)
+    elif fields:
+        cfg = cfg.with_(**fields)
+    if seed is not None:
+        from skipnet.runtime import seed_everything
+        seed_everything(seed)
+    return RecurrentNet(cfg)
+
+
+@dataclass(frozen=True)
+class RecallTask:
+    """Remember the first token: X (B, length) uniform tokens in ``[0, vocab)``, y (B,) = X[:, 0].
+
+    Everything after the first token is a distractor, so the answer must survive ``length - 1``
+    updates of the recurrence. Chance loss is ``ln(vocab)``.
+    """
+
+    length: int = 40
+    vocab: int = 8
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.length <= 2000:
+            raise ValueError(f"length must be between 2 and 2000, got {self.length}")
+        if not 2 <= self.vocab <= 4096:
+            raise ValueError(f"vocab must be between 2 and 4096, got {self.vocab}")
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        X = torch.randint(0, self.vocab, (batch_size, self.length), generator=generator)   # (B, T)
+        return X, X[:, 0].clone()                                                           # (B,)
+
+    @property
+    def chance_loss(self) -> float:
+        return math.log(self.vocab)

@@ -38,7 +38,8 @@ class Lab:
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
                                         layout=W.Layout(width="320px"))
         self.message = W.HTML(value="<i>Set the controls and press the button.</i>")
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        # hidden until the first figure: an empty Image is a broken-image icon on the static site
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
         self.run_button.on_click(self._on_run)
         if self.auto_run:
             for c in controls:
@@ -98,6 +99,7 @@ class Lab:
         with plt.ioff():
             fig = self.render(result)
         self.image.value = figure_png(fig)
+        self.image.layout.display = None
 
     def _on_control_change(self, _change) -> None:
         threaded, self.threaded = self.threaded, False

@@ -3,7 +3,7 @@
 A frozen :class:`TrainConfig` goes in, a :class:`History` comes out. The loop
 
 * shuffles with its own seeded ``torch.Generator`` (same seed, bit-identical history on the CPU);
-* uses SGD (momentum / Nesterov, weight decay) or AdamW with foreach updates, a linear warm-up
+* uses SGD (momentum / Nesterov, weight decay) or AdamW with fused updates, a linear warm-up
   then a cosine (or constant) learning rate;
 * stops at the first non-finite loss and records ``"diverged at step k"``: a divergence is a
   result, never a crash, and no NaN ever enters the recorded curves;
@@ -169,6 +169,23 @@ def _loss_and_acc(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     return loss, acc
 
 
+def make_optimizer(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names, with a FUSED update (one pass over each tensor) where torch has one.
+
+    On one CPU thread the fused SGD step of ResNet-20 takes about half the time of the foreach step
+    (measured in ``bench/``); where fusing is unsupported the foreach update is used.
+    """
+    if cfg.optimizer == "sgd":
+        make, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                                         weight_decay=cfg.weight_decay)
+    else:
+        make, kw = torch.optim.AdamW, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    try:
+        return make(params, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):     # a device or dtype without a fused kernel
+        return make(params, foreach=True, **kw)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(X, y)``."""
@@ -217,11 +234,7 @@ class Trainer:
         self.model.train()
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        c, params = self.cfg, [p for p in self.model.parameters() if p.requires_grad]
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0,
-                                   weight_decay=c.weight_decay, foreach=True)
-        return torch.optim.AdamW(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay, foreach=True)
+        return make_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
 
     @property
     def done(self) -> bool:
@@ -255,7 +268,7 @@ class Trainer:
             group["lr"] = lr
         X, y = self._batch(k)
         loss, acc = _loss_and_acc(self.model(X), y)
-        loss_value = loss.item()
+        loss_value, acc_value = torch.stack([loss.detach(), acc]).tolist()   # ONE host sync a step, not two
         if not math.isfinite(loss_value):
             h.diverged_at = k + 1
             return False
@@ -272,7 +285,7 @@ class Trainer:
             h.grad_norms.append(norms)
         self.opt.step()
         h.loss.append(loss_value)
-        h.acc.append(acc.item())
+        h.acc.append(acc_value)
         h.lr.append(lr)
         h.step_time.append(time.perf_counter() - t0)
         if (c.eval_every and (k + 1) % c.eval_every == 0) or k + 1 == self.total:

@@ -1,0 +1,92 @@
+"""Every lab's default run: seconds to its first progress update and to its finished result.
+
+Labs are discovered, not listed: every subclass of :class:`skipnet.widgets.base.Lab` defined in a
+``skipnet.widgets.*`` module. Each is built with ``Cls(threaded=False)`` (or ``Cls()``), its Run
+button is clicked and the run awaited, as a reader would; the lab itself records
+``first_update_s`` and ``elapsed_s``.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import time
+
+import skipnet.widgets
+from skipnet.widgets.base import Lab
+
+
+def discover_labs() -> tuple[list[type], dict[str, str]]:
+    """(lab classes sorted by qualified name, {module: import error} for modules that failed to import)."""
+    labs, errors = [], {}
+    for info in pkgutil.iter_modules(skipnet.widgets.__path__, prefix="skipnet.widgets."):
+        try:
+            module = importlib.import_module(info.name)
+        except Exception as e:                     # a module in progress must not stop the benchmark
+            errors[info.name] = f"{type(e).__name__}: {e}"
+            continue
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, Lab) and cls is not Lab and cls.__module__ == module.__name__
+                    and cls.compute is not Lab.compute and not inspect.isabstract(cls)):
+                labs.append(cls)
+    return sorted(labs, key=lambda c: f"{c.__module__}.{c.__qualname__}"), errors
+
+
+def build(cls: type) -> Lab:
+    try:
+        return cls(threaded=False)
+    except TypeError:
+        return cls()
+
+
+def time_lab(cls: type, timeout: float = 120.0) -> dict:
+    """One default run of one lab."""
+    name = f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__qualname__}"
+    row = {"widget": name, "first_update_s": None, "first_figure_s": None, "total_s": None, "draws": 0,
+           "draw_s": 0.0, "wall_s": None, "error": None}
+    t0 = time.perf_counter()
+    try:
+        lab = build(cls)
+        draw = lab._draw
+
+        def timed_draw(result):                  # where the time goes: drawing figures vs computing
+            t = time.perf_counter()
+            draw(result)
+            row["draws"] += 1
+            row["draw_s"] += time.perf_counter() - t
+            if row["first_figure_s"] is None:
+                row["first_figure_s"] = time.perf_counter() - lab._t0
+
+        lab._draw = timed_draw
+        lab.run_button.click()
+        lab.wait(timeout)
+    except Exception as e:
+        row["error"] = f"{type(e).__name__}: {e}"
+        return row
+    row["wall_s"] = time.perf_counter() - t0           # includes building the controls
+    row["first_update_s"], row["total_s"] = lab.first_update_s, lab.elapsed_s
+    if lab.error:
+        row["error"] = lab.error
+    elif lab.result is None:
+        row["error"] = "no result"
+    return row
+
+
+def widget_section(only: list[str] | None = None) -> dict:
+    labs, import_errors = discover_labs()
+    if only:
+        labs = [c for c in labs if any(s in f"{c.__module__}.{c.__qualname__}" for s in only)]
+    rows = [time_lab(cls) for cls in labs]
+    ok = [r for r in rows if r["error"] is None]
+    # a lab that never reports progress shows its first change with the result
+    firsts = [r["first_update_s"] if r["first_update_s"] is not None else r["total_s"] for r in ok]
+    return {
+        "widget_first_update_s": max(firsts) if firsts else None,
+        "widget_total_s": max(r["total_s"] for r in ok) if ok else None,
+        "widgets": rows,
+        "widget_count": len(rows),
+        "widget_failures": [r["widget"] for r in rows if r["error"] is not None]
+        + [f"{m} (import)" for m in import_errors],
+        "widget_import_errors": import_errors,
+        "widgets_without_progress": [r["widget"] for r in ok if r["first_update_s"] is None],
+    }

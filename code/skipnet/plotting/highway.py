@@ -1,0 +1,266 @@
+"""Figures of the chapter *The gradient highway*. ``plot_x(result, ax=None) -> Axes``; nothing here trains."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+
+from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
+from skipnet.train import History
+
+__all__ = ["style", "plot_profiles", "plot_profile_pair", "plot_profile_panels", "PROFILE_PANELS", "plot_jacobian", "plot_band_share",
+           "plot_identity", "plot_shattered_gradients", "plot_autocorrelation", "plot_heatmap", "race_figure",
+           "plot_degradation", "plot_landscape"]
+
+LIGHT_RESIDUAL = "#66c2a5"
+PROFILE_PANELS = {"sigmoid": ("plain sigmoid", "residual sigmoid"), "ReLU (He init)": ("plain ReLU", "residual ReLU"),
+                  "ReLU + BatchNorm": ("plain ReLU + BN", "residual ReLU + BN")}
+
+
+def style(label: str) -> dict:
+    """Colour and line style of a variant: orange plain, green residual; dashed sigmoid, dotted unnormalized ReLU."""
+    kw = {"color": RESIDUAL if label.startswith("residual") else PLAIN, "lw": 1.8}
+    if "sigmoid" in label:
+        kw["ls"] = "--"
+    if label == "residual ReLU":
+        kw.update(color=LIGHT_RESIDUAL, ls=":")
+    return kw
+
+
+def _ax(ax: Axes | None, size=(5, 3.2)) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def plot_profiles(profiles: Mapping[str, "object"], ax: Axes | None = None, ylim=None, legend: bool = True) -> Axes:
+    """Per-layer weight-gradient norms (log scale) of each :class:`~skipnet.experiments.highway.Profile`,
+    input layer on the left. The legend gives each first/last ratio."""
+    ax = _ax(ax)
+    for label, p in profiles.items():
+        kw = style(label)
+        ax.plot(np.arange(1, len(p.norms) + 1), np.maximum(p.norms, 1e-300), label=f"{label}: ratio {p.ratio:.2g}", **kw)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input -> output)")
+    ax.set_ylabel("gradient norm at init")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_profile_pair(pair: Mapping[str, "object"], ax: Axes | None = None) -> Axes:
+    """The gradient-profile lab's figure: the chosen network's profile in colour, its twin with the skip
+    toggled in grey (``pair`` from :func:`skipnet.experiments.highway.profile_pair`, chosen first)."""
+    ax = _ax(ax, (6.5, 3.6))
+    (chosen, p), (twin, q) = list(pair.items())
+    plot_profiles({chosen: p}, ax, legend=False)
+    ax.plot(np.arange(1, len(q.norms) + 1), np.maximum(q.norms, 1e-300), color="#888", lw=1.2, ls="--")
+    ax.lines[0].set_label(f"{chosen}: ratio {p.ratio:.2g}")
+    ax.lines[1].set_label(f"{twin} (twin): ratio {q.ratio:.2g}")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(f"depth {p.depth}: first/last gradient ratio {p.ratio:.2g}", fontsize=10)
+    return ax
+
+
+def plot_profile_panels(profiles: Mapping[str, "object"], axes: Sequence[Axes] | None = None,
+                        ylims: Mapping[str, tuple] | None = None) -> Sequence[Axes]:
+    """Three panels (sigmoid, ReLU, ReLU + BN), plain vs residual in each, from ``{label: Profile}``."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
+    for ax, (title, labels) in zip(axes, PROFILE_PANELS.items()):
+        ax.clear()
+        plot_profiles({k: profiles[k] for k in labels if k in profiles}, ax,
+                      ylim=None if ylims is None else ylims.get(title))
+        depth = next(iter(profiles.values())).depth
+        ax.set_title(f"{title}, depth {depth}", fontsize=10)
+    return axes
+
+
+def plot_jacobian(spectra, ax: Axes | None = None, depth_index: int = -1, floor: float = 1e-20) -> Axes:
+    """Sorted singular values of the stack's Jacobian at one depth (first seed), log scale.
+    Values below ``floor`` (exact zeros of ReLU stacks included) are drawn at ``floor``."""
+    ax = _ax(ax)
+    for label, rows in spectra.values.items():
+        s = rows[depth_index][0]
+        ax.plot(np.arange(1, s.size + 1), np.maximum(s, floor), label=label, **style(label))
+    ax.axhspan(0.1, 10, color="#999", alpha=0.12, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("singular value index (largest first)")
+    ax.set_ylabel("singular value of $\\partial x_L / \\partial x_0$")
+    ax.set_title(f"depth {spectra.depths[depth_index]} (shaded: 0.1 to 10)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, frameon=False)
+    return ax
+
+
+def plot_band_share(spectra, ax: Axes | None = None, low: float = 0.1, high: float = 10.0) -> Axes:
+    """Share of singular values within [low, high] against depth, mean and range over seeds."""
+    ax = _ax(ax)
+    for label in spectra.values:
+        w = spectra.within(label, low, high)
+        kw = style(label)
+        ax.plot(spectra.depths, w.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
+        ax.fill_between(spectra.depths, w.min(axis=1), w.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
+    ax.set_xscale("log")
+    ax.set_xticks(spectra.depths, [str(d) for d in spectra.depths])
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("depth (blocks)")
+    ax.set_ylabel(f"share of singular values in [{low:g}, {high:g}]")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_identity(alignment: Mapping[str, Mapping[str, np.ndarray]], ax: Axes | None = None) -> Axes:
+    """Cosine between the gradient at each block's input and the top gradient, mean and range over seeds."""
+    ax = _ax(ax)
+    for label, d in alignment.items():
+        c = d["cos"]                                                     # (seeds, blocks)
+        kw = style(label)
+        x = np.arange(c.shape[1])
+        ax.plot(x, c.mean(axis=0), label=label, **kw)
+        ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=kw["color"], alpha=0.12, lw=0)
+    ax.set_xlabel("block (input -> output)")
+    ax.set_ylabel("cosine(dLoss/dx_l, dLoss/dx_L)")
+    ax.set_ylim(-0.1, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left")
+    return ax
+
+
+def plot_shattered_gradients(sh, ax: Axes | None = None, depth: int = 16) -> Axes:
+    """df/dx along the input sweep at one depth (first seed), each curve scaled to unit standard
+    deviation and offset vertically so their shapes can be compared."""
+    ax = _ax(ax)
+    i = sh.depths.index(depth)
+    for k, (label, grads) in enumerate(sh.gradients.items()):
+        g = grads[i]
+        g = (g - g.mean()) / (g.std() or 1.0)
+        kw = style(label.replace(" + BN", "").replace(", no norm", ""))
+        if "no norm" in label:
+            kw.update(color="#7570b3", ls="-")
+        offset = -6.0 * k
+        ax.plot(sh.x, g + offset, **{**kw, "lw": 1.2})
+        ax.text(sh.x[0], offset + max(2.6, g.max() + 0.3), label, color=kw["color"], fontsize=9, va="bottom")
+    ax.set_yticks([])
+    ax.set_xlabel("input x")
+    ax.set_ylabel("df/dx (standardized, offset)")
+    ax.set_title(f"depth {depth}", fontsize=10)
+    return ax
+
+
+def plot_autocorrelation(sh, ax: Axes | None = None) -> Axes:
+    """Lag-1 autocorrelation of df/dx against depth: mean and range over seeds."""
+    ax = _ax(ax)
+    for label, a in sh.autocorr.items():
+        kw = style(label.replace(" + BN", "").replace(", no norm", ""))
+        if "no norm" in label:
+            kw.update(color="#7570b3", ls="-")
+        ax.plot(sh.depths, a.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
+        ax.fill_between(sh.depths, a.min(axis=1), a.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
+    ax.axhline(0, color="#555", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sh.depths, [str(d) for d in sh.depths])
+    ax.set_xlabel("depth (blocks)")
+    ax.set_ylabel("autocorrelation of df/dx (lag 1)")
+    ax.set_ylim(-0.3, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_heatmap(history: History, ax: Axes | None = None, vmin: float | None = None, vmax: float | None = None,
+                 title: str = "", colorbar: bool = True):
+    """Per-layer gradient norms over training (``History.grad_norms``): step on x, layer on y (input at the
+    bottom), log colour scale. Returns the image (for a shared colour bar)."""
+    ax = _ax(ax)
+    g = np.asarray(history.grad_norms, dtype=np.float64)                 # (records, layers)
+    if g.size == 0:
+        ax.text(0.5, 0.5, "no gradients recorded yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return None
+    g = np.maximum(g, 1e-12)
+    steps = np.asarray(history.grad_steps) + 1
+    extent = (0.5, steps[-1] + 0.5, 0.5, g.shape[1] + 0.5)
+    im = ax.imshow(g.T, origin="lower", aspect="auto", extent=extent, interpolation="nearest",
+                   norm=LogNorm(vmin=vmin or g.min(), vmax=vmax or g.max()), cmap="viridis")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("layer (input at bottom)")
+    ax.set_title(title, fontsize=10)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label="gradient norm")
+    return im
+
+
+def race_figure(histories: Mapping[str, History], title: str = ""):
+    """Loss curves of plain and residual (left) and their step x layer gradient heat maps on one colour scale."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.1, 1, 1]}, layout="constrained")
+    plot_curves(histories, axes[0], colors={"plain": PLAIN, "residual": RESIDUAL})
+    if title:
+        axes[0].set_title(title, fontsize=10)
+    allg = [np.asarray(h.grad_norms) for h in histories.values() if h.grad_norms]
+    vmin = vmax = None
+    if allg:
+        cat = np.concatenate([a.ravel() for a in allg])
+        cat = cat[cat > 0]
+        if cat.size:
+            vmin, vmax = float(cat.min()), float(cat.max())
+    im = None
+    for ax, key in zip(axes[1:], ("plain", "residual")):
+        if key in histories:
+            im = plot_heatmap(histories[key], ax, vmin, vmax, title=f"{key}: gradient norm per layer",
+                              colorbar=False) or im
+        else:
+            ax.set_axis_off()
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[1:]), label="gradient norm", fraction=0.04, pad=0.02)
+    return fig
+
+
+def plot_degradation(rows: Sequence[dict], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """He et al. (2015) Fig. 1 / 6 style: mean training loss per epoch, plain (left) and residual (right),
+    one curve a depth (darker = deeper), mean over seeds with the range shaded."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True, layout="constrained")
+    depths = sorted({r["depth"] for r in rows})
+    for ax, residual in zip(axes, (False, True)):
+        color = RESIDUAL if residual else PLAIN
+        for k, d in enumerate(depths):
+            curves = np.array([r["epoch_loss"] for r in rows if r["depth"] == d and r["residual"] == residual])
+            if curves.size == 0:
+                continue
+            alpha = 0.35 + 0.65 * (k + 1) / len(depths)
+            x = np.arange(1, curves.shape[1] + 1)
+            ax.plot(x, curves.mean(axis=0), color=color, alpha=alpha, lw=1.2 + k * 0.6,
+                    label=f"{'residual' if residual else 'plain'}-{d}")
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.12, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title("residual" if residual else "plain", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    axes[0].set_ylabel("training loss (epoch mean)")
+    return axes
+
+
+def plot_landscape(land, ax: Axes | None = None, levels: np.ndarray | None = None, colorbar: bool = True):
+    """Filled contours of log10(loss) over the 2-D slice; the trained weights sit at the centre (x)."""
+    ax = _ax(ax, (4.2, 3.6))
+    z = np.log10(np.maximum(land.surface, 1e-6))
+    if levels is None:
+        levels = np.linspace(np.nanmin(z), np.nanmax(z), 15)
+    cs = ax.contourf(land.coords, land.coords, z, levels=levels, cmap="viridis", extend="both")
+    ax.contour(land.coords, land.coords, z, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
+    ax.plot([0], [0], marker="x", color="white", ms=8, mew=2)
+    ax.set_xlabel("direction 1")
+    ax.set_ylabel("direction 2")
+    ax.set_title(f"{land.label}: max loss {np.nanmax(land.surface):.3g}", fontsize=10)
+    ax.set_aspect("equal")
+    if colorbar:
+        ax.figure.colorbar(cs, ax=ax, label="log10 training loss")
+    return cs

@@ -1,0 +1,87 @@
+"""The input-output Jacobian of a stack of blocks, and what the identity term of a residual stack carries.
+
+For a residual stack ``x_{l+1} = x_l + F_l(x_l)`` the chain rule gives
+
+    d x_L / d x_l = (I + J_{L-1}) ... (I + J_l),     J_k = d F_k / d x_k,
+
+whose expansion holds the identity ``I`` itself: the gradient at the top, ``g_L = dLoss/dx_L``,
+reaches every lower block unchanged, plus the terms through the branches. A plain stack has the
+product ``J_{L-1} ... J_l`` alone. Chapter: *The gradient highway*.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["stack_jacobian", "jacobian_singular_values", "stream_gradients", "identity_share"]
+
+
+def _blocks_forward(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    for block in model.blocks:
+        h = block(h)
+    return h
+
+
+def stack_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The Jacobian ``d x_L / d x_0`` of the block stack (stem and head excluded) at ONE example ``x``.
+
+    ``x`` is a single input (no batch axis, e.g. (64,) for the digits MLP). The model runs in eval
+    mode, so a BatchNorm layer is the fixed affine map of its running statistics and the Jacobian is
+    a property of the example alone. Returns a (D_out, D_in) matrix, D = the flattened stream size.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            h0 = model.embed(x.unsqueeze(0))[0]                       # (D,) or (C, H, W)
+
+        def f(h: torch.Tensor) -> torch.Tensor:
+            return _blocks_forward(model, h.unsqueeze(0))[0].flatten()
+
+        J = torch.autograd.functional.jacobian(f, h0, vectorize=True)  # (D_out, *h0.shape)
+    finally:
+        model.train(was_training)
+    return J.reshape(J.shape[0], -1)
+
+
+def jacobian_singular_values(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Singular values (descending) of :func:`stack_jacobian`: how much the stack stretches or
+    squashes each direction. Near 1 for every direction: signals and gradients pass through intact."""
+    return torch.linalg.svdvals(stack_jacobian(model, x)).double().numpy()
+
+
+def stream_gradients(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                     train_mode: bool = True) -> list[torch.Tensor]:
+    """``dLoss/dx_l`` at the input of every block and at the stack's output (``len(blocks) + 1``
+    tensors, first block's input first). The loss is the mean cross-entropy of ``model(X)``."""
+    was_training = model.training
+    model.train(train_mode)
+    try:
+        hs = [model.embed(X)]
+        for block in model.blocks:
+            hs.append(block(hs[-1]))
+        logits = model.readout(hs[-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        grads = torch.autograd.grad(loss, hs)
+    finally:
+        model.train(was_training)
+    return [g.detach() for g in grads]
+
+
+def identity_share(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """How much of the gradient at each block's input is the top gradient ``g_L`` delivered unchanged.
+
+    Returns ``(cosine, norm_ratio)``, one value a block input (bottom first): the cosine between
+    ``dLoss/dx_l`` and ``g_L``, and ``||dLoss/dx_l|| / ||g_L||``. For a residual stack the identity
+    term of the Jacobian puts ``g_L`` itself into every ``dLoss/dx_l``, so the cosine stays well
+    above 0; in a plain stack nothing forces any alignment. The stream must keep one shape (an MLP).
+    """
+    grads = stream_gradients(model, X, y)
+    top = grads[-1].flatten()
+    if any(g.shape != grads[-1].shape for g in grads):
+        raise ValueError("identity_share needs a stream of one shape (arch='mlp'); the CNN changes shape by stage")
+    cos = np.array([F.cosine_similarity(g.flatten(), top, dim=0).item() for g in grads[:-1]])
+    ratio = np.array([(g.norm() / top.norm()).item() for g in grads[:-1]])
+    return cos, ratio

@@ -1,0 +1,99 @@
+"""Labs of the chapter *The gradient highway*: a gradient-profile explorer and a plain-vs-residual training race."""
+from __future__ import annotations
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+
+from skipnet.experiments.highway import RACE_VARIANTS, Race, profile_pair, training_race
+from skipnet.models import ACTIVATIONS
+from skipnet.plotting.highway import plot_profile_pair, race_figure
+from skipnet.widgets.base import Lab
+
+__all__ = ["GradientProfileLab", "TrainingRaceLab"]
+
+MAX_PROFILE_DEPTH = 200
+
+
+class GradientProfileLab(Lab):
+    """Depth, activation, normalization and skip on/off -> per-layer gradient norms at initialization
+    (digits MLP, width 64, one layer a block), in milliseconds. The twin with the skip toggled is drawn faintly."""
+
+    title = "Gradient-profile explorer (MLP at initialization)"
+    run_label = "Measure"
+    auto_run = True
+    min_refresh_s = 0.0
+
+    def __init__(self, threaded: bool = True):
+        self.depth = W.IntSlider(value=50, min=1, max=MAX_PROFILE_DEPTH, description="depth", continuous_update=False)
+        self.activation = W.Dropdown(options=list(ACTIVATIONS), value="relu", description="activation")
+        self.norm = W.Dropdown(options=[("none", "none"), ("BatchNorm", "batch"), ("LayerNorm", "layer")],
+                               value="none", description="norm")
+        self.residual = W.Checkbox(value=False, description="skip connections")
+        super().__init__([self.depth, self.activation, self.norm, self.residual], threaded=threaded)
+
+    def compute(self) -> dict:
+        self.update(0.1, "measuring...")
+        return profile_pair(int(self.depth.value), self.activation.value, self.norm.value, bool(self.residual.value),
+                            max_depth=MAX_PROFILE_DEPTH)
+
+    def render(self, result: dict):
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        plot_profile_pair(result, ax)
+        return fig
+
+    def summary(self, result: dict) -> str:
+        chosen, twin = list(result)
+        r, t = result[chosen].ratio, result[twin].ratio
+        verdict = "vanishing toward the input" if r < 0.01 else "exploding toward the input" if r > 100 else "flat"
+        return (f"<b>{chosen}</b>: first/last gradient ratio <b>{r:.3g}</b> ({verdict}); "
+                f"{twin}: {t:.3g}.")
+
+
+class TrainingRaceLab(Lab):
+    """Plain and residual CNNs of one depth trained side by side on the digits: live loss curves and the
+    step x layer gradient heat maps. Default (depth 56, 6 epochs) takes several seconds on one core."""
+
+    title = "Training race: plain vs residual CNN"
+    run_label = "Race"
+    min_refresh_s = 1.0
+
+    def __init__(self, threaded: bool = True):
+        self.depth = W.IntText(value=56, description="depth", layout=W.Layout(width="170px"))
+        self.variant = W.Dropdown(options=list(RACE_VARIANTS), value="BN + ReLU", description="variant")
+        self.epochs = W.IntSlider(value=6, min=1, max=20, description="epochs", continuous_update=False)
+        self.lr = W.FloatText(value=0.1, description="lr", layout=W.Layout(width="170px"))
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="170px"))
+        super().__init__([self.depth, self.variant, self.epochs, self.lr, self.seed], threaded=threaded)
+
+    def compute(self) -> Race:
+        depth, epochs = int(self.depth.value), int(self.epochs.value)
+        self.update(0.0, f"building plain-{depth} and residual-{depth}...")
+
+        def on_step(trainers) -> bool:
+            done = sum(t.history.steps_done for t in trainers.values())
+            total = sum(t.total for t in trainers.values())
+            text = ", ".join(f"{k}: step {t.history.steps_done}/{t.total}, loss {t.history.loss[-1]:.3g}"
+                             if t.history.loss else f"{k}: {t.history.status}" for k, t in trainers.items())
+            self.update(done / max(1, total), text, partial={k: t.history for k, t in trainers.items()})
+            return not self.should_stop()
+
+        seed = int(self.seed.value)
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        return training_race(depth, self.variant.value, epochs, seed=seed, lr=float(self.lr.value), on_step=on_step)
+
+    def render(self, result):
+        histories = {k: r.history for k, r in result.runs.items()} if isinstance(result, Race) else result
+        depth = self.depth.value
+        return race_figure(histories, title=f"depth {depth}, {self.variant.value}")
+
+    def summary(self, result: Race) -> str:
+        parts = []
+        for k, run in result.runs.items():
+            h = run.history
+            if h.final:
+                parts.append(f"<b>{k}-{result.depth}</b>: {h.status}, final training loss {h.final['train_loss']:.3g}, "
+                             f"test accuracy {h.final['test_acc']:.3f}")
+            else:
+                parts.append(f"<b>{k}-{result.depth}</b>: {h.status}")
+        return "; ".join(parts)

@@ -1,0 +1,292 @@
+"""Residual networks as ensembles of relatively shallow paths (Veit et al. 2016), on the digits.
+
+Pure functions of (config, seed) that train the chapter's networks and run its studies: lesions
+(delete one block, k random blocks, swap blocks), the gradient carried by each path length, the
+generalization gap of plain vs residual nets, and what each block adds to the stream. No plotting,
+no I/O. Chapter: *An ensemble of relatively shallow paths*.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, asdict
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from skipnet.data import Dataset, load_digits
+from skipnet.experiments.degradation import DEFAULT_TRAIN as _DEGRADATION_TRAIN
+from skipnet.models import ModelConfig, ResidualNet, build_model
+from skipnet.probes.lesions import accuracy, random_deletion_accuracies, random_swap_accuracies, \
+    single_deletion_accuracies
+from skipnet.probes.paths import binomial_length_counts, effective_mean_length, gradient_by_length, \
+    path_gradient_magnitudes
+from skipnet.probes.streams import branch_stream_ratios, linear_probe_accuracies
+from skipnet.runtime import generator
+from skipnet.train import History, TrainConfig, Trainer
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "TrainedNet", "train_net", "LesionStudy", "lesion_study",
+           "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study", "largest_step_drop",
+           "Curve", "deletion_curve"]
+
+DEFAULT_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
+DEFAULT_TRAIN = _DEGRADATION_TRAIN.with_(eval_every=5)       # evaluations along the way: gaps at matched loss
+
+
+@dataclass
+class TrainedNet:
+    """A trained network of the chapter, with its history (``label`` e.g. ``"residual-56"``)."""
+
+    label: str
+    depth: int
+    residual: bool
+    drop_prob: float
+    seed: int
+    model: ResidualNet
+    history: History
+    seconds: float
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.model.blocks)
+
+    @property
+    def test_acc(self) -> float:
+        return self.history.final.get("test_acc", float("nan"))
+
+    @property
+    def train_loss(self) -> float:
+        return self.history.final.get("train_loss", float("nan"))
+
+
+def train_net(depth: int = 56, residual: bool = True, seed: int = 0, drop_prob: float = 0.0,
+              model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN, data: Dataset | None = None,
+              callback: Callable[[Trainer], bool | None] | None = None) -> TrainedNet:
+    """Train one 6n+2 CNN (width 8, BN, post-activation) on the digits, SCIENCE-pilot settings."""
+    cfg = model.with_(depth=depth, residual=residual, drop_prob=drop_prob)
+    net = build_model(cfg, seed=seed)
+    if drop_prob > 0:
+        net.register_forward_hook(_zero_grad_for_skipped_blocks)
+    t0 = time.perf_counter()
+    history = Trainer(net, data if data is not None else load_digits(), train.with_(seed=seed), callback).run()
+    label = f"{'residual' if residual else 'plain'}-{depth}" + (f" (drop {drop_prob:g})" if drop_prob else "")
+    return TrainedNet(label, depth, residual, drop_prob, seed, net.eval(), history, time.perf_counter() - t0)
+
+
+def _zero_grad_for_skipped_blocks(net: ResidualNet, _inputs, logits: torch.Tensor) -> torch.Tensor:
+    """Stochastic depth: a block skipped in a training step gets a zero gradient rather than none, so
+    it still feels momentum and weight decay (as in Huang et al.'s implementation) and every optimizer
+    (foreach or fused) sees a gradient for every parameter."""
+    if not net.training:
+        return logits
+    return logits + 0.0 * sum(p.sum() for p in net.parameters())
+
+
+def _test_tensors(model: ResidualNet, data: Dataset):
+    X = data.X_test.to(next(model.parameters()).device)
+    return X, data.y_test.to(X.device)
+
+
+# -- lesions ----------------------------------------------------------------------------------------
+@dataclass
+class LesionStudy:
+    """Test accuracy of one trained net under lesions (Veit et al. Fig. 3-5).
+
+    single[i]: block i deleted alone. k_accs[j]: accuracies over random sets of ks[j] deleted
+    blocks. swap_accs[j]: accuracies over random orders with swap_ks[j] pairs swapped.
+    """
+
+    label: str
+    intact: float
+    single: list[float]
+    ks: list[int]
+    k_accs: list[list[float]]
+    swap_ks: list[int] = field(default_factory=list)
+    swap_accs: list[list[float]] = field(default_factory=list)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.single)
+
+    @property
+    def k_means(self) -> np.ndarray:
+        return np.array([np.mean(a) for a in self.k_accs])
+
+    @property
+    def swap_means(self) -> np.ndarray:
+        return np.array([np.mean(a) for a in self.swap_accs])
+
+    @property
+    def median_single(self) -> float:
+        return float(np.median(self.single))
+
+    def share_within(self, points: float) -> float:
+        """Share of single deletions that cost at most ``points`` accuracy points (0.02 = 2 points)."""
+        return float(np.mean(np.asarray(self.single) >= self.intact - points))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lesion_study(model: ResidualNet, data: Dataset, label: str = "", ks: Sequence[int] | None = None,
+                 n_samples: int = 10, swap_ks: Sequence[int] = (), seed: int = 0) -> LesionStudy:
+    """Delete each block, then k random blocks for each k in ``ks`` (default 0..n), then swap pairs."""
+    X, y = _test_tensors(model, data)
+    n = len(model.blocks)
+    ks = list(range(n + 1)) if ks is None else [int(k) for k in ks]
+    k_accs = random_deletion_accuracies(model, X, y, ks, n_samples, seed)
+    swap_accs = random_swap_accuracies(model, X, y, list(swap_ks), n_samples, seed + 1) if swap_ks else []
+    return LesionStudy(label, accuracy(model, X, y), single_deletion_accuracies(model, X, y).tolist(), ks,
+                       [a.tolist() for a in k_accs], [int(k) for k in swap_ks], [a.tolist() for a in swap_accs])
+
+
+def largest_step_drop(ks: Sequence[int], means: Sequence[float], k_max: int | None = None) -> float:
+    """The largest fall in mean accuracy between consecutive k (up to ``k_max``): a cliff shows as a big one."""
+    ks, means = np.asarray(ks), np.asarray(means, dtype=np.float64)
+    keep = ks <= (ks.max() if k_max is None else k_max)
+    return float(np.max(means[keep][:-1] - means[keep][1:]))
+
+
+# -- paths ------------------------------------------------------------------------------------------
+@dataclass
+class PathStudy:
+    """Gradient by path length (Veit et al. Fig. 6) for a residual net of n blocks.
+
+    counts[k] = C(n, k) paths of length k; magnitude[k]: mean gradient norm at the first block's
+    input through one path of length k; weights[k]: share of the total gradient (counts x magnitude).
+    """
+
+    n: int
+    ks: list[int]
+    counts: list[float]
+    magnitude: list[float]
+    magnitude_spread: list[list[float]]
+    weights: list[float]
+    mean_length: float
+
+    @property
+    def typical_length(self) -> float:
+        return self.n / 2
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def path_study(model: ResidualNet, data: Dataset, n_samples: int = 8, batch_size: int = 128, seed: int = 0,
+               callback: Callable[[float], bool | None] | None = None) -> PathStudy | None:
+    """Measure the gradient through paths of every length 0..n on a random training batch.
+
+    ``callback(fraction)`` reports progress; returning ``False`` stops, and the study is then ``None``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    idx = torch.randperm(len(data.X_train), generator=generator(seed))[:batch_size]
+    dev = next(model.parameters()).device
+    X, y = data.X_train[idx].to(dev), data.y_train[idx].to(dev)
+    n = len(model.blocks)
+    ks = list(range(n + 1))
+    mags = path_gradient_magnitudes(model, X, y, ks, n_samples, seed, callback)
+    if len(mags) < len(ks):
+        return None
+    mean = [float(np.mean(m)) for m in mags]
+    weights = gradient_by_length(n, ks, mean)
+    return PathStudy(n, ks, [float(c) for c in binomial_length_counts(n)], mean,
+                     [[float(np.min(m)), float(np.max(m))] for m in mags], weights.tolist(),
+                     effective_mean_length(ks, weights))
+
+
+# -- the overfitting claim ----------------------------------------------------------------------------
+def gap_at_losses(history: History, levels: Sequence[float]) -> list[dict | None]:
+    """The generalization gap at the first evaluation where the training loss fell to each level.
+
+    Each entry: ``step``, ``train_loss``, ``loss_gap`` (test minus train loss), ``acc_gap`` (train
+    minus test accuracy); ``None`` where training never reached the level.
+    """
+    out = []
+    for level in levels:
+        row = next((e for e in history.evals if e["train_loss"] <= level), None)
+        out.append(None if row is None else {
+            "step": row["step"], "train_loss": row["train_loss"], "loss_gap": row["test_loss"] - row["train_loss"],
+            "acc_gap": row["train_acc"] - row["test_acc"]})
+    return out
+
+
+# -- "useful noise"? ------------------------------------------------------------------------------------
+@dataclass
+class StreamStudy:
+    """probe_acc[i]: linear-probe test accuracy of the pooled stream after the stem (i = 0) and after
+    block i; ratio[i]: ||branch|| / ||shortcut|| of block i (residual nets only, else empty)."""
+
+    label: str
+    probe_acc: list[float]
+    ratio: list[float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stream_study(model: ResidualNet, data: Dataset, label: str = "") -> StreamStudy:
+    dev = next(model.parameters()).device
+    Xtr, ytr = data.X_train.to(dev), data.y_train.to(dev)
+    Xte, yte = _test_tensors(model, data)
+    probe = linear_probe_accuracies(model, Xtr, ytr, Xte, yte).tolist()
+    ratio = branch_stream_ratios(model, Xte).tolist() if model.cfg.residual else []
+    return StreamStudy(label, probe, ratio)
+
+
+# -- summaries over seeds (for the precomputed sweeps) ------------------------------------------------------
+@dataclass
+class Curve:
+    """Mean accuracy against k over seeds: ``mean[j]`` averages each seed's mean at ``ks[j]``; ``lo``/``hi``
+    are the lowest and highest seed means."""
+
+    label: str
+    ks: list[int]
+    mean: list[float]
+    lo: list[float]
+    hi: list[float]
+
+    def at(self, k: int) -> float:
+        return self.mean[self.ks.index(k)]
+
+
+def _as_study(s) -> LesionStudy:
+    if isinstance(s, LesionStudy):
+        return s
+    return LesionStudy(**{k: v for k, v in s.items() if k in LesionStudy.__dataclass_fields__})
+
+
+def deletion_curve(studies: Sequence, kind: str = "delete", label: str | None = None) -> Curve:
+    """The k-deletion (``kind="delete"``) or k-swap (``"swap"``) curve of several seeds' studies."""
+    if kind not in ("delete", "swap"):
+        raise ValueError(f"kind must be 'delete' or 'swap', got {kind!r}")
+    studies = [_as_study(s) for s in studies]
+    if not studies:
+        raise ValueError("need at least one study")
+    ks = studies[0].ks if kind == "delete" else studies[0].swap_ks
+    per_seed = np.array([s.k_means if kind == "delete" else s.swap_means for s in studies])   # (seeds, len(ks))
+    return Curve(label or studies[0].label, list(ks), per_seed.mean(0).tolist(), per_seed.min(0).tolist(),
+                 per_seed.max(0).tolist())
+
+
+def gap_summary(records: Sequence[dict], levels: Sequence[float] = (0.2, 0.1, 0.05, 0.02)) -> dict:
+    """Over seeds (``records``: dicts with ``evals``, as stored by the precompute script): the final
+    train loss, test accuracy and gaps (mean, lowest, highest), and the mean gaps where the training
+    loss first fell to each level (``None`` where fewer than all seeds got there)."""
+    finals = [r["evals"][-1] for r in records if r["evals"]]
+    if not finals:
+        raise ValueError("no run has an evaluation")
+
+    def stat(values):
+        return {"mean": float(np.mean(values)), "lo": float(np.min(values)), "hi": float(np.max(values))}
+
+    out = {"train_loss": stat([f["train_loss"] for f in finals]), "test_acc": stat([f["test_acc"] for f in finals]),
+           "loss_gap": stat([f["test_loss"] - f["train_loss"] for f in finals]),
+           "acc_gap": stat([f["train_acc"] - f["test_acc"] for f in finals]), "at_loss": {}}
+    for level in levels:
+        hits = [gap_at_losses(History(evals=r["evals"]), [level])[0] for r in records]
+        out["at_loss"][level] = None if any(h is None for h in hits) else {
+            "loss_gap": stat([h["loss_gap"] for h in hits]), "acc_gap": stat([h["acc_gap"] for h in hits])}
+    return out

@@ -135,6 +135,11 @@ JS_WIDGET_VIEWS = """() => Array.from(document.querySelectorAll('script[type="ap
     return {model: model, rendered: !!el, width: r.width, height: r.height};
   })"""
 
+JS_VIEWS_RENDERED = """() => Array.from(
+  document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')).every(s =>
+    s.previousElementSibling && s.previousElementSibling.classList.contains('widget-subarea')
+    && s.previousElementSibling.firstElementChild)"""
+
 JS_MATH = """async () => {
   const nodes = Array.from(document.querySelectorAll('.math'));
   if (!nodes.length) return {n: 0};
@@ -168,40 +173,45 @@ JS_TRANSPARENCY = """() => Array.from(document.querySelectorAll('article img')).
 })"""
 
 
-# -------------------------------------------------------------------------------------------------------------- tests
-@pytest.mark.parametrize("entry", PAGES)
-def test_page_in_browser(entry, browser, base_url):
-    site = require_site()
-    name = docname(entry)
-    url = base_url + name + ".html"
-    assert (site / f"{name}.html").exists(), f"{name}.html is missing from the built site"
+class _Visit:
+    """A page opened in a fresh browser context where only ``local`` URLs (plus data:/blob:) may load; everything
+    else is aborted as if the network were down, and recorded."""
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
-    external, failed, bad_status, console, requested = [], [], [], [], []
-
-    def route(r):
-        u = r.request.url
-        if u.startswith(base_url) or u.startswith(("data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            external.append(u)
-            r.abort("internetdisconnected")
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console.append(str(e.message if hasattr(e, "message") else e)))
-    page.on("request", lambda r: requested.append(r.url))
-    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})") if r.url.startswith(base_url) else None)
-    page.on("response", lambda r: bad_status.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    problems: list[str] = []
-    try:
+    def __init__(self, browser, url: str, local: str):
+        self.local = local
+        self.external, self.failed, self.bad_status, self.console, self.requested = [], [], [], [], []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+        self.context.route("**/*", self._route)
+        page = self.page = self.context.new_page()
+        page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.console.append(str(getattr(e, "message", e))))
+        page.on("request", lambda r: self.requested.append(r.url))
+        page.on("requestfailed",
+                lambda r: self.failed.append(f"{r.url} ({r.failure})") if r.url.startswith(local) else None)
+        page.on("response", lambda r: self.bad_status.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.goto(url, wait_until="load", timeout=60_000)
         page.wait_for_load_state("networkidle", timeout=60_000)
-
         page.evaluate(JS_WAIT_IMAGES)
+        if page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count():
+            try:  # the manager renders on 'load'; give it time on a busy machine
+                page.wait_for_function(JS_VIEWS_RENDERED, timeout=30_000)
+            except Exception:
+                pass  # content_problems() reports each view that did not render
+        page.evaluate("async () => { const m = window.MathJax; if (m && m.startup && m.startup.promise) "
+                      "await m.startup.promise; }")
 
-        # math
+    def _route(self, r):
+        u = r.request.url
+        if u.startswith(self.local) or u.startswith(("data:", "blob:", "about:")):
+            r.continue_()
+        else:
+            self.external.append(u)
+            r.abort("internetdisconnected")
+
+    def content_problems(self) -> list[str]:
+        """Math typeset, every widget view rendered with a size, every visible image loaded (collapsed blocks
+        are opened first)."""
+        page, problems = self.page, []
         math = page.evaluate(JS_MATH)
         if math["n"]:
             if not math["loaded"]:
@@ -209,18 +219,43 @@ def test_page_in_browser(entry, browser, base_url):
             else:
                 problems += [f"math not typeset: {t!r}" for t in math["untypeset"]]
                 problems += [f"MathJax error: {t!r}" for t in math["errors"]]
+        page.evaluate(JS_EXPAND)
+        page.wait_for_timeout(200)
+        problems += [f"image did not load: {s}" for s in page.evaluate(JS_WAIT_IMAGES)]
+        for v in page.evaluate(JS_WIDGET_VIEWS):
+            if not v["rendered"]:
+                problems.append(f"widget view {v['model']} did not render (blank output)")
+            elif v["width"] <= 0 or v["height"] <= 0:
+                problems.append(f"widget view {v['model']} rendered with size {v['width']}x{v['height']}")
+        return problems
 
-        # widgets: every saved view renders (the manager renders on 'load'; give it time on a busy machine)
-        n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
-        if n_views:
-            try:
-                page.wait_for_function(
-                    """() => Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'))
-                         .every(s => s.previousElementSibling && s.previousElementSibling.classList.contains('widget-subarea')
-                                     && s.previousElementSibling.firstElementChild)""", timeout=30_000)
-            except Exception:
-                pass  # reported per view below
+    def network_and_console_problems(self) -> list[str]:
+        problems = [f"request to a third-party host (the site must be self-contained): {u}"
+                    for u in sorted(set(self.external))]
+        problems += [f"failed request: {f}" for f in self.failed]
+        problems += [f"HTTP {s}" for s in self.bad_status]
+        for msg in self.console:
+            if msg.startswith("Failed to load resource"):
+                continue  # the same failure is reported above with its URL
+            if not any(known in msg for known in HARMLESS_CONSOLE):
+                problems.append(f"console error: {msg[:300]}")
+        return problems
 
+    def close(self):
+        self.context.close()
+
+
+# -------------------------------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_in_browser(entry, browser, base_url):
+    site = require_site()
+    name = docname(entry)
+    url = base_url + name + ".html"
+    assert (site / f"{name}.html").exists(), f"{name}.html is missing from the built site"
+    visit = _Visit(browser, url, base_url)
+    page = visit.page
+    problems: list[str] = []
+    try:
         # kernel-free scrubbers: moving the slider shows another frame
         sliders = page.locator("input.anim-slider")
         for k in range(sliders.count()):
@@ -266,16 +301,8 @@ def test_page_in_browser(entry, browser, base_url):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{_shot_name(entry)}.png"), full_page=True)
 
-        # with every collapsed block open: every image shown loads (figures, widget images, scrubber frames) and
-        # every widget view has a size
-        page.evaluate(JS_EXPAND)
-        page.wait_for_timeout(200)
-        problems += [f"image did not load: {s}" for s in page.evaluate(JS_WAIT_IMAGES)]
-        for v in page.evaluate(JS_WIDGET_VIEWS):
-            if not v["rendered"]:
-                problems.append(f"widget view {v['model']} did not render (blank output)")
-            elif v["width"] <= 0 or v["height"] <= 0:
-                problems.append(f"widget view {v['model']} rendered with size {v['width']}x{v['height']}")
+        # with every collapsed block open: math, widget views, images
+        problems += visit.content_problems()
 
         # dark mode: figures must bring their own opaque background, then a screenshot to look at
         for img in page.evaluate(JS_TRANSPARENCY):
@@ -294,18 +321,11 @@ def test_page_in_browser(entry, browser, base_url):
         srcs = [urlsplit(s).path for s in page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")]
         problems += [f"script loaded twice: {s}" for s in sorted({s for s in srcs if srcs.count(s) > 1})]
     finally:
-        context.close()
-
-    problems += [f"request to a third-party host (the site must be self-contained): {u}" for u in sorted(set(external))]
-    problems += [f"failed request: {f}" for f in failed]
-    problems += [f"HTTP {s}" for s in bad_status]
-    for msg in console:
-        if msg.startswith("Failed to load resource"):
-            continue
-        if not any(known in msg for known in HARMLESS_CONSOLE):
-            problems.append(f"console error: {msg[:300]}")
+        visit.close()
+    problems += visit.network_and_console_problems()
 
     # page weight: every distinct file this page fetched, as stored and as a server would gzip it
+    requested = visit.requested
     files = {f for f in (_local_file(site, u, base_url) for u in requested) if f is not None}
     html_file = site / f"{name}.html"
     WEIGHTS[name] = {
@@ -316,6 +336,20 @@ def test_page_in_browser(entry, browser, base_url):
         "largest": sorted(((f.stat().st_size, f.relative_to(site).as_posix()) for f in files), reverse=True)[:3],
     }
     assert not problems, f"{name}.html:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_from_file_url(entry, browser):
+    """The same page opened straight from disk (file://), as by a reader who downloaded the site: math, widgets and
+    images still show, with no request leaving the site's folder."""
+    site = require_site().resolve()
+    visit = _Visit(browser, (site / f"{docname(entry)}.html").as_uri(), site.as_uri() + "/")
+    try:
+        problems = visit.content_problems()
+    finally:
+        visit.close()
+    problems += visit.network_and_console_problems()
+    assert not problems, f"{docname(entry)}.html (file://):\n  " + "\n  ".join(problems)
 
 
 class _Figures(HTMLParser):
@@ -367,6 +401,27 @@ def test_figures_have_alt_text_and_captions(entry):
         if img["figure"] is None or not img["figure"][2]:
             problems.append(f"no caption: {label} (set mystnb.figure.caption and name in the cell metadata)")
     assert not problems, f"{name}.html:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_widgets_follow_a_static_figure_and_point_to_binder(entry):
+    """On the static site a widget's Python never runs: each widget comes after a plain figure or table (what the
+    reader sees), with nothing but prose between the two widgets, and the page says that Binder runs it live."""
+    site = require_site()
+    html = (site / f"{docname(entry)}.html").read_text(encoding="utf-8")
+    start = html.find("<article")
+    views = [m.start() for m in re.finditer(r'type="application/vnd\.jupyter\.widget-view\+json"', html)]
+    if not views:
+        return
+    problems = []
+    for k, pos in enumerate(views):
+        before = html[views[k - 1] if k else start:pos]
+        if not re.search(r"<img\b|<table\b", before):
+            problems.append(f"widget {k + 1} of {len(views)} has no figure or table between it and the previous one")
+    text = re.sub(r"<[^>]+>", " ", html[start:])
+    if "Binder" not in text:
+        problems.append("the page shows widgets but never says that Binder runs them live")
+    assert not problems, f"{docname(entry)}.html:\n  " + "\n  ".join(problems)
 
 
 def test_site_has_a_kernel_free_explorer():

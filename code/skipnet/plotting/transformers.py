@@ -1,0 +1,249 @@
+"""Figures of the chapter *Residual connections in Transformers (and the RNN question)*.
+
+``plot_x(result, ax=None) -> Axes``; nothing here trains. Colours: plain / no skip orange, residual
+/ skip green (from :mod:`skipnet.plotting.core`); the gated skip (LSTM forget gate) purple.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch
+
+from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, scrubber
+
+__all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_sort_runs",
+           "plot_depth_sweep", "plot_warmup", "plot_grad_profiles", "plot_path_profile", "plot_time_gradients",
+           "plot_recall", "draw_residual_stream", "VARIANT_COLOR", "VARIANT_STYLE"]
+
+GATED = "#7570b3"
+NORM_STYLE = {"pre": "-", "post": "--", "none": ":"}
+VARIANT_COLOR = {"no residual": PLAIN, "post-LN": RESIDUAL, "pre-LN": RESIDUAL}
+VARIANT_STYLE = {"no residual": "-", "post-LN": "--", "pre-LN": "-"}
+CELL_COLOR = {"tanh RNN": PLAIN, "LSTM, no forget gate": RESIDUAL, "LSTM (forget gate)": GATED}
+
+
+def rank_label(skip: bool, ln: bool, mlp: bool) -> str:
+    return f"{'skip' if skip else 'no skip'}, {'LN' if ln else 'no LN'}, {'MLP' if mlp else 'attention only'}"
+
+
+def _rank_style(skip: bool, ln: bool, mlp: bool) -> dict:
+    return dict(color=RESIDUAL if skip else PLAIN, linestyle="-" if ln else "--",
+                marker="o" if mlp else "s", ms=3.5)
+
+
+def plot_rank_curves(curves: Mapping[tuple[bool, bool, bool], object], ax: Axes | None = None,
+                     highlight: tuple[bool, bool, bool] | None = None, floor: float = 1e-8) -> Axes:
+    """Token residual ratio by layer (log scale) for each (skip, LN, MLP) variant's ``RankCurves``.
+
+    Values below ``floor`` (float32 round-off: the tokens are identical) are drawn at the floor.
+    ``highlight`` draws one variant bold and greys out the rest (the scrubber's frames).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    for key, c in curves.items():
+        y = np.maximum(c.mean, floor)
+        style = _rank_style(*key)
+        if highlight is not None and key != highlight:
+            style.update(color="#bbbbbb", alpha=0.8)
+        lw = 2.6 if key == highlight else 1.5
+        ax.plot(np.arange(len(y)), y, lw=lw, label=rank_label(*key), zorder=3 if key == highlight else 2, **style)
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 2, 2)
+    ax.axhline(floor, color="#999", lw=0.8, ls=":")
+    ax.set_xlabel("layer (blocks applied)")
+    ax.set_ylabel("token residual ratio\n" + r"$\|X - \mathbf{1}\bar{x}^\top\|_F / \|X\|_F$")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="center right", ncol=2)
+    return ax
+
+
+def rank_scrubber(curves: Mapping[tuple[bool, bool, bool], object]):
+    """Kernel-free explorer: one frame per (skip, LN, MLP) variant, that curve highlighted."""
+    keys = list(curves)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=80)        # every frame is embedded as a PNG: keep them small
+
+    def draw(i):
+        ax.clear()
+        plot_rank_curves(curves, ax=ax, highlight=keys[i])
+        ax.set_title(rank_label(*keys[i]), fontsize=10)
+
+    draw(0)
+    return scrubber(fig, draw, len(keys), interval_ms=900)
+
+
+def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: float | None = None,
+                   position_only: float | None = None, metric: str = "loss",
+                   colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None) -> Axes:
+    """Per-step batch loss (log scale) or accuracy of each ``SortRun``, with chance and position-only lines."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    colors = colors or VARIANT_COLOR
+    styles = styles or VARIANT_STYLE
+    for label, run in runs.items():
+        ys = getattr(run.history, metric)
+        ax.plot(np.arange(1, len(ys) + 1), ys, lw=1.5, label=diverged_label(label, run.history),
+                color=colors.get(label), linestyle=styles.get(label, "-"))
+    if metric == "loss":
+        ax.set_yscale("log")
+        if chance is not None:
+            ax.axhline(chance, color="#555", lw=0.9, ls=":", label=r"chance, $\ln 16$")
+        if position_only is not None:
+            ax.axhline(position_only, color="#999", lw=0.9, ls="-.", label="position-only predictor")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (batch)" if metric == "loss" else "token accuracy (batch)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None) -> Axes:
+    """Final loss against depth, one line (mean over seeds) and dots (each seed) per variant."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 3.6))
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    for j, label in enumerate(labels):
+        sub = [r for r in rows if r["label"] == label]
+        depths = sorted({r["depth"] for r in sub})
+        loss = lambda r: r["final_loss"] if r["final_loss"] is not None else (chance or np.nan)
+        mean = [np.mean([loss(r) for r in sub if r["depth"] == d]) for d in depths]
+        kw = dict(color=VARIANT_COLOR.get(label), linestyle=VARIANT_STYLE.get(label, "-"))
+        ax.plot(depths, mean, lw=1.8, marker="o", label=label, **kw)
+        off = (j - 1) * 0.12
+        ax.scatter([r["depth"] + off for r in sub], [loss(r) for r in sub], s=12, alpha=0.5, color=kw["color"])
+    if chance is not None:
+        ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth (blocks)")
+    ax.set_ylabel("final loss (mean over seeds; dots: seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_warmup(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None) -> Axes:
+    """Final loss of every seed for each (norm, lr, warm-up) condition, as dots over a category axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.4))
+    conds = list(dict.fromkeys((r["norm"], r["lr"], r["warmup_steps"]) for r in rows))
+    for i, (norm, lr, warm) in enumerate(conds):
+        ys = [r["final_loss"] if r["final_loss"] is not None else chance for r in rows
+              if (r["norm"], r["lr"], r["warmup_steps"]) == (norm, lr, warm)]
+        xs = i + np.linspace(-0.15, 0.15, len(ys))
+        ax.scatter(xs, ys, s=28, color=RESIDUAL, marker="o" if norm == "pre" else "D", alpha=0.8)
+    ax.set_xticks(range(len(conds)))
+    ax.set_xticklabels([f"{n}-LN\nlr {lr:g}\nwarm-up {w}" for n, lr, w in conds], fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
+        ax.legend(fontsize=8, frameon=False)
+    ax.set_yscale("log")
+    ax.set_ylabel("final loss (each dot a seed)")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def plot_grad_profiles(profiles: Mapping[str, object], ax: Axes | None = None) -> Axes:
+    """Per-block gradient norm of the feed-forward output weight at init, one line per ``GradProfile``.
+
+    Keys name the profiles; a key containing "post" is dashed, "pre" solid.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.4, 3.4))
+    for label, p in profiles.items():
+        ls = "--" if "post" in label else "-"
+        x = np.arange(1, len(p.mean) + 1)
+        ax.plot(x, p.mean, marker="o", ms=4, lw=1.6, color=RESIDUAL, linestyle=ls, label=label,
+                alpha=1.0 if "standard" not in label else 0.55)
+    ax.set_xlabel("block (1 = next to the input)")
+    ax.set_ylabel(r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="lower center", ncol=2)
+    return ax
+
+
+def plot_path_profile(profile, ax: Axes | None = None) -> Axes:
+    """Bars: share of the output norm carried by paths of each length; line: how distinct their tokens are."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.4))
+    k = np.arange(profile.depth + 1)
+    ax.bar(k, profile.norm, color=RESIDUAL, alpha=0.75, label=r"$\|P_k\| / \|$output$\|$")
+    for i, n in enumerate(profile.n_paths):
+        ax.text(i, profile.norm[i] * 1.15, f"{n} path{'s' if n > 1 else ''}", ha="center", fontsize=7, color="#333")
+    ax.plot(k, profile.ratio, color="#333", marker="o", lw=1.5, label="token residual ratio of $P_k$")
+    ax.set_yscale("log")
+    ax.set_xticks(k)
+    ax.set_xlabel("path length k (attention layers the path passes through)")
+    ax.set_ylabel("value (log scale)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    return ax
+
+
+def plot_time_gradients(grads: Mapping[str, object], ax: Axes | None = None) -> Axes:
+    """``||dL/ds_t||`` against time step t (mean over seeds, log scale), one line per recurrence."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.8, 3.4))
+    for label, g in grads.items():
+        y = np.exp(np.log(np.maximum(g.norms, 1e-38)).mean(axis=0))
+        ax.plot(np.arange(1, len(y) + 1), y, lw=1.8, label=label, color=CELL_COLOR.get(label))
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t (the answer is the token at t = 1)")
+    ax.set_ylabel(r"$\|\partial L / \partial s_t\|$ at init")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_recall(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None) -> Axes:
+    """Final recall accuracy against sequence length, per recurrence (mean line, dots per seed)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 3.4))
+    for label in dict.fromkeys(r["label"] for r in rows):
+        sub = [r for r in rows if r["label"] == label]
+        lengths = sorted({r["length"] for r in sub})
+        mean = [np.mean([r["final_acc"] for r in sub if r["length"] == n]) for n in lengths]
+        c = CELL_COLOR.get(label)
+        ax.plot(lengths, mean, marker="o", lw=1.8, color=c, label=label)
+        ax.scatter([r["length"] for r in sub], [r["final_acc"] for r in sub], s=12, alpha=0.5, color=c)
+    if chance is not None:
+        ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("sequence length T (steps the first token must survive)")
+    ax.set_ylabel("final recall accuracy")
+    ax.set_ylim(-0.02, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def draw_residual_stream(ax: Axes | None = None, blocks: int = 2) -> Axes:
+    """The residual stream of a pre-LN Transformer: a vertical running sum that every sublayer reads
+    (through a LayerNorm) and writes back into with a (+)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 5.4))
+    ax.set_xlim(0, 10)
+    n = 2 * blocks
+    ax.set_ylim(-0.6, 2.2 * n + 1.6)
+    ax.axis("off")
+    x0 = 3.0
+    ax.plot([x0, x0], [0.0, 2.2 * n + 0.9], color=RESIDUAL, lw=3.0, zorder=1)
+    ax.text(x0, -0.4, "embeddings (token + position)", ha="center", va="center", fontsize=9)
+    ax.text(x0, 2.2 * n + 1.25, "LN \u2192 head \u2192 logits", ha="center", va="center", fontsize=9)
+    box = dict(boxstyle="round,pad=0.35", fc="#e8eef7", ec="#3b5b8c", lw=1.3)
+    for i in range(n):
+        y_read, y_write = 2.2 * i + 0.6, 2.2 * i + 1.7
+        name = "attention" if i % 2 == 0 else "MLP"
+        ax.text(6.6, (y_read + y_write) / 2, f"LN \u2192 {name}", ha="center", va="center", fontsize=10, bbox=box)
+        ax.add_patch(FancyArrowPatch((x0 + 0.1, y_read), (5.3, (y_read + y_write) / 2 - 0.25), arrowstyle="-|>",
+                                     mutation_scale=12, color="#3b5b8c", lw=1.2, connectionstyle="arc3,rad=-0.2"))
+        ax.add_patch(FancyArrowPatch((5.3, (y_read + y_write) / 2 + 0.25), (x0 + 0.25, y_write), arrowstyle="-|>",
+                                     mutation_scale=12, color="#3b5b8c", lw=1.2, connectionstyle="arc3,rad=-0.2"))
+        ax.add_patch(plt.Circle((x0, y_write), 0.22, fc="white", ec="#333", lw=1.2, zorder=3))
+        ax.text(x0, y_write, "+", ha="center", va="center", fontsize=11, zorder=4)
+        ax.text(x0 - 0.4, y_read, "read", ha="right", va="center", fontsize=8, color="#3b5b8c")
+        ax.text(x0 - 0.4, y_write, "write", ha="right", va="center", fontsize=8, color="#3b5b8c")
+    ax.text(0.2, 2.2 * n / 2, "residual\nstream\n" + r"$x$", ha="left", va="center", fontsize=10, color=RESIDUAL)
+    return ax

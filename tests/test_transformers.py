@@ -213,7 +213,7 @@ def test_stored_depth_sweep():
     assert all(not r["stuck"] for r in pick("no residual", 2))
     assert all(r["stuck"] for r in pick("no residual", 6) + pick("no residual", 8))
     for label in ("post-LN", "pre-LN"):
-        assert all(not r["stuck"] for d in (2, 4, 6, 8) for r in pick(label, d))
+        assert all(not r["stuck"] for r in rows if r["label"] == label)       # "trains at every depth we tried"
 
 
 def test_stored_warmup_sweep():
@@ -223,3 +223,50 @@ def test_stored_warmup_sweep():
     assert len(cold) >= 3 and sum(r["stuck"] for r in cold) > len(cold) / 2
     for norm, warm in (("post", WARMUP_STEPS), ("pre", 0), ("pre", WARMUP_STEPS)):
         assert all(not r["stuck"] for r in cond(norm, WARMUP_LR, warm)), (norm, warm)
+
+
+# -- claims: the RNN question ------------------------------------------------------------------------
+def test_lstm_cell_matches_torch_lstm_cell():
+    from skipnet.recurrent import build_recurrent
+    net = build_recurrent(cell="lstm", width=16, vocab=5, seed=0)
+    ref = torch.nn.LSTMCell(16, 16)
+    with torch.no_grad():
+        ref.weight_ih.copy_(net.U.weight)
+        ref.bias_ih.copy_(net.U.bias)
+        ref.weight_hh.copy_(net.W.weight)
+        ref.bias_hh.zero_()
+    X = torch.randint(0, 5, (3, 7), generator=torch.Generator().manual_seed(0))
+    h = c = torch.zeros(3, 16)
+    for t in range(7):
+        h, c = ref(net.embed(X[:, t]), (h, c))
+    assert torch.allclose(net.run(X)[0], h, atol=1e-5)
+
+
+def test_gradient_through_time_tanh_vanishes_additive_cell_does_not():
+    from skipnet.experiments.transformers_rnn import RNN_CELLS, gradient_through_time
+    g = {name: gradient_through_time(cell, length=100, seeds=SEEDS).first_over_last for name, cell in RNN_CELLS.items()}
+    assert (g["tanh RNN"] < 1e-12).all()
+    assert (g["LSTM, no forget gate"] > 0.5).all()
+    assert (g["LSTM (forget gate)"] < 1e-3).all() and (g["LSTM (forget gate)"] > 1e3 * g["tanh RNN"]).all()
+
+
+@pytest.mark.slow
+def test_recall_ten_steps_tanh_fails_additive_lstm_learns():
+    from skipnet.experiments.transformers_rnn import RNN_CELLS, train_recall
+
+    def solved(trainer):
+        return not (len(trainer.history.acc) >= 10 and min(trainer.history.acc[-10:]) == 1.0)
+    for s in SEEDS:
+        tanh = train_recall(RNN_CELLS["tanh RNN"], 10, seed=s)
+        assert tanh.final_acc < 0.4, (s, tanh.final_acc)
+        lstm = train_recall(RNN_CELLS["LSTM, no forget gate"], 10, seed=s, callback=solved)
+        assert min(lstm.history.acc[-10:]) > 0.95, (s, lstm.history.acc[-10:])
+
+
+def test_stored_recall_sweep():
+    rows = _rows("recall")
+    acc = lambda label, n: [r["final_acc"] for r in rows if r["label"] == label and r["length"] == n]
+    lengths = sorted({r["length"] for r in rows})
+    assert min(acc("tanh RNN", lengths[0])) > 0.9 and all(max(acc("tanh RNN", n)) < 0.4 for n in lengths[1:])
+    assert all(min(acc("LSTM, no forget gate", n)) > 0.95 for n in lengths)
+    assert np.mean(acc("LSTM (forget gate)", lengths[-1])) < np.mean(acc("LSTM, no forget gate", lengths[-1]))

@@ -48,6 +48,7 @@ def test_transformer_lab_stop_and_bad_input():
     lab.stop_button.click()
     run = lab.wait(timeout=600)
     assert run.history.status.startswith("stopped at step")
+    assert lab.error is None and "stopped at step" in lab.message.value
     lab = TransformerLab(threaded=False)
     lab.lr.value = 5.0
     lab.run_button.click()

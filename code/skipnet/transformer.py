@@ -122,6 +122,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The feed-forward sublayer: width -> ffn -> GELU -> width, applied to every token on its own."""
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.fc1 = _linear(cfg.width, cfg.ffn)

@@ -123,6 +123,7 @@ RANK_VARIANTS = [(skip, ln, mlp) for skip in (False, True) for ln in (False, Tru
 
 def rank_variant_config(depth: int, skip: bool, ln: bool, mlp: bool, width: int = 64, heads: int = 4,
                         n_tokens: int = 32, init: str = "depth") -> TransformerConfig:
+    """The encoder of one explorer setting: skip on/off, LayerNorm (pre-LN placement) on/off, MLP on/off."""
     return TransformerConfig(depth=depth, width=width, heads=heads, ffn=4 * width, residual=skip,
                              norm="pre" if ln else "none", mlp=mlp, init=init, seq_len=n_tokens)
 

@@ -10,7 +10,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 
 from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, SortRun, rank_collapse,
-                                              rank_variant_config, stuck, train_sort)
+                                              rank_variant_config, train_sort)
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.transformers import plot_rank_curves, plot_sort_runs
 from skipnet.transformer import MAX_DEPTH, NORMS
@@ -90,6 +90,9 @@ class TransformerLab(Lab):
         h = result.history
         if h.diverged:
             return f"<b>{h.status}</b>: the loss became non-finite; try a smaller lr or a warm-up."
+        if not h.final:                                  # stopped before the final evaluation
+            last = f": last batch loss {h.loss[-1]:.3f}" if h.loss else ""
+            return f"<b>{h.status}</b>{last}."
         loss, acc = result.final_loss, result.final_acc
         tail = f"final loss {loss:.3f}, token accuracy {acc:.3f} ({h.status}, {result.seconds:.1f} s)"
         if result.stuck:

@@ -33,7 +33,7 @@ __all__ = [
     "PROFILE_MODEL", "PROFILE_VARIANTS", "JACOBIAN_VARIANTS", "SHATTER_MODEL", "SHATTER_VARIANTS", "RACE_VARIANTS",
     "Profile", "gradient_profile", "ProfileSweep", "profile_sweep", "profile_pair", "cnn_ratios", "JacobianSpectra",
     "jacobian_spectra", "identity_alignment", "Shattered", "shattered", "Race", "training_race",
-    "degradation_rows", "Landscape", "landscape", "CNN_DEPTHS",
+    "degradation_rows", "epoch_means", "grad_ratio", "Landscape", "landscape", "CNN_DEPTHS",
 ]
 
 # Digits MLPs, one weight layer a block so that ``depth`` counts hidden layers (SCIENCE §2).
@@ -255,6 +255,22 @@ class Race:
     variant: str
     runs: dict[str, Run]
     models: dict[str, ResidualNet] = field(default_factory=dict)
+    seed: int = 0
+    width: int = 8
+
+    def config(self, key: str) -> ModelConfig:
+        """The model configuration of ``"plain"`` or ``"residual"``."""
+        return DEFAULT_MODEL.with_(depth=self.depth, width=self.width, residual=key == "residual",
+                                   **RACE_VARIANTS[self.variant])
+
+    def weight_growth(self, key: str) -> np.ndarray:
+        """``||W_trained|| / ||W_init||`` for each main-path weight layer (stem ... head) of ``key``.
+
+        Behind a BatchNorm a layer's output does not depend on the scale of its weights, and its gradient
+        shrinks like ``1 / ||W||``: a layer whose weights grew has, in effect, a smaller learning rate."""
+        init = build_model(self.config(key), seed=self.seed)
+        return np.array([w1.weight.norm().item() / w0.weight.norm().item()
+                         for (_, w0), (_, w1) in zip(init.main_layers(), self.models[key].main_layers())])
 
 
 def _check_race(depth: int, variant: str, epochs: int, lr: float) -> None:
@@ -286,7 +302,15 @@ def training_race(depth: int = 56, variant: str = "BN + ReLU", epochs: int = 6, 
         return on_step(ts) if on_step is not None else None
 
     runs = race(depth, seed=seed, model=model, train=train, on_step=hook)
-    return Race(depth, variant, runs, {k: t.model for k, t in trainers.items()})
+    return Race(depth, variant, runs, {k: t.model for k, t in trainers.items()}, seed=seed, width=width)
+
+
+def grad_ratio(history, rows: slice = slice(None)) -> float:
+    """Geometric mean over the recorded steps ``rows`` of the first/last layer gradient ratio during training."""
+    g = np.asarray(history.grad_norms, dtype=np.float64)[rows]          # (records, layers)
+    if g.size == 0:
+        raise ValueError("no gradients recorded: train with record_grads_every > 0")
+    return float(np.exp(np.mean(np.log(g[:, 0] / g[:, -1]))))
 
 
 def epoch_means(values: list[float], per_epoch: int) -> list[float]:

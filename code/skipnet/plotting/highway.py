@@ -144,9 +144,9 @@ def plot_shattered_gradients(sh, ax: Axes | None = None, depth: int = 16) -> Axe
         kw = style(label.replace(" + BN", "").replace(", no norm", ""))
         if "no norm" in label:
             kw.update(color="#7570b3", ls="-")
-        offset = -6.0 * k
+        offset = -7.0 * k
         ax.plot(sh.x, g + offset, **{**kw, "lw": 1.2})
-        ax.text(sh.x[0], offset + max(2.6, g.max() + 0.3), label, color=kw["color"], fontsize=9, va="bottom")
+        ax.text(sh.x[0], offset + max(2.6, g.max() + 0.5), label, color=kw["color"], fontsize=9, va="bottom")
     ax.set_yticks([])
     ax.set_xlabel("input x")
     ax.set_ylabel("df/dx (standardized, offset)")
@@ -199,7 +199,9 @@ def plot_heatmap(history: History, ax: Axes | None = None, vmin: float | None = 
 
 def race_figure(histories: Mapping[str, History], title: str = ""):
     """Loss curves of plain and residual (left) and their step x layer gradient heat maps on one colour scale."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.1, 1, 1]}, layout="constrained")
+    # a fixed layout (no constrained layout): this figure is redrawn live while the training race runs
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.1, 1, 1]})
+    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.15, top=0.9, wspace=0.3)
     plot_curves(histories, axes[0], colors={"plain": PLAIN, "residual": RESIDUAL})
     if title:
         axes[0].set_title(title, fontsize=10)
@@ -218,7 +220,7 @@ def race_figure(histories: Mapping[str, History], title: str = ""):
         else:
             ax.set_axis_off()
     if im is not None:
-        fig.colorbar(im, ax=list(axes[1:]), label="gradient norm", fraction=0.04, pad=0.02)
+        fig.colorbar(im, cax=fig.add_axes((0.915, 0.15, 0.012, 0.75)), label="gradient norm")
     return fig
 
 

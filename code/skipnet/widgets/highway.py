@@ -1,6 +1,8 @@
 """Labs of the chapter *The gradient highway*: a gradient-profile explorer and a plain-vs-residual training race."""
 from __future__ import annotations
 
+import time
+
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
@@ -55,7 +57,7 @@ class TrainingRaceLab(Lab):
 
     title = "Training race: plain vs residual CNN"
     run_label = "Race"
-    min_refresh_s = 1.0
+    min_refresh_s = 1.5                      # at least this long between live redraws (see compute)
 
     def __init__(self, threaded: bool = True):
         self.depth = W.IntText(value=56, description="depth", layout=W.Layout(width="170px"))
@@ -69,12 +71,21 @@ class TrainingRaceLab(Lab):
         depth, epochs = int(self.depth.value), int(self.epochs.value)
         self.update(0.0, f"building plain-{depth} and residual-{depth}...")
 
+        next_draw = [0.0]
+
         def on_step(trainers) -> bool:
             done = sum(t.history.steps_done for t in trainers.values())
             total = sum(t.total for t in trainers.values())
             text = ", ".join(f"{k}: step {t.history.steps_done}/{t.total}, loss {t.history.loss[-1]:.3g}"
                              if t.history.loss else f"{k}: {t.history.status}" for k, t in trainers.items())
-            self.update(done / max(1, total), text, partial={k: t.history for k, t in trainers.items()})
+            now = time.perf_counter()
+            if now >= next_draw[0]:             # redraw, but let drawing take at most a fifth of the time
+                self.update(done / max(1, total), text, partial={k: t.history for k, t in trainers.items()},
+                            force=True)
+                cost = time.perf_counter() - now
+                next_draw[0] = time.perf_counter() + max(self.min_refresh_s, 4 * cost)
+            else:
+                self.update(done / max(1, total), text)
             return not self.should_stop()
 
         seed = int(self.seed.value)

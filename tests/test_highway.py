@@ -1,0 +1,285 @@
+"""Tests of *The gradient highway*: the probes against independent references, and every claim of the
+chapter asserted over several seeds with wide margins."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skipnet.data import input_sweep, load_digits
+from skipnet.experiments import highway as hw
+from skipnet.models import build_model
+from skipnet.probes import (autocorrelation, filter_normalized_direction, identity_share, input_gradients,
+                            jacobian_singular_values, loss_surface, stack_jacobian)
+from skipnet.store import load_result
+
+DATA = Path(__file__).resolve().parents[1] / "book" / "data" / "highway_degradation.json"
+SEEDS = (0, 1, 2)
+
+
+def small_mlp(**kw):
+    fields = dict(arch="mlp", depth=3, width=8, block_layers=1, in_shape=(5,), n_classes=3, norm="none")
+    fields.update(kw)
+    return build_model(seed=kw.pop("seed", 0), **fields).double()
+
+
+# -- probes against independent references ---------------------------------------------------------
+@pytest.mark.parametrize("residual,activation", [(False, "tanh"), (True, "relu"), (True, "sigmoid")])
+def test_stack_jacobian_matches_finite_differences(residual, activation):
+    net = small_mlp(residual=residual, activation=activation)
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    J = stack_jacobian(net, x)                                           # (8, 8)
+    net.eval()
+    with torch.no_grad():
+        h0 = net.embed(x.unsqueeze(0))[0]
+
+        def f(h):
+            for b in net.blocks:
+                h = b(h)
+            return h
+
+        eps = 1e-6
+        fd = torch.stack([(f((h0 + eps * e).unsqueeze(0))[0] - f((h0 - eps * e).unsqueeze(0))[0]) / (2 * eps)
+                          for e in torch.eye(8, dtype=torch.float64)], dim=1)
+    assert torch.allclose(J, fd, atol=1e-6)
+
+
+def test_zero_branches_give_exactly_the_identity():
+    net = build_model(hw.PROFILE_MODEL.with_(depth=30, residual=True, init="zero_last"), seed=0).double()
+    X = load_digits(flatten=True).X_test.double()
+    s = jacobian_singular_values(net, X[0])
+    assert np.allclose(s, 1.0, atol=1e-12)
+    cos, ratio = identity_share(net, X[:64], load_digits().y_test[:64])
+    assert np.allclose(cos, 1.0, atol=1e-9) and np.allclose(ratio, 1.0, atol=1e-9)
+
+
+def test_identity_share_rejects_a_stream_that_changes_shape():
+    net = build_model(arch="cnn", depth=8, width=4, seed=0)
+    ds = load_digits()
+    with pytest.raises(ValueError, match="mlp"):
+        identity_share(net, ds.X_train[:8], ds.y_train[:8])
+
+
+def test_input_gradients_match_finite_differences_without_norm():
+    net = build_model(hw.SHATTER_MODEL.with_(depth=4, width=16, norm="none"), seed=0).double()
+    for m in net.modules():                                              # non-zero biases: kinks inside the sweep
+        if isinstance(m, torch.nn.Linear) and m.bias is not None:
+            torch.nn.init.normal_(m.bias, std=0.5)
+    x = input_sweep(32).double()
+    g = input_gradients(net, x)
+    eps = 1e-6
+    with torch.no_grad():
+        fd = ((net(x + eps) - net(x - eps)) / (2 * eps))[:, 0].numpy()
+    assert np.allclose(g, fd, atol=1e-5)
+
+
+def test_autocorrelation_reference_values():
+    t = np.linspace(0, 2 * np.pi, 256)
+    assert autocorrelation(np.sin(t)) > 0.99
+    rng = np.random.default_rng(0)
+    assert abs(autocorrelation(rng.standard_normal(4096))) < 0.05
+    assert autocorrelation(np.ones(10)) == 1.0
+    alternating = np.array([1.0, -1.0] * 50)
+    assert autocorrelation(alternating) < -0.95
+    with pytest.raises(ValueError, match="lag"):
+        autocorrelation(np.ones(5), lag=5)
+
+
+def test_filter_normalized_direction_matches_each_filter_norm():
+    net = build_model(arch="cnn", depth=8, width=4, seed=0)
+    ds = filter_normalized_direction(net, torch.Generator().manual_seed(0))
+    for p, d in zip(net.parameters(), ds):
+        if p.dim() <= 1:
+            assert torch.count_nonzero(d) == 0
+        else:
+            assert torch.allclose(d.flatten(1).norm(dim=1), p.detach().flatten(1).norm(dim=1), rtol=1e-5)
+
+
+def test_loss_surface_centre_is_the_models_loss_and_leaves_it_untouched():
+    net = build_model(arch="cnn", depth=8, width=4, seed=0).eval()
+    ds = load_digits()
+    X, y = ds.X_train[:64], ds.y_train[:64]
+    before = [p.detach().clone() for p in net.parameters()]
+    surface = loss_surface(net, X, y, np.array([-0.5, 0.0, 0.5]))
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(net(X), y).item()
+    assert surface[1, 1] == pytest.approx(loss, rel=1e-5)
+    assert all(torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    assert np.all(np.isfinite(surface))
+
+
+def test_experiments_are_reproducible_bit_for_bit():
+    a = hw.gradient_profile(hw.PROFILE_MODEL.with_(depth=10, norm="batch"), seed=3)
+    b = hw.gradient_profile(hw.PROFILE_MODEL.with_(depth=10, norm="batch"), seed=3)
+    assert np.array_equal(a.norms, b.norms)
+    assert a.ratio == a.norms[0] / a.norms[-1]
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="depth must be 6n\\+2"):
+        hw.training_race(depth=21)
+    with pytest.raises(ValueError, match="variant"):
+        hw.training_race(depth=8, variant="tanh")
+    with pytest.raises(ValueError, match="epochs"):
+        hw.training_race(depth=8, epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        hw.training_race(depth=8, lr=5.0)
+    with pytest.raises(ValueError, match="depth must be an integer between 1 and 200"):
+        hw.profile_pair(depth=0)
+    with pytest.raises(ValueError, match="n_examples"):
+        hw.gradient_profile(hw.PROFILE_MODEL, n_examples=1)
+
+
+def test_epoch_means():
+    assert hw.epoch_means([1, 3, 5, 7, 9], 2) == [2.0, 6.0, 9.0]
+
+
+# -- the chapter's claims, several seeds, wide margins ----------------------------------------------
+def test_claim_sigmoid_vanishes_relu_does_not_bn_explodes_residual_flat():
+    sweep = hw.profile_sweep(depths=(50,), seeds=SEEDS)
+    r = {k: v[0] for k, v in sweep.ratios.items()}                        # (seeds,) at depth 50
+    assert np.all(r["plain sigmoid"] < 1e-10)
+    for label in ("residual sigmoid", "residual ReLU", "residual ReLU + BN"):
+        assert np.all((r[label] > 0.1) & (r[label] < 10)), label
+    assert np.all((r["plain ReLU"] > 0.1) & (r["plain ReLU"] < 10))         # He init: does NOT vanish
+    assert np.all(r["plain ReLU + BN"] > 100)                               # explodes toward the input
+    # the unnormalized residual ReLU net is flat, but at a huge level (its signal doubles in variance a block)
+    assert all(p.norms[-1] > 1e4 for p in sweep.profiles["residual ReLU"])
+
+
+def test_claim_plain_bn_explodes_further_with_depth():
+    sweep = hw.profile_sweep(depths=(50, 100), seeds=SEEDS, variants={"p": hw.PROFILE_VARIANTS["plain ReLU + BN"]})
+    assert np.all(sweep.ratios["p"][1] > 100 * sweep.ratios["p"][0])     # 100 x larger at depth 100 than at 50
+    assert np.all(sweep.ratios["p"][1] > 1e5)
+
+
+@pytest.mark.slow
+def test_claim_cnn56_plain_bn_explodes_residual_stays_below_20():
+    r = hw.cnn_ratios(depths=(56,), seeds=SEEDS)
+    assert np.all(r["plain-56"] > 100)
+    assert np.all(r["residual-56"] < 20)
+
+
+def test_claim_jacobian_singular_values():
+    spectra = hw.jacobian_spectra(depths=(1, 5, 10, 25, 50), seeds=SEEDS)
+    for label in ("residual sigmoid", "residual ReLU, branch/sqrt(L)"):
+        assert np.all(spectra.within(label) >= 0.95), label                        # every depth, every seed
+        assert all(0.5 < np.median(s) < 2 for row in spectra.values[label] for s in row), label
+    deep = {label: rows[-1] for label, rows in spectra.values.items()}             # depth 50
+    assert all(s.max() < 1e-10 for s in deep["plain sigmoid"])                     # collapses
+    assert np.all(spectra.within("plain sigmoid")[-1] == 0)
+    assert np.all(spectra.within("plain ReLU")[-1] < 0.2)                          # collapses or spreads
+    assert all((s > 1e-8).sum() <= 40 for s in deep["plain ReLU"])                 # directions lost
+    assert all(s.max() > 1e4 and (s > 1e-8).sum() >= 50 for s in deep["residual ReLU"])
+    assert np.all(spectra.within("residual ReLU")[-1] < 0.5)
+
+
+def test_claim_shattered_gradients_at_depth_16():
+    sh = hw.shattered(depths=(16,), seeds=(0, 1, 2, 3, 4))
+    assert np.all(sh.autocorr["plain + BN"] < 0.3)
+    assert np.all(sh.autocorr["residual + BN"] > 0.6)
+    assert np.all(sh.autocorr["plain, no norm"] > 0.9)
+
+
+def test_claim_shattering_grows_with_depth_and_scaled_branches_smooth_it():
+    variants = {"plain + BN": hw.SHATTER_VARIANTS["plain + BN"], "residual + BN": hw.SHATTER_VARIANTS["residual + BN"],
+                "scaled": dict(residual=True, branch_scale="1/sqrt(L)")}
+    sh = hw.shattered(depths=(1, 32), seeds=SEEDS, variants=variants)
+    assert np.all(sh.autocorr["plain + BN"][0] > 0.8)                     # shallow: smooth
+    assert np.all(sh.autocorr["residual + BN"][1] > 0.4)                  # slow decay
+    assert np.all(sh.autocorr["scaled"][1] > sh.autocorr["residual + BN"][1])
+
+
+def test_claim_identity_term_in_every_residual_gradient():
+    align = hw.identity_alignment(depth=50, seeds=SEEDS)
+    assert np.all(align["residual sigmoid"]["cos"][:, 0] > 0.4)
+    assert np.all(align["residual ReLU + BN"]["cos"][:, 25] > 0.3)
+    for label in ("plain sigmoid", "plain ReLU", "plain ReLU + BN"):
+        assert np.all(np.abs(np.nan_to_num(align[label]["cos"][:, :40])) < 0.2), label
+    # the unnormalized residual ReLU stack: branch terms swamp the identity
+    assert np.all(align["residual ReLU"]["norm_ratio"][:, 0] > 1e4)
+    assert np.all(align["residual ReLU"]["cos"][:, 0] < 0.2)
+
+
+def test_claim_tanh_exercise():
+    for s in SEEDS:
+        plain = hw.gradient_profile(hw.PROFILE_MODEL.with_(activation="tanh"), seed=s).ratio
+        res = hw.gradient_profile(hw.PROFILE_MODEL.with_(activation="tanh", residual=True), seed=s).ratio
+        assert plain > 3 and res > 3                    # tanh does not vanish: it grows toward the input
+
+
+# -- the stored degradation table -------------------------------------------------------------------
+def test_stored_degradation_table_has_command_config_and_the_claims():
+    rec = load_result(DATA)
+    assert rec["command"].startswith(".venv/bin/python scripts/precompute_highway.py")
+    assert rec["config"]["train"]["epochs"] == 10 and rec["config"]["model"]["width"] == 8
+    rows = rec["data"]
+    seeds = sorted({r["seed"] for r in rows})
+    assert len(seeds) >= 3
+    assert {(r["depth"], r["residual"]) for r in rows} == {(d, res) for d in (8, 20, 56) for res in (False, True)}
+
+    def loss(d, res, s):
+        return next(r["train_loss"] for r in rows if (r["depth"], r["residual"], r["seed"]) == (d, res, s))
+
+    for s in seeds:
+        assert loss(56, False, s) > 10 * loss(56, True, s)          # degradation: plain-56 far worse
+        assert loss(56, False, s) > 10 * loss(20, False, s)         # deeper plain trains worse
+        assert loss(56, True, s) < 0.1 and loss(20, True, s) < 0.1
+        assert loss(56, False, s) > 1.0                              # near chance (ln 10 = 2.3)
+    for r in rows:
+        assert len(r["epoch_loss"]) == 10 and r["status"] == "finished"
+    # test error hardly improves with depth for the residual nets (an optimization effect, not generalization)
+    test_err = {d: np.mean([r["test_err"] for r in rows if r["depth"] == d and r["residual"]]) for d in (8, 20, 56)}
+    assert abs(test_err[56] - test_err[8]) < 0.02
+    # the text: residual-56 is not lower than residual-20 on average (the paper's is, on CIFAR-10)
+    assert np.mean([loss(56, True, s) for s in seeds]) > np.mean([loss(20, True, s) for s in seeds])
+
+
+@pytest.mark.slow
+def test_stored_degradation_table_reproduces():
+    rows = load_result(DATA)["data"]
+    live = hw.degradation_rows(depths=(8,), seeds=(0,))
+    for row in live:
+        ref = next(r for r in rows if (r["depth"], r["residual"], r["seed"]) == (8, row["residual"], 0))
+        assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=0.05, abs=1e-3)
+        assert row["epoch_loss"] == pytest.approx(ref["epoch_loss"], rel=0.05, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_claim_landscape_plain_rises_higher_than_residual_at_20_layers():
+    coords = np.linspace(-1.0, 1.0, 7)
+    for s in SEEDS:
+        race = hw.training_race(20, epochs=10, seed=s, record_grads_every=0)
+        surfaces = {k: hw.landscape(m, k, coords=coords, n_examples=256).surface for k, m in race.models.items()}
+        peaks = {k: np.nanmax(v) for k, v in surfaces.items()}
+        medians = {k: np.median(v) for k, v in surfaces.items()}
+        assert peaks["plain"] > 2 * peaks["residual"], (s, peaks)                  # plain climbs higher at the edges
+        assert 0.4 < medians["plain"] / medians["residual"] < 2.5, (s, medians)     # alike near the centre
+
+
+@pytest.mark.slow
+def test_claim_race_plain56_explodes_then_freezes_residual_trains():
+    for s in SEEDS:
+        race = hw.training_race(depth=56, variant="BN + ReLU", epochs=6, seed=s)
+        plain, residual = race.runs["plain"].history, race.runs["residual"].history
+        assert plain.status == residual.status == "finished"
+        assert plain.final["train_loss"] > 1.0 and residual.final["train_loss"] < 0.3
+        assert hw.grad_ratio(plain, slice(0, 1)) > 100                      # explosion at the start
+        assert hw.grad_ratio(plain, slice(-10, None)) < 0.2                 # paralysis at the end
+        assert 0.05 < hw.grad_ratio(residual, slice(-10, None)) < 20
+        assert 0.05 < hw.grad_ratio(residual, slice(0, 1)) < 20
+        g_plain, g_res = race.weight_growth("plain"), race.weight_growth("residual")
+        assert g_plain[0] > 10 and np.median(g_plain[1:19]) > 10            # the lowest layers' weights inflated
+        assert g_res[0] < 3 and np.median(g_res[1:19]) < 3
+
+
+@pytest.mark.slow
+def test_claim_race_without_norm_residual_diverges_plain_stays_at_chance():
+    for s in SEEDS:
+        race = hw.training_race(depth=56, variant="no norm + ReLU", epochs=2, seed=s)
+        assert race.runs["residual"].history.diverged_at is not None
+        assert race.runs["residual"].history.diverged_at <= 10
+        assert race.runs["plain"].history.status == "finished"
+        assert race.runs["plain"].history.final["train_loss"] > 2.0

@@ -1,0 +1,114 @@
+"""Widget tests of *The gradient highway*: build each lab, set its controls, click, and check what it produced."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from skipnet.experiments.highway import Race
+from skipnet.widgets.highway import GradientProfileLab, TrainingRaceLab
+
+PNG = b"\x89PNG"
+
+
+def test_labs_build_with_no_arguments():
+    for cls in (GradientProfileLab, TrainingRaceLab):
+        assert cls().widget is not None
+        assert cls(threaded=False).widget is not None
+
+
+def test_profile_lab_default_click():
+    lab = GradientProfileLab()
+    lab.run_button.click()
+    result = lab.wait()
+    assert lab.error is None
+    assert list(result) == ["plain ReLU", "residual ReLU"]
+    assert bytes(lab.image.value).startswith(PNG)
+    assert "first/last gradient ratio" in lab.message.value
+
+
+def test_profile_lab_recomputes_on_each_control_and_shows_vanishing():
+    lab = GradientProfileLab(threaded=False)
+    lab.activation.value = "sigmoid"                        # auto-run: every change recomputes
+    assert "vanishing" in lab.message.value
+    assert lab.result["plain sigmoid"].ratio < 1e-10
+    lab.residual.value = True
+    assert list(lab.result)[0] == "residual sigmoid"
+    assert 0.1 < lab.result["residual sigmoid"].ratio < 10
+    assert "flat" in lab.message.value
+    lab.activation.value, lab.norm.value, lab.residual.value = "relu", "batch", False
+    assert "exploding" in lab.message.value
+    lab.depth.value = 5
+    assert lab.result["plain ReLU + BN"].depth == 5 and len(lab.result["plain ReLU + BN"].norms) == 7
+
+
+def test_profile_lab_names_a_bad_depth():
+    lab = GradientProfileLab(threaded=False)
+    lab.depth.max = 500
+    lab.depth.value = 300
+    assert lab.error is not None and "depth" in lab.error and "200" in lab.error
+
+
+def test_race_lab_small_run_finishes_with_curves_and_heat_maps():
+    lab = TrainingRaceLab()
+    lab.depth.value, lab.epochs.value = 8, 1
+    lab.run_button.click()
+    result = lab.wait()
+    assert lab.error is None, lab.error
+    assert isinstance(result, Race)
+    for key in ("plain", "residual"):
+        h = result.runs[key].history
+        assert h.status == "finished"
+        assert len(h.grad_norms) == h.steps_done and len(h.grad_norms[0]) == 8   # stem, 3 blocks x 2 convs, head
+    assert bytes(lab.image.value).startswith(PNG)
+    assert "plain-8" in lab.message.value and "residual-8" in lab.message.value
+    assert lab.first_update_s is not None and lab.first_update_s < 1.0
+
+
+def test_race_lab_stop_button_stops_both():
+    lab = TrainingRaceLab()
+    lab.depth.value, lab.epochs.value = 20, 10
+    lab.run_button.click()
+    t0 = time.perf_counter()
+    while lab.progress.value == 0.0 and time.perf_counter() - t0 < 60:
+        time.sleep(0.05)
+    lab.stop_button.click()
+    result = lab.wait()
+    assert lab.error is None, lab.error
+    for run in result.runs.values():
+        assert run.history.status.startswith("stopped at step")
+        assert run.history.steps_done < run.history.total_steps
+    assert "stopped at step" in lab.message.value
+
+
+@pytest.mark.parametrize("control,value,word", [("depth", 21, "depth"), ("lr", 7.0, "lr"), ("seed", -1, "seed")])
+def test_race_lab_names_a_bad_parameter(control, value, word):
+    lab = TrainingRaceLab(threaded=False)
+    getattr(lab, control).value = value
+    lab.run_button.click()
+    assert lab.error is not None and word in lab.error
+    assert word in lab.message.value
+
+
+def test_race_lab_shows_a_divergence_as_a_status():
+    lab = TrainingRaceLab(threaded=False)
+    lab.depth.value, lab.epochs.value, lab.variant.value = 20, 1, "no norm + ReLU"
+    lab.lr.value = 1.0
+    lab.run_button.click()
+    assert lab.error is None, lab.error
+    statuses = [r.history.status for r in lab.result.runs.values()]
+    assert any(s.startswith("diverged at step") for s in statuses), statuses
+    assert "diverged at step" in lab.message.value
+    for r in lab.result.runs.values():
+        assert all(v == v for v in r.history.loss)                       # no NaN in the curves
+
+
+@pytest.mark.slow
+def test_race_lab_default_run():
+    lab = TrainingRaceLab()
+    lab.run_button.click()
+    result = lab.wait(timeout=300)
+    assert lab.error is None, lab.error
+    plain, residual = result.runs["plain"].history, result.runs["residual"].history
+    assert plain.status == residual.status == "finished"
+    assert residual.final["train_loss"] < 0.3 < 1.0 < plain.final["train_loss"]

@@ -1,0 +1,91 @@
+"""What each residual branch writes into the running signal. Chapter: *The identity mapping*.
+
+For every block of a residual network, :func:`branch_stats` compares the shortcut signal ``x``
+(the block's input, subsampled and zero-padded where the shape changes) with the branch's output
+``F(x)``, example by example:
+
+* ``rel_norm``: ``||F(x)|| / ||x||``, how large a correction the block adds (1 would be "equal parts");
+* ``cosine``: the cosine between ``x`` and ``x + F(x)``, how much the block turns the signal (1: not at all).
+
+:func:`gate_openness` reads the gates of the gated shortcuts of He et al. (2016), Table 1: how much
+of the branch an exclusive gate lets through (``sigmoid(.)`` near 0 means the block is switched off).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = ["BranchStats", "branch_stats", "gate_openness"]
+
+
+@dataclass
+class BranchStats:
+    """Per-block medians over the examples (arrays of length ``n_blocks``) and their quartiles."""
+
+    rel_norm: np.ndarray          # median ||F(x)|| / ||x||
+    rel_norm_q: np.ndarray        # (n_blocks, 2): 25th and 75th percentiles
+    cosine: np.ndarray            # median cos(x, x + F(x))
+    cosine_q: np.ndarray          # (n_blocks, 2)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.rel_norm)
+
+    @property
+    def median_rel_norm(self) -> float:
+        """The median over blocks of the per-block median relative norm."""
+        return float(np.median(self.rel_norm))
+
+
+@torch.no_grad()
+def branch_stats(model: nn.Module, X: torch.Tensor, train_mode: bool = False) -> BranchStats:
+    """Measure every block of ``model`` (a residual :class:`~skipnet.models.ResidualNet`) on inputs ``X``.
+
+    Uses ``model.trace(X)``; ``train_mode=False`` (default) measures the network as it predicts
+    (BatchNorm with running statistics). Signals are flattened per example: (B, C*H*W).
+    """
+    if not getattr(model.cfg, "residual", False):
+        raise ValueError("branch_stats needs a residual network (residual=True): a plain block has no shortcut")
+    was_training = model.training
+    model.train(train_mode)
+    try:
+        traces = model.trace(X)
+    finally:
+        model.train(was_training)
+    rel, rel_q, cos, cos_q = [], [], [], []
+    for t in traces:
+        s = t.shortcut.flatten(1).double()                        # (B, D)
+        f = t.branch.flatten(1).double()                          # (B, D)
+        if f.dim() < 2 or f.shape != s.shape:                     # a deleted block's branch is a scalar 0
+            f = torch.zeros_like(s)
+        s_norm = s.norm(dim=1).clamp_min(1e-12)
+        r = (f.norm(dim=1) / s_norm).numpy()
+        c = torch.nn.functional.cosine_similarity(s, s + f, dim=1, eps=1e-12).numpy()
+        rel.append(np.median(r))
+        rel_q.append(np.percentile(r, [25, 75]))
+        cos.append(np.median(c))
+        cos_q.append(np.percentile(c, [25, 75]))
+    return BranchStats(np.array(rel), np.array(rel_q), np.array(cos), np.array(cos_q))
+
+
+@torch.no_grad()
+def gate_openness(model: nn.Module, X: torch.Tensor) -> np.ndarray:
+    """Mean gate value ``sigmoid(W s + b)`` of each block on inputs ``X`` (gated shortcuts only).
+
+    With the exclusive gate the block computes ``(1 - g) x + g F(x)``: a gate near 0 keeps the
+    shortcut and switches the branch off.
+    """
+    if getattr(model.cfg, "shortcut", None) not in ("exclusive_gate", "shortcut_gate"):
+        raise ValueError(f"gate_openness needs a gated shortcut ('exclusive_gate' or 'shortcut_gate'), "
+                         f"got shortcut={getattr(model.cfg, 'shortcut', None)!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        traces = model.trace(X)
+        out = [torch.sigmoid(block.gate(t.shortcut)).mean().item() for block, t in zip(model.blocks, traces)]
+    finally:
+        model.train(was_training)
+    return np.array(out)

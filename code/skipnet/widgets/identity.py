@@ -1,0 +1,208 @@
+"""Labs of the chapter *The identity mapping*.
+
+* :class:`ShortcutLab`: a shortcut variant and an activation placement (He et al. 2016, Tables 1-2)
+  trained against the identity-shortcut, full pre-activation baseline; every run joins a table.
+* :class:`BranchInitLab`: a deep residual CNN without normalization, trained with the chosen branch
+  initialization; a divergence is reported as "diverged at step k".
+"""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+
+from skipnet.experiments.identity import INIT_LABELS, INIT_VARIANTS, NO_NORM_MODEL, NO_NORM_TRAIN, init_config
+from skipnet.experiments.identity_variants import (ORDER_KEYS, SHORTCUT_KEYS, STUDY_TRAIN, VARIANTS, VariantRun,
+                                                   race_configs, shortcut_config)
+from skipnet.models import build_model
+from skipnet.plotting.core import PLAIN, RESIDUAL
+from skipnet.plotting.identity import INIT_COLORS, plot_loss_runs
+from skipnet.data import load_digits
+from skipnet.train import Trainer
+from skipnet.widgets.base import Lab
+
+__all__ = ["ShortcutLab", "BranchInitLab", "SHORTCUT_DEFAULT", "INIT_DEPTHS"]
+
+SHORTCUT_DEFAULT = {"shortcut": "scale", "order": "pre", "depth": 30, "epochs": 10, "seed": 0}
+INIT_DEPTHS = (20, 32, 44, 56, 110)
+BASELINE = "identity, full pre-act"
+
+
+def _check_int(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or int(value) != value or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    return int(value)
+
+
+class ShortcutLab(Lab):
+    """Shortcut variant, activation placement, depth (blocks), epochs, seed -> the variant and the identity
+    baseline trained side by side (live loss curves); the table below keeps every run of the session.
+    Default (constant scaling 0.5, depth 30, 10 epochs): a few seconds on one core."""
+
+    title = "Shortcut lab: He et al. (2016) variants on a deep MLP (digits)"
+    run_label = "Train"
+    min_refresh_s = 0.5
+
+    def __init__(self, threaded: bool = True):
+        d = SHORTCUT_DEFAULT
+        self.shortcut = W.Dropdown(options=[(VARIANTS[k].label, k) for k in SHORTCUT_KEYS], value=d["shortcut"],
+                                   description="shortcut", layout=W.Layout(width="380px"))
+        self.order = W.Dropdown(options=[(VARIANTS[k].label, k) for k in ORDER_KEYS], value=d["order"],
+                                description="placement", layout=W.Layout(width="320px"))
+        self.depth = W.IntSlider(value=d["depth"], min=2, max=100, description="depth", continuous_update=False)
+        self.epochs = W.IntSlider(value=d["epochs"], min=1, max=30, description="epochs", continuous_update=False)
+        self.seed = W.IntText(value=d["seed"], description="seed", layout=W.Layout(width="160px"))
+        self.table: dict[tuple, VariantRun] = {}         # (shortcut, order, depth, epochs, seed) -> run
+        self.table_html = W.HTML()
+        super().__init__([self.shortcut, self.order, self.depth, self.epochs, self.seed], threaded=threaded)
+        self.widget.children = (*self.widget.children, self.table_html)
+
+    def compute(self) -> dict:
+        shortcut, order = self.shortcut.value, self.order.value
+        depth = _check_int("depth", self.depth.value, 2, 100)
+        epochs = _check_int("epochs", self.epochs.value, 1, 30)
+        seed = _check_int("seed", self.seed.value, 0, 10**6)
+        chosen = (shortcut, order, depth, epochs, seed)
+        base = ("identity", "pre", depth, epochs, seed)
+        cfgs = {}
+        for key in dict.fromkeys([base, chosen]):
+            if key not in self.table:
+                cfgs[key] = shortcut_config(*key[:3])
+        self.update(0.0, f"training {len(cfgs)} network(s) of {depth} blocks...")
+
+        def on_step(trainers) -> bool:
+            done = sum(t.history.steps_done for t in trainers.values())
+            total = sum(t.total for t in trainers.values())
+            partial = {self._label(k): {"loss": t.history.loss, "status": t.history.status} for k, t in trainers.items()}
+            for k in (base, chosen):
+                if k in self.table:
+                    partial[self._label(k)] = {"loss": self.table[k].loss, "status": self.table[k].status}
+            last = "; ".join(f"{self._label(k)}: loss {t.history.loss[-1]:.3g}" for k, t in trainers.items()
+                             if t.history.loss)
+            self.update(done / max(1, total), f"step {done}/{total}: {last}", partial=partial)
+            return not self.should_stop()
+
+        if cfgs:
+            names = {k: str(i) for i, k in enumerate(cfgs)}
+            train = STUDY_TRAIN.with_(epochs=epochs)
+            runs = race_configs({names[k]: c for k, c in cfgs.items()}, seed, train,
+                                on_step=lambda trainers: on_step({k: trainers[names[k]] for k in cfgs}))
+            for k in cfgs:
+                run = runs[names[k]]
+                run.key = f"{k[0]}/{k[1]}"
+                if run.status == "finished":
+                    self.table[k] = run
+                else:
+                    cfgs[k] = run
+        result = {}
+        for k in dict.fromkeys([base, chosen]):
+            run = self.table.get(k) or cfgs[k]
+            result[self._label(k)] = {"loss": run.loss, "status": run.status, "test_err": run.test_err,
+                                      "train_loss": run.train_loss, "baseline": k == base}
+        return result
+
+    @staticmethod
+    def _label(key: tuple) -> str:
+        shortcut, order = key[:2]
+        if (shortcut, order) == ("identity", "pre"):
+            return BASELINE
+        return f"{VARIANTS[shortcut].label}, {VARIANTS[order].label}"
+
+    def render(self, result: dict):
+        fig, ax = plt.subplots(figsize=(6.6, 3.5))
+        colors = {label: (RESIDUAL if label == BASELINE else PLAIN) for label in result}
+        plot_loss_runs({k: {"loss": v["loss"], "status": v["status"]} for k, v in result.items()}, ax, colors=colors)
+        ax.set_title(f"{self.depth.value} blocks: training loss, live", fontsize=10)
+        fig.tight_layout()
+        return fig
+
+    def summary(self, result: dict) -> str:
+        parts = []
+        for label, r in result.items():
+            end = (f"test error {100 * r['test_err']:.1f} %, training loss {r['train_loss']:.3g}"
+                   if r["test_err"] is not None else r["status"])
+            parts.append(f"<b>{html.escape(label)}</b>: {end}")
+        self.table_html.value = self.table_markup()
+        return "<br>".join(parts)
+
+    def table_markup(self) -> str:
+        """Every finished run of this session, one row each (an HTML table)."""
+        head = ("<table style='border-collapse:collapse;font-size:90%'><tr><th style='text-align:left'>shortcut</th>"
+                "<th style='text-align:left'>placement</th><th>depth</th><th>epochs</th><th>seed</th>"
+                "<th>test error %</th><th>train loss</th></tr>")
+        rows = []
+        for (shortcut, order, depth, epochs, seed), r in sorted(self.table.items(), key=lambda kv: kv[1].test_err):
+            rows.append(f"<tr><td>{html.escape(VARIANTS[shortcut].label)}</td><td>{html.escape(VARIANTS[order].label)}"
+                        f"</td><td>{depth}</td><td>{epochs}</td><td>{seed}</td><td>{100 * r.test_err:.1f}</td>"
+                        f"<td>{r.train_loss:.3g}</td></tr>")
+        return head + "".join(rows) + "</table>"
+
+
+class BranchInitLab(Lab):
+    """Branch initialization, depth, lr, epochs, seed -> a residual CNN WITHOUT normalization trained on the
+    digits; the runs of the session are overlaid. A divergence ends its curve with an x and reads
+    "diverged at step k". Default (standard init, depth 56): diverges within a few steps."""
+
+    title = "Branch-init lab: a deep residual CNN without normalization"
+    run_label = "Train"
+    min_refresh_s = 0.5
+    max_runs_shown = 6
+
+    def __init__(self, threaded: bool = True):
+        self.init = W.Dropdown(options=[(INIT_LABELS[k], k) for k in INIT_VARIANTS], value="standard",
+                               description="branch init", layout=W.Layout(width="330px"))
+        self.depth = W.Dropdown(options=INIT_DEPTHS, value=56, description="depth")
+        self.lr = W.FloatLogSlider(value=NO_NORM_TRAIN.lr, base=10, min=-3, max=0, step=0.1, description="lr",
+                                   readout_format=".3g", continuous_update=False)
+        self.epochs = W.IntSlider(value=10, min=1, max=30, description="epochs", continuous_update=False)
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        self.runs: dict[str, dict] = {}
+        super().__init__([self.init, self.depth, self.lr, self.epochs, self.seed], threaded=threaded)
+
+    def compute(self) -> dict:
+        key = self.init.value
+        lr = float(self.lr.value)
+        if not 1e-4 <= lr <= 1.0:
+            raise ValueError(f"lr must be between 0.0001 and 1, got {lr}")
+        epochs = _check_int("epochs", self.epochs.value, 1, 30)
+        seed = _check_int("seed", self.seed.value, 0, 10**6)
+        cfg = init_config(key, NO_NORM_MODEL.with_(depth=int(self.depth.value)))
+        label = f"{INIT_LABELS[key]}, depth {cfg.depth}, lr {lr:.3g}, seed {seed}"
+        self.update(0.0, f"building {label}...")
+        trainer = Trainer(build_model(cfg, seed=seed), load_digits(), NO_NORM_TRAIN.with_(lr=lr, epochs=epochs, seed=seed))
+        runs = dict(self.runs)
+        while trainer.step():
+            h = trainer.history
+            runs[label] = {"loss": h.loss, "status": h.status, "init": key}
+            self.update(h.steps_done / trainer.total, f"step {h.steps_done}/{trainer.total}: loss {h.loss[-1]:.3g}",
+                        partial=runs)
+            if self.should_stop():
+                trainer.stop()
+        h = trainer.history
+        f = h.final
+        self.runs.pop(label, None)
+        self.runs[label] = {"loss": list(h.loss), "status": h.status, "init": key,
+                            "train_loss": f.get("train_loss"), "test_acc": f.get("test_acc")}
+        while len(self.runs) > self.max_runs_shown:
+            self.runs.pop(next(iter(self.runs)))
+        return {"label": label, "runs": dict(self.runs)}
+
+    def render(self, result: dict):
+        runs = result["runs"] if "runs" in result else result
+        fig, ax = plt.subplots(figsize=(6.6, 3.5))
+        inits = [r.get("init") for r in runs.values()]
+        colors = {label: INIT_COLORS[r["init"]] for label, r in runs.items()
+                  if r.get("init") in INIT_COLORS and inits.count(r["init"]) == 1}
+        plot_loss_runs(runs, ax, colors=colors)
+        ax.set_title("residual CNN without normalization: training loss", fontsize=10)
+        fig.tight_layout()
+        return fig
+
+    def summary(self, result: dict) -> str:
+        r = result["runs"][result["label"]]
+        if r["status"] == "finished":
+            end = f"finished: training loss {r['train_loss']:.3g}, test accuracy {r['test_acc']:.3f}"
+        else:
+            end = f"<span style='color:#b00'>{r['status']}</span>"
+        return f"<b>{html.escape(result['label'])}</b>: {end}"

@@ -28,6 +28,7 @@ class Lab:
     title = "Lab"
     run_label = "Train"
     min_refresh_s = 0.3
+    max_draw_share = 0.2      # live redraws take at most about this share of a run (a figure costs 0.1-1 s)
     auto_run = False          # True: recompute (synchronously) whenever a control changes (instant explorers)
 
     def __init__(self, controls: list[W.Widget], threaded: bool = True):
@@ -48,6 +49,7 @@ class Lab:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_draw = 0.0
+        self._draw_cost = 0.0
         self.result: Any = None
         self.error: str | None = None
         self.first_update_s: float | None = None
@@ -84,22 +86,27 @@ class Lab:
         return self._stop.is_set()
 
     def update(self, fraction: float, text: str = "", partial: Any = None, force: bool = False) -> None:
-        """Report progress; redraw the live figure from ``partial`` at most every ``min_refresh_s``."""
+        """Report progress; redraw the live figure from ``partial`` at most every ``min_refresh_s``, and
+        rarely enough that drawing takes at most ``max_draw_share`` of the time (bench/: drawing took
+        three quarters of the opening lab's run with a fixed 0.3 s refresh)."""
         if self.first_update_s is None:
             self.first_update_s = time.perf_counter() - self._t0
         self.progress.value = max(0.0, min(1.0, float(fraction)))
         if text:
             self.message.value = text
         now = time.perf_counter()
-        if partial is not None and (force or now - self._last_draw >= self.min_refresh_s):
+        gap = max(self.min_refresh_s, self._draw_cost * (1 - self.max_draw_share) / self.max_draw_share)
+        if partial is not None and (force or now - self._last_draw >= gap):
             self._draw(partial)
             self._last_draw = time.perf_counter()
 
     def _draw(self, result: Any) -> None:
+        t0 = time.perf_counter()
         with plt.ioff():
             fig = self.render(result)
         self.image.value = figure_png(fig)
         self.image.layout.display = None
+        self._draw_cost = time.perf_counter() - t0
 
     def _on_control_change(self, _change) -> None:
         threaded, self.threaded = self.threaded, False

@@ -1,7 +1,10 @@
 """A lab's default training with one other CPU-bound process running, over the same without it.
 
-The other process is a Python busy loop started by this benchmark (and ended by it). Rounds
-alternate: without, with, without, with; the slowdown is the best busy run over the best idle run.
+The other process is a Python busy loop started by this benchmark (and ended by it) in a session
+of its own, like a reader's other programs: Linux's scheduler (autogroup) shares the CPU between
+sessions first, so a busy loop in the benchmark's own session would halve the benchmark's share on
+an already loaded machine whatever the threads do. Rounds alternate: without, with, without,
+with; the slowdown is the best busy run over the best idle run.
 Beside it, the same contrast for ResNet-20 steps on one and on two torch threads shows why the
 package uses one (thread oversubscription: ../shared/SCIENCE.md section 7).
 """
@@ -26,7 +29,7 @@ BUSY_LOOP = "while True:\n    pass\n"
 def busy_process():
     """One other CPU-bound process for the duration of the block."""
     proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(0.3)                               # let it reach the CPU
         yield proc
@@ -76,6 +79,14 @@ def steps_rate(n_threads: int, device: torch.device, seconds: float = 1.5, min_s
     return n * 128 / (time.perf_counter() - t0)
 
 
+def _autogroup() -> bool | None:
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None
+
+
 def busy_section(device: torch.device, quick: bool = False, warm: bool = False) -> dict:
     """``warm``: the workload already ran in this process (the labs section), so skip the warm-up run."""
     name, workload = default_workload()
@@ -90,7 +101,7 @@ def busy_section(device: torch.device, quick: bool = False, warm: bool = False) 
     out = {
         "busy_machine_slowdown": min(busy) / min(idle),
         "busy": {"workload": name, "idle_s": [round(x, 2) for x in idle], "busy_s": [round(x, 2) for x in busy],
-                 "other_process": "python busy loop (one core)"},
+                 "other_process": "python busy loop (one core), own session", "autogroup": _autogroup()},
     }
     if device.type == "cpu":
         contrast = {}

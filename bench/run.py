@@ -171,12 +171,15 @@ def main() -> int:
     with open(out, "w") as f:
         json.dump(clean(results), f, indent=1)
     m = results["machine"]
-    print(f"\n# Benchmarks on {m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, "
-          f"package on {results['package_threads']} thread(s); load average {m['loadavg_start']} -> {m['loadavg_end']}")
-    print(report(results, "CPU"))
+    text = (f"# Benchmarks on {m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, package on "
+            f"{results['package_threads']} thread(s), {m['date']}\nload average {m['loadavg_start']} -> "
+            f"{m['loadavg_end']} (uptime: {m['uptime']})\n" + report(results, "CPU"))
     if results["cuda"]:
-        print(report(results["cuda"], f"GPU ({m['cuda']})"))
-    print(f"\nwrote {out} in {results['total_s']:.0f} s")
+        text += "\n" + report(results["cuda"], f"GPU ({m['cuda']})")
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
+        f.write(text + "\n")
+    print("\n" + text)
+    print(f"\nwrote {out} (and .md) in {results['total_s']:.0f} s")
     return 0
 
 

@@ -83,6 +83,7 @@ def widget_section(only: list[str] | None = None) -> dict:
     return {
         "widget_first_update_s": max(firsts) if firsts else None,
         "widget_total_s": max(r["total_s"] for r in ok) if ok else None,
+        "widget_first_figure_s": max((r["first_figure_s"] for r in ok if r["first_figure_s"] is not None), default=None),
         "widgets": rows,
         "widget_count": len(rows),
         "widget_failures": [r["widget"] for r in rows if r["error"] is not None]

@@ -3,7 +3,8 @@ table of contents lists, which of them are notebooks (and so carry launch button
 
 The book root defaults to the repository and the site to its _build/html; SKIPNET_BOOK_ROOT points the site tests
 at another book, SKIPNET_SITE at a site built elsewhere (`jupyter-book build . --path-output DIR` gives DIR/_build/html).
-Screenshots go beside the site, to <site>/../screenshots (_build/screenshots).
+SKIPNET_TOC names the table of contents of such a build (`--toc FILE`). Screenshots go beside the site, to
+<site>/../screenshots (_build/screenshots).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 ROOT = Path(os.environ.get("SKIPNET_BOOK_ROOT") or Path(__file__).resolve().parents[1])
 SITE = Path(os.environ.get("SKIPNET_SITE") or ROOT / "_build" / "html")
 SHOTS = SITE.parent / "screenshots"
+TOC = Path(os.environ.get("SKIPNET_TOC") or ROOT / "_toc.yml")
 
 
 def config() -> dict:
@@ -25,7 +27,7 @@ def config() -> dict:
 
 def toc_entries() -> list[str]:
     """Every `file:` of _toc.yml, root first, in reading order (parts, chapters and sections alike)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc = yaml.safe_load(TOC.read_text())
     out = [toc["root"]]
 
     def walk(node):

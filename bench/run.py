@@ -105,6 +105,10 @@ def report(res: dict, title: str) -> str:
                      f"package / minimal loop: {fmt(tr['package_over_minimal_loop'])}; "
                      f"achieved {fmt(fl['achieved_gflops'])} GFLOP/s of a {fmt(fl['matmul_peak_gflops'])} GFLOP/s "
                      f"matmul peak ({fmt(fl['train_flops_per_image'] / 1e6)} MFLOP per training image)")
+        share = res["step_breakdown"]["share"]
+        lines.append("where the package step's time goes: " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
+            + f"; the convolutions alone run at {fmt(fl['convolutions_fraction_of_peak'])} of the matmul peak")
     if res.get("vectorized"):
         lines.append("\nSeveral seeds in one vectorized pass vs one after another:")
         lines.append(table([[k, v["models"], v["speedup"], v["speedup_median"]] for k, v in res["vectorized"].items()],

@@ -183,6 +183,25 @@ def matmul_loop(device: torch.device, n: int, flops_per_call: float):
     return run
 
 
+BUCKETS = (("convolution", ("convolution",)), ("batch norm", ("batch_norm",)),
+           ("relu", ("relu", "threshold", "clamp_min")), ("optimizer", ("sgd", "adam", "optimizer")),
+           ("loss", ("log_softmax", "nll_loss", "cross_entropy")))
+
+
+def step_breakdown(run, steps: int = 6) -> dict:
+    """Share of the package step's CPU time per kind of operation (torch profiler, self time)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(steps)
+    totals: dict[str, float] = {}
+    for evt in prof.key_averages():
+        name = evt.key.lower()
+        bucket = next((b for b, keys in BUCKETS if any(k in name for k in keys)), "other")
+        totals[bucket] = totals.get(bucket, 0.0) + evt.self_cpu_time_total / 1e6
+    total = sum(totals.values())
+    return {"steps": steps, "seconds": totals, "share": {k: v / total for k, v in totals.items()}}
+
+
 def trainer_section(device: torch.device, default_threads: int, quick: bool = False) -> dict:
     """Package vs tutorial loop, and the package's FLOP/s over the matmul's, in alternating rounds."""
     batch, steps, rounds = 128, (10 if quick else 25), (2 if quick else 4)
@@ -205,6 +224,8 @@ def trainer_section(device: torch.device, default_threads: int, quick: bool = Fa
     rates = interleaved(variants, rounds, max_seconds=90.0)
     mm = rates.pop("matmul")
     peak = mm["best"]
+    breakdown = step_breakdown(variants["package"])
+    conv_share = breakdown["share"].get("convolution", 0.0)
     pkg = rates["package"]["best"]
     achieved = train_flops * pkg
     return {
@@ -229,7 +250,10 @@ def trainer_section(device: torch.device, default_threads: int, quick: bool = Fa
             "matmul_burst_gflops_by_size": burst["per_size"],
             "step_fraction_median": train_flops * rates["package"]["median"] / mm["median"],
             "minimal_loop_fraction": train_flops * rates["minimal"]["best"] / peak,
+            # the convolutions alone: the same FLOPs over only the time spent in convolution kernels
+            "convolutions_fraction_of_peak": achieved / peak / conv_share if conv_share else None,
         },
+        "step_breakdown": breakdown,
     }
 
 

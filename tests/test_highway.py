@@ -208,6 +208,7 @@ def test_claim_tanh_exercise():
         plain = hw.gradient_profile(hw.PROFILE_MODEL.with_(activation="tanh"), seed=s).ratio
         res = hw.gradient_profile(hw.PROFILE_MODEL.with_(activation="tanh", residual=True), seed=s).ratio
         assert plain > 3 and res > 3                    # tanh does not vanish: it grows toward the input
+        assert res < plain                              # the residual twin grows more slowly
 
 
 # -- the stored degradation table -------------------------------------------------------------------

@@ -15,7 +15,7 @@ __all__ = ["style", "plot_profiles", "plot_profile_pair", "plot_profile_panels",
            "plot_identity", "plot_shattered_gradients", "plot_autocorrelation", "plot_heatmap", "race_figure",
            "plot_degradation", "plot_landscape"]
 
-LIGHT_RESIDUAL = "#66c2a5"
+LIGHT_RESIDUAL, LIGHT_PLAIN = "#66c2a5", "#fc8d62"
 PROFILE_PANELS = {"sigmoid": ("plain sigmoid", "residual sigmoid"), "ReLU (He init)": ("plain ReLU", "residual ReLU"),
                   "ReLU + BatchNorm": ("plain ReLU + BN", "residual ReLU + BN")}
 
@@ -27,6 +27,8 @@ def style(label: str) -> dict:
         kw["ls"] = "--"
     if label == "residual ReLU":
         kw.update(color=LIGHT_RESIDUAL, ls=":")
+    if label == "plain ReLU":
+        kw.update(color=LIGHT_PLAIN, ls=":")
     return kw
 
 
@@ -118,7 +120,7 @@ def plot_band_share(spectra, ax: Axes | None = None, low: float = 0.1, high: flo
 
 def plot_identity(alignment: Mapping[str, Mapping[str, np.ndarray]], ax: Axes | None = None) -> Axes:
     """Cosine between the gradient at each block's input and the top gradient, mean and range over seeds."""
-    ax = _ax(ax)
+    ax = _ax(ax, (7.5, 3.4))
     for label, d in alignment.items():
         c = d["cos"]                                                     # (seeds, blocks)
         kw = style(label)
@@ -129,7 +131,7 @@ def plot_identity(alignment: Mapping[str, Mapping[str, np.ndarray]], ax: Axes | 
     ax.set_ylabel("cosine(dLoss/dx_l, dLoss/dx_L)")
     ax.set_ylim(-0.1, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, frameon=False, loc="upper left")
+    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return ax
 
 

@@ -223,6 +223,8 @@ def test_stored_warmup_sweep():
     assert len(cold) >= 3 and sum(r["stuck"] for r in cold) > len(cold) / 2
     for norm, warm in (("post", WARMUP_STEPS), ("pre", 0), ("pre", WARMUP_STEPS)):
         assert all(not r["stuck"] for r in cond(norm, WARMUP_LR, warm)), (norm, warm)
+    low_lr = cond("post", 3e-3, 0)                          # "a high-learning-rate effect"
+    assert len(low_lr) >= 3 and sum(r["stuck"] for r in low_lr) <= 1
 
 
 # -- claims: the RNN question ------------------------------------------------------------------------

@@ -21,7 +21,8 @@ LIGHT_RESIDUAL = "#66c2a5"
 
 
 def style(label: str) -> dict:
-    """Colour and line style of a net: green residual, orange plain, purple stochastic depth, dashed depth 20."""
+    """Colour and line style of a net: green residual, orange plain, purple stochastic depth; residual-20 light
+    green and dashed, depth 8 dotted."""
     if label.startswith("plain"):
         kw = {"color": PLAIN}
     elif "drop" in label:
@@ -30,6 +31,8 @@ def style(label: str) -> dict:
         kw = {"color": RESIDUAL}
     if label.startswith("residual-20"):
         kw.update(color=LIGHT_RESIDUAL, ls="--")
+    if label.endswith("-8"):
+        kw["ls"] = ":"
     return kw
 
 
@@ -185,7 +188,7 @@ def plot_path_study(study, axes: Sequence[Axes] | None = None, label: str = "") 
     (c) the total gradient each length carries (a x b), with its mean against n / 2."""
     get = (lambda k: study[k]) if isinstance(study, Mapping) else (lambda k: getattr(study, k))
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
+        _, axes = plt.subplots(1, 3, figsize=(10.5, 3.3), layout="constrained")
     n, ks = get("n"), np.asarray(get("ks"))
     counts = np.asarray(get("counts"), dtype=float)
     a, b, c = axes
@@ -241,22 +244,25 @@ def plot_gap_bars(rows: Sequence[dict], ax: Axes | None = None, key: str = "loss
     return ax
 
 
-def plot_gap_vs_loss(series: Mapping[str, Sequence[tuple[float, float]]], ax: Axes | None = None) -> Axes:
-    """Gap (test minus train loss) against training loss along training: ``{label: [(train_loss, gap), ...]}``
-    (one list a run; several runs of one label share a colour). Read at equal training loss."""
+def plot_gap_vs_loss(series: Mapping[str, Mapping[float, dict | None]], ax: Axes | None = None) -> Axes:
+    """Gap (test minus train loss) at equal training loss: ``{label: {level: {"mean", "lo", "hi"} or None}}``
+    (the ``at_loss`` part of :func:`~skipnet.experiments.ensemble.gap_summary`, over ``loss_gap``); a level
+    that not every seed reached is left out. Band: lowest to highest seed."""
     ax = _ax(ax, (5.5, 3.4))
-    seen = set()
-    for label, runs in series.items():
+    for label, by_level in series.items():
+        pts = sorted((lv, v) for lv, v in by_level.items() if v is not None)
+        if not pts:
+            continue
+        x = np.array([lv for lv, _ in pts])
+        mean, lo, hi = (np.array([v[key] for _, v in pts]) for key in ("mean", "lo", "hi"))
         kw = style(label)
-        for run in runs:
-            pts = np.asarray(run, dtype=float)
-            ax.plot(pts[:, 0], pts[:, 1], lw=1.1, alpha=0.75, marker=".", ms=3,
-                    label=None if label in seen else label, **kw)
-            seen.add(label)
+        ax.plot(x, mean, marker="o", ms=3.5, lw=1.6, label=label, **kw)
+        ax.fill_between(x, lo, hi, color=kw["color"], alpha=0.1, lw=0)
     ax.set_xscale("log")
     ax.invert_xaxis()
-    ax.set_xlabel("training loss (training proceeds to the right)")
+    ax.set_xlabel("training loss reached (training proceeds to the right)")
     ax.set_ylabel("test loss - train loss")
+    ax.set_ylim(0, None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return ax

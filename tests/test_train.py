@@ -107,3 +107,10 @@ def test_evaluate_restores_the_mode(digits):
 def test_invalid_training_settings_are_named(fields, name):
     with pytest.raises(ValueError, match=name):
         TrainConfig(**fields)
+
+
+def test_stochastic_depth_trains_when_branches_get_no_gradient(digits):
+    # a skipped branch has no gradient on that step; the fused SGD step must still run
+    net = build_model(arch="cnn", depth=14, width=4, drop_prob=0.5, seed=0)
+    h = fit(net, digits, QUICK)
+    assert h.status == "finished" and all(math.isfinite(v) for v in h.loss)

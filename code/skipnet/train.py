@@ -234,6 +234,7 @@ class Trainer:
         self.model.train()
 
     def _optimizer(self) -> torch.optim.Optimizer:
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
         return make_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
 
     @property
@@ -274,6 +275,9 @@ class Trainer:
             return False
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        for p in self._params:
+            if p.grad is None:              # e.g. a branch that stochastic depth skipped this step: a zero
+                p.grad = torch.zeros_like(p)  # gradient keeps momentum and weight decay going (and fused SGD working)
         if c.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip, foreach=True)
         if c.record_grads_every and k % c.record_grads_every == 0 and self.layers:

@@ -210,7 +210,10 @@ def plot_recall(rows: Sequence[dict], ax: Axes | None = None, chance: float | No
         ax.scatter([r["length"] for r in sub], [r["final_acc"] for r in sub], s=12, alpha=0.5, color=c)
     if chance is not None:
         ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
+    lengths = sorted({r["length"] for r in rows})
     ax.set_xscale("log")
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.minorticks_off()
     ax.set_xlabel("sequence length T (steps the first token must survive)")
     ax.set_ylabel("final recall accuracy")
     ax.set_ylim(-0.02, 1.05)

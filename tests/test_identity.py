@@ -122,7 +122,8 @@ def test_variant_configs_follow_the_paper():
     assert (cfg.shortcut, cfg.gate_bias, cfg.order, cfg.depth) == ("shortcut_gate", -6.0, "post", 12)
     for bad, match in ((lambda: iv.variant_config("nope"), "variant"), (lambda: iv.shortcut_config("post", "pre", 4), "shortcut"),
                        (lambda: iv.shortcut_config("scale", "identity", 4), "order"),
-                       (lambda: iv.shortcut_config("scale", "pre", 1), "depth")):
+                       (lambda: iv.shortcut_config("scale", "pre", 1), "depth"),
+                       (lambda: iv.variant_config("identity", depth=0), "depth")):
         with pytest.raises(ValueError, match=match):
             bad()
 

@@ -13,6 +13,7 @@ def test_both_labs_build_with_no_arguments():
             assert lab.widget is not None and lab.result is None and not lab.running
 
 
+@pytest.mark.slow
 def test_shortcut_lab_races_the_baseline_and_fills_its_table():
     lab = ShortcutLab()
     lab.depth.value, lab.epochs.value = 4, 1
@@ -41,6 +42,7 @@ def test_shortcut_lab_names_a_bad_parameter():
     assert "Cannot run" in lab.message.value
 
 
+@pytest.mark.slow
 def test_branch_init_lab_default_diverges_and_says_so():
     lab = BranchInitLab()
     t0 = time.perf_counter()
@@ -55,6 +57,7 @@ def test_branch_init_lab_default_diverges_and_says_so():
     assert time.perf_counter() - t0 < 60
 
 
+@pytest.mark.slow
 def test_branch_init_lab_trains_rezero_and_keeps_the_session_runs():
     lab = BranchInitLab(threaded=False)
     lab.depth.value, lab.epochs.value = 20, 1

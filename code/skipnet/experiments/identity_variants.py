@@ -48,12 +48,12 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {v.key: v for v in [
     Variant("identity", "identity (full pre-activation)", "shortcut", {}, 6.37, 5.46,
-            "Table 2; Table 1's identity row, on the original block: 6.61"),
+            "Table 2; 6.61 in Table 1"),
     Variant("scale", "constant scaling 0.5", "shortcut", {"shortcut": "scale", "shortcut_scale": 0.5}, None),
     Variant("scale_both", "constant scaling 0.5, F scaled 0.5", "shortcut",
             {"shortcut": "scale", "shortcut_scale": 0.5, "branch_scale": 0.5}, 12.35),
     Variant("exclusive_gate_0", "exclusive gating, b = 0", "shortcut",
-            {"shortcut": "exclusive_gate", "gate_bias": 0.0}, None, None, "b = 0 to -5 all fail; -7: 9.81"),
+            {"shortcut": "exclusive_gate", "gate_bias": 0.0}, None, None, "b = 0 to -5"),
     Variant("exclusive_gate_6", "exclusive gating, b = -6", "shortcut",
             {"shortcut": "exclusive_gate", "gate_bias": -6.0}, 8.70),
     Variant("shortcut_gate_0", "shortcut-only gating, b = 0", "shortcut",
@@ -67,7 +67,7 @@ VARIANTS: dict[str, Variant] = {v.key: v for v in [
     Variant("relu_before_add", "ReLU before addition", "order", {"order": "relu_before_add"}, 7.84, 6.14),
     Variant("relu_only_pre", "ReLU-only pre-activation", "order", {"order": "relu_only_pre"}, 6.71, 5.91),
     Variant("pre", "full pre-activation", "order", {}, 6.37, 5.46),
-    Variant("plain", "no shortcut (plain)", "plain", {"residual": False}, None, None, "not in the paper's tables"),
+    Variant("plain", "no shortcut (plain)", "plain", {"residual": False}, None, None, "not in the tables"),
 ]}
 SHORTCUT_KEYS = tuple(k for k, v in VARIANTS.items() if v.group == "shortcut")
 ORDER_KEYS = tuple(k for k, v in VARIANTS.items() if v.group == "order")
@@ -79,8 +79,8 @@ def variant_config(key: str, depth: int | None = None, base: ModelConfig = STUDY
         raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))}; got {key!r}")
     changes = dict(VARIANTS[key].fields)
     if depth is not None:
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 2 <= depth <= 200:
-            raise ValueError(f"depth must be an integer between 2 and 200 blocks, got {depth!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 200:
+            raise ValueError(f"depth must be an integer between 1 and 200 blocks, got {depth!r}")
         changes["depth"] = depth
     return base.with_(**changes)
 
@@ -169,7 +169,8 @@ def race_configs(cfgs: dict[str, ModelConfig], seed: int = 0, train: TrainConfig
 def summarize(runs: Iterable[dict | VariantRun]) -> dict[str, dict]:
     """Per variant over seeds: median train loss / train error / test error, failures, seeds.
 
-    A run without a result (diverged) counts as a failure, with error 0.9 (chance) in the medians.
+    A run without a result (diverged) counts as a failure, with error 0.9 (chance) in the error medians;
+    the training-loss median is over the runs that finished (``None`` if none did).
     """
     by_key: dict[str, list[dict]] = {}
     for r in runs:
@@ -179,7 +180,9 @@ def summarize(runs: Iterable[dict | VariantRun]) -> dict[str, dict]:
     for key, rows in by_key.items():
         def med(name, missing):
             return float(np.median([missing if r[name] is None else r[name] for r in rows]))
-        out[key] = {"n": len(rows), "train_loss": med("train_loss", float("inf")), "train_err": med("train_err", 0.9),
+        losses = [r["train_loss"] for r in rows if r["train_loss"] is not None]
+        out[key] = {"n": len(rows), "train_loss": float(np.median(losses)) if losses else None,
+                    "train_err": med("train_err", 0.9),
                     "test_err": med("test_err", 0.9),
                     "test_err_range": [min(0.9 if r["test_err"] is None else r["test_err"] for r in rows),
                                        max(0.9 if r["test_err"] is None else r["test_err"] for r in rows)],

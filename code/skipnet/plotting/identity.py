@@ -16,9 +16,10 @@ from matplotlib.axes import Axes
 from skipnet.plotting.core import PLAIN, RESIDUAL
 
 __all__ = ["plot_identity_curves", "plot_identity_depth", "plot_branches", "plot_variants", "plot_loss_runs",
-           "plot_zero_gamma", "variants_table_md", "INIT_COLORS"]
+           "plot_zero_gamma", "variants_table_md", "init_table_md", "INIT_COLORS"]
 
-INIT_COLORS = {"standard": PLAIN, "1/sqrt(L)": "#7570b3", "rezero": RESIDUAL, "fixup": "#e7298a",
+# every network here is residual: green for the identity-preserving inits, other hues for the rest (orange is plain)
+INIT_COLORS = {"standard": "#555555", "1/sqrt(L)": "#7570b3", "rezero": RESIDUAL, "fixup": "#e7298a",
                "zero_gamma": RESIDUAL}
 
 
@@ -68,6 +69,9 @@ def plot_identity_depth(rows: Sequence[Mapping], ax: Axes | None = None) -> Axes
             ax.scatter([d] * len(v), v, s=12, color=color, alpha=0.45, zorder=3)
     ax.axhline(1.0, color="#777", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
+    all_depths = sorted({r["depth"] for r in rows})
+    ax.set_xticks(all_depths, [str(d) for d in all_depths])
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("depth (blocks of two layers)")
     ax.set_ylabel("relative error after training")
@@ -77,12 +81,12 @@ def plot_identity_depth(rows: Sequence[Mapping], ax: Axes | None = None) -> Axes
 
 
 def plot_branches(stats: Mapping[str, object], axes: Sequence[Axes] | None = None) -> np.ndarray:
-    """Two panels per block: ||F(x)|| / ||x|| (left) and cos(x, x + F(x)) (right), one line per entry of
-    ``stats`` (label -> BranchStats or dict with ``rel_norm`` and ``cosine``)."""
+    """Two panels against the block: ||F(x)|| / ||x|| (top) and cos(x, x + F(x)) (bottom), one line per entry
+    of ``stats`` (label -> BranchStats or dict with ``rel_norm`` and ``cosine``)."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.3))
-    styles = ["-", "--", ":", "-."]
-    colors = [RESIDUAL, "#7570b3", PLAIN, "#666666"]
+        _, axes = plt.subplots(2, 1, figsize=(6.0, 5.6), sharex=True)
+    styles = [":", "-", "--", "-."]
+    colors = ["#888888", RESIDUAL, "#7570b3", "#e7298a"]          # all residual nets: grey, green, purple, pink
     for i, (label, st) in enumerate(stats.items()):
         rel, cos = np.asarray(_get(st, "rel_norm")), np.asarray(_get(st, "cosine"))
         blocks = np.arange(1, len(rel) + 1)
@@ -91,11 +95,11 @@ def plot_branches(stats: Mapping[str, object], axes: Sequence[Axes] | None = Non
         axes[1].plot(blocks, cos, **kw)
     axes[0].axhline(1.0, color="#777", lw=0.8, ls=":")
     axes[0].text(1, 1.0, " equal parts", va="bottom", fontsize=8, color="#555")
-    axes[0].set_ylabel(r"$\|F(x)\| \,/\, \|x\|$ (median over test digits)")
+    axes[0].set_ylabel(r"$\|F(x)\| \,/\, \|x\|$")
     axes[1].set_ylabel(r"$\cos(x,\ x + F(x))$")
     axes[1].set_ylim(min(0.0, float(np.nanmin([np.min(_get(s, "cosine")) for s in stats.values()]))) - 0.02, 1.02)
+    axes[-1].set_xlabel("block")
     for ax in axes:
-        ax.set_xlabel("block")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, frameon=False)
     return np.asarray(axes)
@@ -112,12 +116,13 @@ def plot_variants(summary: Mapping[str, Mapping], labels: Mapping[str, str], ax:
     med = np.array([100 * summary[k]["test_err"] for k in keys])
     lo = np.array([100 * summary[k]["test_err_range"][0] for k in keys])
     hi = np.array([100 * summary[k]["test_err_range"][1] for k in keys])
-    colors = [PLAIN if (k == "plain" or summary[k]["fails"] > summary[k]["n"] / 2) else RESIDUAL for k in keys]
+    colors = [PLAIN if k == "plain" else "#9a9a9a" if summary[k]["fails"] > summary[k]["n"] / 2 else RESIDUAL
+              for k in keys]
     ax.barh(y, med, color=colors, alpha=0.85)
     ax.errorbar(med, y, xerr=[med - lo, hi - med], fmt="none", ecolor="#333", capsize=3, lw=1)
     ax.axvline(100 * fail_err, color="#b00", lw=1, ls="--")
     ax.text(100 * fail_err, y[0] + 0.6, " fail", color="#b00", fontsize=8, va="center")
-    ax.set_yticks(y, [labels[k] for k in keys], fontsize=8)
+    ax.set_yticks(y, [labels[k] for k in keys], fontsize=9)
     ax.set_xlabel("test error on the digits, % (median and range over seeds)")
     ax.set_xlim(0, 100)
     ax.grid(axis="x", alpha=0.3)
@@ -188,8 +193,8 @@ def _pct(v) -> str:
 def variants_table_md(summary: Mapping[str, Mapping], variants: Mapping[str, object], keys: Sequence[str]) -> str:
     """A markdown table: the paper's CIFAR-10 test error (ResNet-110) beside ours on the digits
     (median test error and training loss over seeds, failures / seeds)."""
-    lines = ["| variant | paper: ResNet-110, CIFAR-10 test error % | ours: test error %, median [range] "
-             "| ours: train loss, median | ours: fails / seeds |",
+    lines = ["| variant | paper: CIFAR-10 test error %, ResNet-110 | ours: test error %, median [range] "
+             "| ours: training loss | ours: fails |",
              "|---|---|---|---|---|"]
     for k in keys:
         if k not in summary:
@@ -201,5 +206,21 @@ def variants_table_md(summary: Mapping[str, Mapping], variants: Mapping[str, obj
         if note:
             paper += f" ({note})"
         lines.append(f"| {_get(v, 'label')} | {paper} | {100 * s['test_err']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] "
-                     f"| {s['train_loss']:.3g} | {s['fails']} / {s['n']} |")
+                     f"| {'-' if s['train_loss'] is None else format(s['train_loss'], '.3g')} | {s['fails']} / {s['n']} |")
+    return "\n".join(lines)
+
+
+def init_table_md(rows: Sequence[Mapping], labels: Mapping[str, str], good_loss: float = 1.0) -> str:
+    """A markdown table of the branch-initialization sweep: per initialization (``labels``: key -> label),
+    runs that diverged, runs that reached a training loss below ``good_loss``, and medians of the finished runs."""
+    lines = [f"| branch initialization | diverged / seeds | training loss < {good_loss:g} / seeds "
+             "| final training loss, median of the finished | test error %, median of the finished |",
+             "|---|---|---|---|---|"]
+    for key, label in labels.items():
+        sub = [r for r in rows if r["init"] == key]
+        done = [r for r in sub if r["status"] == "finished"]
+        good = sum(r["train_loss"] < good_loss for r in done)
+        loss = f"{np.median([r['train_loss'] for r in done]):.3g}" if done else "-"
+        terr = f"{100 * np.median([r['test_err'] for r in done]):.1f}" if done else "-"
+        lines.append(f"| {label} | {len(sub) - len(done)} / {len(sub)} | {good} / {len(sub)} | {loss} | {terr} |")
     return "\n".join(lines)

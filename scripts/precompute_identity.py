@@ -4,8 +4,10 @@
     python scripts/precompute_identity.py --section variants  # one section
 
 Writes book/data/identity_<section>.json (skipnet.store.save_result: command, config, data).
-Sections and one-thread CPU cost on the project machine (idle): fit ~1 min, variants ~6 min,
-zero_gamma ~2 min, init ~2 min. The chapter re-runs seed 0 of some of them live.
+Sections and their one-thread CPU cost (estimated from runs on the shared project machine): fit ~3 min,
+variants ~6 min, zero_gamma ~2 min, init ~2 min; the "seconds" stored in each file is the wall time of the
+run that made it, on a busy machine. The chapter re-runs seed 0 of some of them live, and
+tests/test_identity_claims.py checks that those seeds still reproduce.
 """
 from __future__ import annotations
 

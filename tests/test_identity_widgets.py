@@ -85,3 +85,16 @@ def test_shortcut_lab_default_run_finishes():
     assert base["test_err"] < 0.2 < variant["test_err"]                # the lab's default shows the effect
     print(f"ShortcutLab default run: {elapsed:.1f} s (first progress after {lab.first_update_s:.2f} s)")
     assert lab.first_update_s < 5
+
+
+@pytest.mark.slow
+def test_shortcut_lab_lists_a_diverged_variant_without_nan():
+    lab = ShortcutLab(threaded=False)
+    lab.shortcut.value, lab.depth.value, lab.epochs.value = "conv1x1", 54, 1
+    lab.run_button.click()
+    assert lab.error is None, lab.error
+    chosen = [r for k, r in lab.result.items() if k != BASELINE][0]
+    assert chosen["status"].startswith("diverged at step") and chosen["test_err"] is None
+    assert all(math.isfinite(v) for v in chosen["loss"])
+    assert "diverged at step" in lab.message.value and "diverged at step" in lab.table_html.value
+    assert len(lab.table) == 2

@@ -88,16 +88,16 @@ class ShortcutLab(Lab):
             train = STUDY_TRAIN.with_(epochs=epochs)
             runs = race_configs({names[k]: c for k, c in cfgs.items()}, seed, train,
                                 on_step=lambda trainers: on_step({k: trainers[names[k]] for k in cfgs}))
-            for k in cfgs:
-                run = runs[names[k]]
+            fresh = {k: runs[names[k]] for k in cfgs}
+            for k, run in fresh.items():
                 run.key = f"{k[0]}/{k[1]}"
-                if run.status == "finished":
+                if not run.status.startswith("stopped"):          # finished or diverged: a result to keep
                     self.table[k] = run
-                else:
-                    cfgs[k] = run
+        else:
+            fresh = {}
         result = {}
         for k in dict.fromkeys([base, chosen]):
-            run = self.table.get(k) or cfgs[k]
+            run = fresh.get(k) or self.table[k]
             result[self._label(k)] = {"loss": run.loss, "status": run.status, "test_err": run.test_err,
                                       "train_loss": run.train_loss, "baseline": k == base}
         return result
@@ -127,15 +127,18 @@ class ShortcutLab(Lab):
         return "<br>".join(parts)
 
     def table_markup(self) -> str:
-        """Every finished run of this session, one row each (an HTML table)."""
+        """Every run of this session that finished or diverged, one row each, best first (an HTML table)."""
         head = ("<table style='border-collapse:collapse;font-size:90%'><tr><th style='text-align:left'>shortcut</th>"
                 "<th style='text-align:left'>placement</th><th>depth</th><th>epochs</th><th>seed</th>"
                 "<th>test error %</th><th>train loss</th></tr>")
         rows = []
-        for (shortcut, order, depth, epochs, seed), r in sorted(self.table.items(), key=lambda kv: kv[1].test_err):
+        def order_key(kv):
+            return 2.0 if kv[1].test_err is None else kv[1].test_err
+        for (shortcut, order, depth, epochs, seed), r in sorted(self.table.items(), key=order_key):
+            err, loss = ((f"{100 * r.test_err:.1f}", f"{r.train_loss:.3g}") if r.test_err is not None
+                         else (html.escape(r.status), "-"))
             rows.append(f"<tr><td>{html.escape(VARIANTS[shortcut].label)}</td><td>{html.escape(VARIANTS[order].label)}"
-                        f"</td><td>{depth}</td><td>{epochs}</td><td>{seed}</td><td>{100 * r.test_err:.1f}</td>"
-                        f"<td>{r.train_loss:.3g}</td></tr>")
+                        f"</td><td>{depth}</td><td>{epochs}</td><td>{seed}</td><td>{err}</td><td>{loss}</td></tr>")
         return head + "".join(rows) + "</table>"
 
 

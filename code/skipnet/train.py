@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from skipnet.data import Dataset
 from skipnet.runtime import device as default_device, generator, seed_everything
 
-__all__ = ["TrainConfig", "History", "Trainer", "fit", "evaluate", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "History", "Trainer", "fit", "race", "evaluate", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -323,3 +323,20 @@ def fit(model: nn.Module, data: Dataset | TaskStream, cfg: TrainConfig = TrainCo
         device: torch.device | str | None = None) -> History:
     """Train ``model`` on ``data`` with ``cfg``; return its :class:`History` (see module docstring)."""
     return Trainer(model, data, cfg, callback, device).run()
+
+
+def race(trainers: dict[str, Trainer], on_step: Callable[[dict[str, Trainer]], bool | None] | None = None) -> float:
+    """Run several trainers side by side, one step of each in turn, until all are done (the labs' live races).
+
+    ``on_step(trainers)`` runs after every round (progress, live curves); returning ``False`` stops them all.
+    Returns the seconds taken.
+    """
+    t0 = time.perf_counter()
+    while not all(t.done for t in trainers.values()):
+        for t in trainers.values():
+            t.step()
+        if on_step is not None and on_step(trainers) is False:
+            for t in trainers.values():
+                t.stop()
+            break
+    return time.perf_counter() - t0

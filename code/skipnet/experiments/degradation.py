@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from skipnet.data import load_digits
 from skipnet.models import ModelConfig, build_model
-from skipnet.train import History, TrainConfig, Trainer
+from skipnet.train import History, TrainConfig, Trainer, race as run_race
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "Run", "train_one", "race", "degradation_table"]
 
@@ -62,19 +62,11 @@ def race(depth: int, seed: int = 0, model: ModelConfig = DEFAULT_MODEL, train: T
     ``False`` stops both. Returns a :class:`Run` per variant, keyed ``"plain"`` / ``"residual"``.
     """
     data = load_digits()
-    trainers, t0 = {}, time.perf_counter()
+    trainers = {}
     for residual in variants:
         net = build_model(model.with_(depth=depth, residual=residual), seed=seed)
         trainers["residual" if residual else "plain"] = Trainer(net, data, train.with_(seed=seed))
-    stopped = False
-    while not stopped and not all(t.done for t in trainers.values()):
-        for t in trainers.values():
-            t.step()
-        if on_step is not None and on_step(trainers) is False:
-            for t in trainers.values():
-                t.stop()
-            stopped = True
-    seconds = time.perf_counter() - t0
+    seconds = run_race(trainers, on_step)
     return {k: Run(depth, k == "residual", seed, t.history, seconds) for k, t in trainers.items()}
 
 

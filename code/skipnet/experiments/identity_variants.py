@@ -22,7 +22,7 @@ from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
 from skipnet.models import ModelConfig, build_model
 from skipnet.probes.branches import gate_openness
-from skipnet.train import TrainConfig, Trainer
+from skipnet.train import TrainConfig, Trainer, race as run_race
 
 __all__ = ["Variant", "VARIANTS", "SHORTCUT_KEYS", "ORDER_KEYS", "STUDY_MODEL", "STUDY_TRAIN", "FAIL_ERR",
            "variant_config", "shortcut_config", "VariantRun", "train_variant", "race_variants", "race_configs", "summarize"]
@@ -154,15 +154,7 @@ def race_configs(cfgs: dict[str, ModelConfig], seed: int = 0, train: TrainConfig
     stops every run."""
     data = load_digits(flatten=True)
     trainers = {k: Trainer(build_model(c, seed=seed), data, train.with_(seed=seed)) for k, c in cfgs.items()}
-    t0 = time.perf_counter()
-    while not all(t.done for t in trainers.values()):
-        for t in trainers.values():
-            t.step()
-        if on_step is not None and on_step(trainers) is False:
-            for t in trainers.values():
-                t.stop()
-            break
-    seconds = time.perf_counter() - t0
+    seconds = run_race(trainers, on_step)
     return {k: _finish(k, seed, cfgs[k], t, seconds / len(cfgs)) for k, t in trainers.items()}
 
 

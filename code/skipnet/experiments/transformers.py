@@ -17,7 +17,7 @@ import torch
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.probes.rank import path_terms, stream_ratios, token_residual_ratio
 from skipnet.runtime import generator
-from skipnet.train import History, TrainConfig, Trainer
+from skipnet.train import History, TrainConfig, Trainer, race as run_race
 from skipnet.transformer import SortTask, TransformerConfig, build_transformer
 
 __all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_DEPTH", "WARMUP_STEPS",
@@ -103,15 +103,7 @@ def race_sort(models: dict[str, TransformerConfig], trains: dict[str, TrainConfi
     trainers_cfg = {k: trains for k in models} if isinstance(trains, TrainConfig) else trains
     trainers = {k: Trainer(build_transformer(m, seed=seed), task, trainers_cfg[k].with_(seed=seed))
                 for k, m in models.items()}
-    t0 = time.perf_counter()
-    while not all(t.done for t in trainers.values()):
-        for t in trainers.values():
-            t.step()
-        if on_step is not None and on_step(trainers) is False:
-            for t in trainers.values():
-                t.stop()
-            break
-    seconds = time.perf_counter() - t0
+    seconds = run_race(trainers, on_step)
     return {k: SortRun(k, models[k], trainers_cfg[k].with_(seed=seed), seed, t.history, seconds)
             for k, t in trainers.items()}
 

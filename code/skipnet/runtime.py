@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["device", "configure_threads", "seed_everything", "generator"]
+from skipnet.config import check_int, check_seed
+
+__all__ = ["device", "configure_threads", "seed_everything", "generator", "eval_mode", "train_mode"]
 
 
 def configure_threads(n: int | None = None) -> int:
     """Set torch's intra-op thread count (default: ``$SKIPNET_THREADS`` or 1) and return it."""
     if n is None:
         n = int(os.environ.get("SKIPNET_THREADS", "1"))
-    if n < 1:
-        raise ValueError(f"threads must be >= 1, got {n}")
-    torch.set_num_threads(n)
+    torch.set_num_threads(check_int("threads", n, 1))
     return n
 
 
@@ -38,16 +40,40 @@ def device() -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    random.seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
-    torch.manual_seed(int(seed))
+    """Seed Python, NumPy and torch (CPU and CUDA) from one integer between 0 and 2^32 - 1."""
+    seed = check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def generator(seed: int, on: torch.device | str = "cpu") -> torch.Generator:
-    """A fresh ``torch.Generator`` seeded with ``seed`` (explicit randomness for data order and sampling)."""
+    """A fresh ``torch.Generator`` seeded with ``seed`` (explicit randomness for data order and sampling).
+
+    Experiments offset a seed by a constant (``generator(10_000 + seed)``) to draw data independent of the
+    weights, so any non-negative integer is accepted here; the user-facing rule is :func:`check_seed`.
+    """
     g = torch.Generator(device=on)
-    g.manual_seed(int(seed))
+    g.manual_seed(check_int("seed", seed, 0, 2**63 - 1))
     return g
+
+
+@contextmanager
+def _mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Module]:
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def eval_mode(model: torch.nn.Module):
+    """``with eval_mode(net): ...``: the model in eval mode (BatchNorm's running statistics, no dropout),
+    put back in the mode it was in afterwards, even on an error."""
+    return _mode(model, False)
+
+
+def train_mode(model: torch.nn.Module, training: bool = True):
+    """``with train_mode(net): ...``: as :func:`eval_mode`, for train mode (or ``training`` given)."""
+    return _mode(model, training)

@@ -1,0 +1,85 @@
+"""The chapters run where readers run them: on Binder there is no myst-nb and no Sphinx.
+
+Every chapter glues through :func:`skipnet.notebook.glue`, never imports myst-nb or Sphinx, and shows the code of
+the block it trains from the package (``{literalinclude}`` with ``:pyobject:``).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import numpy as np
+import pytest
+import torch
+from nbclient import NotebookClient
+
+from skipnet import notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p for p in (ROOT / "book").glob("*.md") if p.name != "references.md")
+BLOCKS = {"transformers.md": ("PreLNBlock", "PostLNBlock")}
+
+
+def _code(path: Path) -> str:
+    return "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_chapter_imports_myst_nb_or_sphinx(path):
+    code = _code(path)
+    assert not re.search(r"^\s*(from|import)\s+(myst_nb|sphinx)\b", code, re.M), path.name
+    assert "myst_nb" not in code and "display=display" not in code
+    assert not re.search(r"glue\([^)]*display=True", code), "glued values are never shown as stray outputs"
+    assert "def glue" not in code, "glue through skipnet.notebook.glue only"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_shows_the_code_of_its_block(path):
+    text = path.read_text()
+    for name in BLOCKS.get(path.name, ("ResidualBlock.forward",)):
+        assert re.search(r"```\{literalinclude\} \.\./code/skipnet/\w+\.py\n:pyobject: " + re.escape(name), text), \
+            f"{path.name} does not include {name}"
+
+
+def test_glue_without_myst_nb_runs_and_shows_only_when_asked(monkeypatch):
+    shown = []
+    monkeypatch.setitem(sys.modules, "myst_nb", None)               # import myst_nb now raises ImportError
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda v: shown.append(v))
+    notebook.glue("hidden", np.float64(0.25))
+    notebook.glue("shown", np.float32(0.5), display=True)
+    assert shown == [0.5] and type(shown[0]) is float
+
+
+def test_glue_hands_myst_nb_plain_python_numbers(monkeypatch):
+    import myst_nb
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: calls.append((name, value, display)))
+    notebook.glue("a", np.float64(0.95))
+    notebook.glue("b", np.int64(3))
+    notebook.glue("c", torch.tensor(2.5))
+    notebook.glue("d", "301,328")
+    assert calls == [("a", 0.95, False), ("b", 3, False), ("c", 2.5, False), ("d", "301,328", False)]
+    assert [type(v) for _, v, _ in calls] == [float, int, float, str]          # a repr like np.float64(0.95) formats
+
+
+@pytest.mark.slow
+def test_every_chapter_starts_in_a_kernel_without_myst_nb_or_sphinx(tmp_path, monkeypatch):
+    """Binder's kernel: myst_nb and sphinx cannot be imported. Each chapter's setup cells (up to and including
+    the first cell that glues) run there; the full chapters run in the book build."""
+    blocker = tmp_path / "blocked"
+    for name in ("myst_nb", "sphinx"):
+        (blocker / name).mkdir(parents=True)
+        (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed on Binder')\n")
+    monkeypatch.setenv("PYTHONPATH", str(blocker))                  # the kernel finds the blockers first
+    for path in CHAPTERS:
+        nb = jupytext.read(path)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        upto = next((i for i, c in enumerate(code) if "glue(" in c.source), 0)
+        nb.cells = code[:upto + 1] + [jupytext.reads("import importlib.util\n"
+                                                     "assert importlib.util.find_spec('myst_nb').origin.startswith("
+                                                     f"{str(blocker)!r})\n", fmt="py:percent").cells[0]]
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()

@@ -7,7 +7,7 @@
   batches, no host syncs) are measured beside them to say where the difference comes from.
 * ``step_fraction_of_matmul_peak``: the Trainer's achieved FLOP/s (convolution and linear FLOPs of
   one forward, times 3 for a training step) over the fp32 matmul FLOP/s torch reaches on one thread.
-* ``vectorized``: :class:`skipnet.vectorized.VectorizedTrainer` (K seeds in one pass) against K
+* ``vectorized``: :class:`vectorized.VectorizedTrainer` (K seeds in one pass) against K
   Trainers stepped in turn.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from benchlib import interleaved, sync, threads
 from skipnet.data import load_digits
 from skipnet.models import ModelConfig, build_model
 from skipnet.train import TrainConfig, Trainer, make_optimizer
-from skipnet.vectorized import VectorizedTrainer
+from vectorized import VectorizedTrainer
 
 RESNET20 = ModelConfig(arch="cnn", depth=20, width=16)
 
@@ -259,8 +259,8 @@ def trainer_section(device: torch.device, default_threads: int, quick: bool = Fa
 
 # -- several seeds in one pass ---------------------------------------------------------------------
 VECTORIZED_CASES = {
-    "mlp depth 10 width 32 layer-norm": (ModelConfig(arch="mlp", depth=10, width=32, norm="layer", in_shape=(64,)), True),
-    "mlp depth 30 width 64 batch-norm": (ModelConfig(arch="mlp", depth=30, width=64, in_shape=(64,)), True),
+    "mlp 10 blocks width 32 layer-norm": (ModelConfig(arch="mlp", n_blocks=10, width=32, norm="layer", in_shape=(64,)), True),
+    "mlp 30 blocks width 64 batch-norm": (ModelConfig(arch="mlp", n_blocks=30, width=64, in_shape=(64,)), True),
     "cnn depth 20 width 8 batch-norm": (ModelConfig(arch="cnn", depth=20, width=8), False),
 }
 

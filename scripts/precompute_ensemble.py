@@ -59,12 +59,12 @@ def main(argv=None) -> int:
         for depth, residual, drop in LESION_NETS:
             net = trained.get((depth, residual, drop)) or E.train_net(depth, residual, seed=seed, drop_prob=drop, data=data)
             t0 = time.perf_counter()
-            study = E.lesion_study(net.model, data, net.label, n_samples=N_SAMPLES,
+            study = E.lesion_study(net.net, data, net.label, n_samples=N_SAMPLES,
                                    swap_ks=SWAP_KS if residual else SWAP_KS[:5], seed=seed)
             lesions.setdefault(net.label, []).append({"seed": seed, **study.as_dict()})
-            streams.setdefault(net.label, []).append({"seed": seed, **E.stream_study(net.model, data, net.label).as_dict()})
+            streams.setdefault(net.label, []).append({"seed": seed, **E.stream_study(net.net, data, net.label).as_dict()})
             if residual:
-                p = E.path_study(net.model, data, n_samples=PATH_SAMPLES, seed=seed)
+                p = E.path_study(net.net, data, n_samples=PATH_SAMPLES, seed=seed)
                 paths.setdefault(net.label, []).append({"seed": seed, **p.as_dict()})
             print(f"seed {seed} {net.label}: intact {study.intact:.3f}, median single {study.median_single:.3f}, "
                   f"studies {time.perf_counter() - t0:.1f} s", flush=True)

@@ -4,7 +4,7 @@
 
 Trains plain and residual CNNs (width 8, BN, ReLU after the addition; SGD Nesterov lr 0.1, 10 epochs,
 12-step warm-up, cosine) at each depth and seed with
-:func:`skipnet.experiments.highway.degradation_rows` and stores the rows, with this command and the
+:func:`skipnet.experiments.degradation.degradation_table` and stores :func:`degradation_row` of each run, with this command and the
 configuration, via :func:`skipnet.store.save_result`. About a minute of one-core compute for 3 seeds.
 The chapter loads the file and re-runs seed 0 live; ``tests/test_highway.py`` re-runs a slice.
 """
@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN
-from skipnet.experiments.highway import degradation_rows
+from skipnet.data import load_digits
+from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, degradation_row, race
 from skipnet.store import save_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
 
-    def report(depth, seed, race):
-        losses = ", ".join(f"{k} {r.train_loss:.4f}" for k, r in race.runs.items())
-        print(f"depth {depth} seed {seed}: {losses} ({time.perf_counter() - t0:.0f} s)", flush=True)
-
-    rows = degradation_rows(args.depths, args.seeds, on_race=report)
+    rows = []
+    for depth in args.depths:
+        for seed in args.seeds:
+            runs = race(depth, seed)
+            rows += [degradation_row(r) for r in runs.values()]
+            losses = ", ".join(f"{k} {r.train_loss:.4f}" for k, r in runs.items())
+            print(f"depth {depth} seed {seed}: {losses} ({time.perf_counter() - t0:.0f} s)", flush=True)
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     try:
         shown = out.resolve().relative_to(ROOT)
@@ -44,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         shown = out
     command = ".venv/bin/python scripts/precompute_highway.py " + " ".join(
         ["--seeds", *map(str, args.seeds), "--depths", *map(str, args.depths), "--out", shlex.quote(str(shown))])
-    config = {"function": "skipnet.experiments.highway.degradation_rows", "depths": args.depths, "seeds": args.seeds,
-              "model": DEFAULT_MODEL.as_dict(), "train": DEFAULT_TRAIN.as_dict(), "data": "load_digits() (1,437 train)",
+    n_train = len(load_digits().X_train)
+    config = {"function": "skipnet.experiments.degradation.race + degradation_row", "depths": args.depths,
+              "seeds": args.seeds, "model": DEFAULT_MODEL.as_dict(), "train": DEFAULT_TRAIN.as_dict(),
+              "data": f"load_digits() ({n_train:,} train)",
               "epoch_loss": "mean training-batch loss of each epoch (train mode)",
               "train_loss": "full training set, eval mode, after the last step"}
     save_result(out, rows, config, command, seconds=round(time.perf_counter() - t0, 1))

@@ -20,17 +20,16 @@ import numpy as np
 
 from skipnet.data import load_digits
 from skipnet.experiments.identity import (BRANCH_MODEL, INIT_VARIANTS, NO_NORM_MODEL, NO_NORM_TRAIN,
-                                          IdentityFitConfig, fit_identity, init_config, train_digits)
+                                          IdentityFitConfig, final_rel_error, fit_identity, init_config, train_digits)
 from skipnet.experiments.degradation import DEFAULT_TRAIN
 from skipnet.experiments.identity_variants import STUDY_MODEL, STUDY_TRAIN, VARIANTS, summarize, train_variant
 from skipnet.probes.branches import branch_stats
-from skipnet.models import build_model
 from skipnet.store import save_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 SECTIONS = ("fit", "variants", "zero_gamma", "init")
-FIT_DEPTHS = (1, 2, 4, 8, 16, 32)
+FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
 ZG_DEPTHS = (20, 56)
 ZG_INITS = ("standard", "zero_gamma")
 
@@ -42,21 +41,22 @@ def _r(x, n=6):
 def section_fit(seeds, log):
     cfg = IdentityFitConfig()
     rows = []
-    for depth in FIT_DEPTHS:
+    for n_blocks in FIT_BLOCKS:
         for residual in (False, True):
             for seed in seeds:
-                f = fit_identity(depth, residual, seed, cfg)
-                rows.append({"depth": depth, "residual": residual, "seed": seed, "status": f.status,
-                             "steps": f.steps, "rel_error": [_r(v) for v in f.rel_error], "seconds": round(f.seconds, 2)})
-                log(f"fit depth={depth} residual={residual} seed={seed}: {f.initial:.3g} -> {f.final:.3g}")
-    return {"runs": rows}, {"fit": cfg.__dict__, "depths": FIT_DEPTHS, "seeds": list(seeds)}
+                f = fit_identity(n_blocks, residual, seed, cfg)
+                steps, err = f.curve("rel_error")
+                rows.append({"n_blocks": n_blocks, "residual": residual, "seed": seed, "status": f.status,
+                             "steps": steps, "rel_error": [_r(v) for v in err], "seconds": round(f.seconds, 2)})
+                log(f"fit n_blocks={n_blocks} residual={residual} seed={seed}: {err[0]:.3g} -> {final_rel_error(f):.3g}")
+    return {"runs": rows}, {"fit": cfg.as_dict(), "n_blocks": FIT_BLOCKS, "seeds": list(seeds)}
 
 
 def section_variants(seeds, log):
     runs = []
     for key in VARIANTS:
         for seed in seeds:
-            r = train_variant(key, seed).as_dict()
+            r = train_variant(key, seed)
             if seed != seeds[0]:
                 r["loss"] = None                      # keep one curve per variant (the first seed): small file
             runs.append(r)
@@ -73,9 +73,9 @@ def section_zero_gamma(seeds, log):
         for init in ZG_INITS:
             cfg = BRANCH_MODEL.with_(depth=depth, init=init)
             for seed in seeds:
-                at_init = branch_stats(build_model(cfg, seed=seed), X_test, train_mode=True)
+                at_init = branch_stats(cfg.build(seed), X_test, train_mode=True)
                 run = train_digits(cfg, seed)
-                st = branch_stats(run.model, X_test)
+                st = branch_stats(run.net, X_test)
                 row = run.row()
                 row.update({"depth": depth, "init": init, "loss": [_r(v, 5) for v in run.history.loss],
                             "rel_norm": [_r(v, 5) for v in st.rel_norm], "cosine": [_r(v, 5) for v in st.cosine],

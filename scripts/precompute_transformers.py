@@ -14,61 +14,55 @@ import sys
 import time
 from pathlib import Path
 
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, VARIANTS, WARMUP_DEPTH,
-                                              WARMUP_LR, WARMUP_STEPS, train_sort, variant_config)
-from skipnet.experiments.transformers_rnn import RNN_CELLS, RNN_TRAIN, train_recall
+from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, VARIANTS, WARMUP_BLOCKS,
+                                              WARMUP_LR, WARMUP_STEPS, sort_row, train_sort, variant_config)
+from skipnet.experiments.transformers_rnn import RNN_CELLS, RNN_TRAIN, recall_row, train_recall
 from skipnet.store import save_result
 
-DEPTHS = (1, 2, 4, 6, 8)
+N_BLOCKS = (1, 2, 4, 6, 8)
 WARMUP_CONDITIONS = [("post", WARMUP_LR, 0), ("post", WARMUP_LR, WARMUP_STEPS), ("pre", WARMUP_LR, 0),
-                     ("pre", WARMUP_LR, WARMUP_STEPS), ("post", 3e-3, 0)]
-LENGTHS = (5, 10, 20, 40)
+                     ("pre", WARMUP_LR, WARMUP_STEPS), ("post", 3e-3, 0)]    # (placement, lr, warm-up steps)
+SEQ_LENS = (5, 10, 20, 40)
 CURVE_EVERY = 5                 # keep every 5th step of each loss curve (small files)
-
-
-def _thin(row: dict) -> dict:
-    row = dict(row)
-    row["loss_curve"] = row["loss_curve"][::CURVE_EVERY]
-    row["curve_every"] = CURVE_EVERY
-    return row
 
 
 def depth_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
     rows = []
-    for depth in DEPTHS:
+    for n in N_BLOCKS:
         for name in VARIANTS:
             for s in seeds:
-                run = train_sort(variant_config(name, depth), DEFAULT_TRAIN, seed=s, label=name)
-                rows.append(_thin(run.row()))
-                log(f"depth {depth} {name} seed {s}: {run.history.status} loss {run.final_loss} ({run.seconds:.1f} s)")
-    config = {"model": DEFAULT_MODEL.as_dict(), "variants": VARIANTS, "depths": list(DEPTHS), "seeds": seeds,
+                run = train_sort(variant_config(name, n), DEFAULT_TRAIN, seed=s, label=name)
+                rows.append(sort_row(run, CURVE_EVERY))
+                log(f"{n} blocks {name} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
+    config = {"model": DEFAULT_MODEL.as_dict(), "variants": VARIANTS, "n_blocks": list(N_BLOCKS), "seeds": seeds,
               "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
     return rows, config
 
 
 def warmup_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
     rows = []
-    for norm, lr, warm in WARMUP_CONDITIONS:
+    for placement, lr, warm in WARMUP_CONDITIONS:
         for s in seeds:
             train = DEFAULT_TRAIN.with_(lr=lr, warmup_steps=warm)
-            run = train_sort(DEFAULT_MODEL.with_(depth=WARMUP_DEPTH, norm=norm), train, seed=s, label=f"{norm}-LN")
-            rows.append(_thin(run.row()))
-            log(f"{norm} lr {lr} warm-up {warm} seed {s}: {run.history.status} loss {run.final_loss} "
-                f"({run.seconds:.1f} s)")
-    config = {"model": DEFAULT_MODEL.with_(depth=WARMUP_DEPTH).as_dict(), "conditions": WARMUP_CONDITIONS,
-              "seeds": seeds, "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
+            run = train_sort(DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement=placement), train, seed=s,
+                             label=f"{placement}-LN")
+            rows.append(sort_row(run, CURVE_EVERY))
+            log(f"{placement} lr {lr} warm-up {warm} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
+    config = {"model": DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict(),
+              "conditions_placement_lr_warmup": WARMUP_CONDITIONS, "seeds": seeds, "train": DEFAULT_TRAIN.as_dict(),
+              "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
     return rows, config
 
 
 def recall_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
     rows = []
-    for length in LENGTHS:
+    for seq_len in SEQ_LENS:
         for label, cell in RNN_CELLS.items():
             for s in seeds:
-                run = train_recall(cell, length, seed=s, label=label)
-                rows.append(_thin(run.row()))
-                log(f"T {length} {label} seed {s}: acc {run.final_acc} ({run.seconds:.1f} s)")
-    config = {"cells": {k: v.as_dict() for k, v in RNN_CELLS.items()}, "lengths": list(LENGTHS), "seeds": seeds,
+                run = train_recall(cell, seq_len, seed=s, label=label)
+                rows.append(recall_row(run, CURVE_EVERY))
+                log(f"T {seq_len} {label} seed {s}: acc {run.train_acc} ({run.seconds:.1f} s)")
+    config = {"cells": {k: v.as_dict() for k, v in RNN_CELLS.items()}, "seq_lens": list(SEQ_LENS), "seeds": seeds,
               "train": RNN_TRAIN.as_dict()}
     return rows, config
 

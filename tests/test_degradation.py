@@ -30,18 +30,21 @@ def test_shallow_plain_and_residual_both_train():
 def test_race_alternates_and_can_stop():
     calls = []
 
-    def on_step(trainers):
-        calls.append({k: t.history.steps_done for k, t in trainers.items()})
+    def progress(fraction, text, histories):
+        calls.append(({k: h.steps_done for k, h in histories.items()}, fraction, text))
         return len(calls) < 4
 
-    runs = race(8, seed=0, train=DEFAULT_TRAIN.with_(epochs=1), on_step=on_step)
-    assert calls[:2] == [{"plain": 1, "residual": 1}, {"plain": 2, "residual": 2}]
+    runs = race(8, seed=0, train=DEFAULT_TRAIN.with_(epochs=1), progress=progress)
+    assert [c[0] for c in calls[:2]] == [{"plain": 1, "residual": 1}, {"plain": 2, "residual": 2}]
+    total = runs["plain"].history.total_steps
+    assert calls[1][1] == pytest.approx(2 / total) and "plain: step 2/" in calls[1][2] and "residual:" in calls[1][2]
     assert runs["plain"].history.status == runs["residual"].history.status == "stopped at step 4"
+    assert runs["plain"].label == "plain-8" and runs["residual"].net is not None
 
 
 def test_table_and_figures_from_short_runs():
     runs = degradation_table(depths=(8, 14), seeds=(0,), train=DEFAULT_TRAIN.with_(epochs=1))
-    assert [(r.depth, r.residual) for r in runs] == [(8, False), (8, True), (14, False), (14, True)]
+    assert [(r.model.depth, r.model.residual) for r in runs] == [(8, False), (8, True), (14, False), (14, True)]
     md = degradation_markdown(runs)
     assert md.count("\n") == 3 and "| 8 |" in md and "| 14 |" in md
     axes = plot_degradation_curves(runs)

@@ -38,15 +38,15 @@ def test_profile_lab_recomputes_on_each_control_and_shows_vanishing():
     assert "flat" in lab.message.value
     lab.activation.value, lab.norm.value, lab.residual.value = "relu", "batch", False
     assert "exploding" in lab.message.value
-    lab.depth.value = 5
-    assert lab.result["plain ReLU + BN"].depth == 5 and len(lab.result["plain ReLU + BN"].norms) == 7
+    lab.n_blocks.value = 5
+    assert lab.result["plain ReLU + BN"].n_blocks == 5 and len(lab.result["plain ReLU + BN"].norms) == 7
 
 
-def test_profile_lab_names_a_bad_depth():
+def test_profile_lab_names_a_bad_number_of_blocks():
     lab = GradientProfileLab(threaded=False)
-    lab.depth.max = 500
-    lab.depth.value = 300
-    assert lab.error is not None and "depth" in lab.error and "200" in lab.error
+    lab.n_blocks.max = 500
+    lab.n_blocks.value = 300
+    assert lab.error is not None and "n_blocks" in lab.error and "between 1 and 200" in lab.error
 
 
 def test_race_lab_small_run_finishes_with_curves_and_heat_maps():
@@ -62,7 +62,7 @@ def test_race_lab_small_run_finishes_with_curves_and_heat_maps():
         assert len(h.grad_norms) == h.steps_done and len(h.grad_norms[0]) == 8   # stem, 3 blocks x 2 convs, head
     assert bytes(lab.image.value).startswith(PNG)
     assert "plain-8" in lab.message.value and "residual-8" in lab.message.value
-    assert lab.first_update_s is not None and lab.first_update_s < 1.0
+    assert lab.first_update_s is not None            # how soon: bench/widget_speed.py
 
 
 def test_race_lab_stop_button_stops_both():
@@ -81,7 +81,9 @@ def test_race_lab_stop_button_stops_both():
     assert "stopped at step" in lab.message.value
 
 
-@pytest.mark.parametrize("control,value,word", [("depth", 21, "depth"), ("lr", 7.0, "lr"), ("seed", -1, "seed")])
+@pytest.mark.parametrize("control,value,word", [("depth", 21, "depth"), ("lr", 7.0, "lr"), ("seed", -1, "seed"),
+                                                ("seed", 10**20, "seed must be an integer between 0 and 4,294,967,295"),
+                                                ("depth", 200, "depth must be an integer between 8 and 110")])
 def test_race_lab_names_a_bad_parameter(control, value, word):
     lab = TrainingRaceLab(threaded=False)
     getattr(lab, control).value = value

@@ -27,14 +27,14 @@ def test_recorded_first_step_equals_a_plain_computation(digits):
 
 def test_convolutions_run_channels_last(digits):
     trainer = Trainer(build_model(arch="cnn", depth=8, width=4, seed=0), digits, TrainConfig(steps=1))
-    w = trainer.model.blocks[0].weights[0].weight                  # (C_out, C_in, 3, 3) with C_in > 1
+    w = trainer.model.blocks[0].branch.weights[0].weight                  # (C_out, C_in, 3, 3) with C_in > 1
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_fused_step_equals_foreach_step(optimizer):
     cfg = TrainConfig(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3)
-    nets = [build_model(arch="mlp", depth=3, width=16, in_shape=(8,), seed=0) for _ in range(2)]
+    nets = [build_model(arch="mlp", n_blocks=3, width=16, in_shape=(8,), seed=0) for _ in range(2)]
     fused = make_optimizer(cfg, list(nets[0].parameters()))
     assert fused.defaults.get("fused") is True                     # the CPU has fused SGD and AdamW
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)

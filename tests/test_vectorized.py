@@ -13,10 +13,10 @@ import torch
 from skipnet.data import Dataset
 from skipnet.models import build_model
 from skipnet.train import TrainConfig, fit
-from skipnet.vectorized import VectorizedTrainer, fit_many
+from vectorized_loader import VectorizedTrainer, fit_many
 
 CNN = dict(arch="cnn", depth=8, width=4)
-MLP = dict(arch="mlp", depth=4, width=16, in_shape=(64,))
+MLP = dict(arch="mlp", n_blocks=4, width=16, in_shape=(64,))
 
 
 def double(ds: Dataset, n_train: int | None = None, n_test: int | None = None) -> Dataset:
@@ -83,7 +83,7 @@ class Parity:
 
 
 def test_streams_adamw_and_clipping_equal_sequential():
-    fields = dict(arch="mlp", depth=2, width=16, in_shape=(8,), n_classes=2)
+    fields = dict(arch="mlp", n_blocks=2, width=16, in_shape=(8,), n_classes=2)
     cfg = TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.01, steps=10, batch_size=32, warmup_steps=3,
                       grad_clip=0.05)                    # small enough that clipping acts
     hv, hs, mv, ms = both(fields, Parity(), cfg, seeds=[0, 5])
@@ -92,7 +92,7 @@ def test_streams_adamw_and_clipping_equal_sequential():
 
 
 def test_a_diverging_network_stops_alone_and_keeps_its_last_weights(digits_flat):
-    fields = dict(arch="mlp", depth=6, width=32, in_shape=(64,), norm="none")
+    fields = dict(arch="mlp", n_blocks=6, width=32, in_shape=(64,), norm="none")
     nets = [build_model(**fields, seed=s).double() for s in (0, 1, 2)]
     with torch.no_grad():                                # network 1 starts far too large: it blows up
         for p in nets[1].parameters():
@@ -109,15 +109,15 @@ def test_a_diverging_network_stops_alone_and_keeps_its_last_weights(digits_flat)
     assert_close_weights(vec.models, seq, 1e-9)
 
 
-def test_callback_stops_every_network(digits):
+def test_progress_stops_every_network(digits):
     seen = []
 
-    def cb(trainer):
-        seen.append(trainer.histories[0].steps_done)
+    def progress(fraction, text, histories):
+        seen.append(histories[0].steps_done)
         return len(seen) < 3
 
     nets = [build_model(**CNN, seed=s) for s in (0, 1)]
-    hv = VectorizedTrainer(nets, digits, TrainConfig(steps=10), callback=cb).run()
+    hv = VectorizedTrainer(nets, digits, TrainConfig(steps=10), progress=progress).run()
     assert seen == [1, 2, 3] and [h.status for h in hv] == ["stopped at step 3"] * 2
 
 

@@ -1,73 +1,83 @@
 """Plain and residual networks that differ ONLY in the skip connection.
 
-A residual block computes ``join(shortcut(x), branch(x))``; its plain twin computes ``branch(x)``
-alone with the very same layers and parameters. Everything the chapters vary is a field of the
-frozen :class:`ModelConfig`:
+The whole book is about one line, the forward pass of :class:`ResidualBlock`::
 
-* ``arch``: ``"cnn"``, the CIFAR-style 6n+2 network of He et al. (2015) with parameter-free
-  "option A" shortcuts (subsample + zero-pad), or ``"mlp"``, a stack of fully connected blocks.
-* ``norm`` (none / batch / layer), ``activation``, ``order`` (where norm and activation sit
-  relative to the addition, He et al. 2016 Fig. 4), ``shortcut`` (the variants of He et al. 2016
-  Table 1), ``branch_scale`` and ``init`` (zero-gamma, SkipInit/ReZero, Fixup), ``drop_prob``
-  (stochastic depth).
+    return self.post(self.branch(x) + self.shortcut(x))          # y = F(x) + x, then ReLU if post-activation
 
-Chapters: the opening chapter (degradation), *The gradient highway* (activations, norms),
-*The identity mapping* (orders, shortcuts, inits) and *An ensemble of shallow paths* (deleting
-blocks, stochastic depth).
+Its plain twin, :class:`PlainBlock`, computes ``self.post(self.branch(x))`` with the very same layers and
+initial weights. The parts are small modules of their own:
+
+* the branch ``F`` (:class:`Branch`): two 3x3 convolutions (CNN) or one or two linear maps (MLP), with
+  norms and activations where ``placement`` puts them (He et al. 2016, Fig. 4), times a constant
+  ``branch_scale`` or a learnable ReZero scalar, optionally dropped by stochastic depth;
+* the shortcut: :class:`OptionA` (the identity; subsample + zero-pad where the shape changes, He et al.
+  2015's parameter-free "option A"), :class:`Scaled`, :class:`GatedShortcut`, :class:`Projection` (1x1
+  conv) and :class:`DropMask`: the variants of He et al. (2016), Table 1;
+* ``post``: what acts on the stream after the addition (a ReLU for the original post-activation block).
+
+Everything the chapters vary is a field of the frozen :class:`ModelConfig`. Probes (lesions, paths,
+branch sizes) do not live here: they run the stream with :meth:`ResidualNet.blocks_forward`.
+
+Chapters: the opening chapter (degradation), *The gradient highway* (activations, norms), *The
+identity mapping* (placements, shortcuts, inits) and *An ensemble of relatively shallow paths*.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from dataclasses import dataclass, asdict, replace
-from typing import Iterator, NamedTuple
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skipnet.config import Config, check_choice, check_float, check_int
+
 __all__ = [
-    "ModelConfig", "ResidualNet", "Block", "BlockTrace", "build_model", "deleted_blocks",
-    "ARCHS", "NORMS", "ACTIVATIONS", "ORDERS", "SHORTCUTS", "INITS", "MAX_DEPTH",
+    "ModelConfig", "ResidualNet", "ResidualBlock", "PlainBlock", "Branch", "StochasticDepth",
+    "OptionA", "Scaled", "Gate", "GatedShortcut", "GatedBranch", "Projection", "DropMask", "build_model",
+    "ARCHS", "NORMS", "ACTIVATIONS", "PLACEMENTS", "SHORTCUTS", "INITS", "MAX_DEPTH",
 ]
 
 ARCHS = ("cnn", "mlp")
 NORMS = ("none", "batch", "layer")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
-ORDERS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
+PLACEMENTS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
 SHORTCUTS = ("identity", "scale", "exclusive_gate", "shortcut_gate", "conv1x1", "dropout")
 INITS = ("standard", "zero_gamma", "zero_last", "rezero", "fixup")
-MAX_DEPTH = {"cnn": 1202, "mlp": 1000}
+MAX_DEPTH = 1202              # weight layers of the CNN (He et al. 2015's deepest); MLPs: MAX_MLP_BLOCKS blocks
+MAX_MLP_BLOCKS = 1000
 MAX_WIDTH = 1024
 _INV_SQRT = "1/sqrt(L)"
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """Everything that defines a network. Invalid values raise ``ValueError`` naming the field.
 
-    depth: for ``cnn`` the number of weight layers, 6n+2 (8, 14, 20, ..., 56, 110); for ``mlp``
-        the number of hidden blocks (each of ``block_layers`` weight layers) between the input
-        layer and the classifier.
+    depth / n_blocks: give one, the other is derived. ``depth`` counts weight layers on the main path
+        (stem, blocks, head): for the CNN it is 6n+2 (8, 14, 20, ..., 56, 110) with ``n_blocks = 3n``.
+        An MLP is usually given by ``n_blocks``, hidden blocks of ``block_layers`` weight layers each
+        (``depth = n_blocks * block_layers + 2``). Default: depth 20 (CNN) or 20 blocks (MLP).
     width: channels of the first CNN stage (the stages have width, 2 width, 4 width) or MLP width.
-    order: ``None`` picks the default of the architecture: ``post`` (He et al. 2015, ReLU after
-        the addition) for the CNN, ``pre`` (norm -> activation -> weight inside the branch, the
-        stream left untouched) for the MLP.
-    branch_scale: a constant multiplying the residual branch, or ``"1/sqrt(L)"`` for one over the
-        square root of the number of blocks.
+    norm: the kind of normalization (``none`` / ``batch`` / ``layer``); ``placement``: where norm and
+        activation sit relative to the addition (He et al. 2016, Fig. 4). ``None`` picks ``post`` (He et
+        al. 2015, ReLU after the addition) for the CNN and ``pre`` (full pre-activation) for the MLP.
+    branch_scale: a constant multiplying the residual branch, or ``"1/sqrt(L)"`` (one over the square
+        root of the number of blocks).
     shortcut_scale: the constant of the ``scale`` shortcut (He et al. 2016 use 0.5).
     gate_bias: initial bias of the gates of ``exclusive_gate`` / ``shortcut_gate`` shortcuts.
-    drop_prob: stochastic depth (Huang et al. 2016): the last block is skipped with this
-        probability during training, earlier blocks linearly less often.
+    drop_prob: stochastic depth (Huang et al. 2016): the last block's branch is dropped with this
+        probability during training, earlier blocks' linearly less often.
     """
 
     arch: str = "cnn"
-    depth: int = 20
+    depth: int | None = None
+    n_blocks: int | None = None
     width: int = 16
     residual: bool = True
     norm: str = "batch"
     activation: str = "relu"
-    order: str | None = None
+    placement: str | None = None
     shortcut: str = "identity"
     block_layers: int = 2
     branch_scale: float | str = 1.0
@@ -79,43 +89,25 @@ class ModelConfig:
     n_classes: int = 10
 
     def __post_init__(self) -> None:
-        _choice("arch", self.arch, ARCHS)
-        if self.order is None:
-            object.__setattr__(self, "order", "post" if self.arch == "cnn" else "pre")
-        _choice("norm", self.norm, NORMS)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _choice("order", self.order, ORDERS)
-        _choice("shortcut", self.shortcut, SHORTCUTS)
-        _choice("init", self.init, INITS)
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int):
-            raise ValueError(f"depth must be an integer, got {self.depth!r}")
-        if self.arch == "cnn":
-            if self.depth < 8 or (self.depth - 2) % 6 or self.depth > MAX_DEPTH["cnn"]:
-                raise ValueError(
-                    f"depth must be 6n+2 with n >= 1 for the CNN (8, 14, 20, 26, 32, ..., 56, ..., 110, up to "
-                    f"{MAX_DEPTH['cnn']}), got {self.depth}")
-            if self.block_layers != 2:
-                raise ValueError(f"block_layers must be 2 for the CNN (two 3x3 convolutions a block), got {self.block_layers}")
-            if len(self.in_shape) != 3:
-                raise ValueError(f"in_shape must be (channels, height, width) for the CNN, got {self.in_shape}")
-        else:
-            if not 1 <= self.depth <= MAX_DEPTH["mlp"]:
-                raise ValueError(f"depth must be between 1 and {MAX_DEPTH['mlp']} blocks for the MLP, got {self.depth}")
-            if self.block_layers not in (1, 2):
-                raise ValueError(f"block_layers must be 1 or 2 for the MLP, got {self.block_layers}")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or not 1 <= self.width <= MAX_WIDTH:
-            raise ValueError(f"width must be an integer between 1 and {MAX_WIDTH}, got {self.width!r}")
+        check_choice("arch", self.arch, ARCHS)
+        if self.placement is None:
+            object.__setattr__(self, "placement", "post" if self.arch == "cnn" else "pre")
+        check_choice("norm", self.norm, NORMS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("placement", self.placement, PLACEMENTS)
+        check_choice("shortcut", self.shortcut, SHORTCUTS)
+        check_choice("init", self.init, INITS)
+        self._depth_and_blocks()
+        check_int("width", self.width, 1, MAX_WIDTH)
         if isinstance(self.branch_scale, str):
             if self.branch_scale != _INV_SQRT:
                 raise ValueError(f"branch_scale must be a positive number or '{_INV_SQRT}', got {self.branch_scale!r}")
-        elif not (isinstance(self.branch_scale, (int, float)) and 0 < self.branch_scale <= 10):
-            raise ValueError(f"branch_scale must be in (0, 10] or '{_INV_SQRT}', got {self.branch_scale!r}")
-        if not 0 < self.shortcut_scale <= 1:
-            raise ValueError(f"shortcut_scale must be in (0, 1], got {self.shortcut_scale}")
-        if not 0.0 <= self.drop_prob < 1.0:
-            raise ValueError(f"drop_prob must be in [0, 1), got {self.drop_prob}")
-        if self.n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {self.n_classes}")
+        else:
+            check_float("branch_scale", self.branch_scale, 0, 10, low_open=True)
+        check_float("shortcut_scale", self.shortcut_scale, 0, 1, low_open=True)
+        check_float("gate_bias", self.gate_bias, -100, 100)
+        check_float("drop_prob", self.drop_prob, 0, 1, high_open=True)
+        check_int("n_classes", self.n_classes, 1)
         if not self.residual:
             for name, value, default in (("shortcut", self.shortcut, "identity"), ("init", self.init, "standard"),
                                          ("drop_prob", self.drop_prob, 0.0), ("branch_scale", self.branch_scale, 1.0)):
@@ -123,34 +115,69 @@ class ModelConfig:
                     raise ValueError(f"{name}={value!r} needs residual=True (a plain network has no shortcut); "
                                      f"use {name}={default!r} for a plain network")
         if self.init == "zero_gamma":
-            if self.norm == "none" or self.order not in ("post", "relu_before_add", "relu_only_pre"):
+            if self.norm == "none" or self.placement not in ("post", "relu_before_add", "relu_only_pre"):
                 raise ValueError("init='zero_gamma' needs a norm after the branch's last weight layer: norm 'batch' or "
-                                 f"'layer' and order 'post', 'relu_before_add' or 'relu_only_pre' (got norm={self.norm!r}, "
-                                 f"order={self.order!r}); use init='zero_last' otherwise")
+                                 f"'layer' and placement 'post', 'relu_before_add' or 'relu_only_pre' (got norm="
+                                 f"{self.norm!r}, placement={self.placement!r}); use init='zero_last' otherwise")
         if self.init == "fixup" and self.norm != "none":
             raise ValueError(f"init='fixup' replaces normalization: it needs norm='none', got norm={self.norm!r}")
 
-    @property
-    def n_blocks(self) -> int:
-        return 3 * ((self.depth - 2) // 6) if self.arch == "cnn" else self.depth
+    def _depth_and_blocks(self) -> None:
+        """Fill in whichever of ``depth`` / ``n_blocks`` was not given, and check that they agree."""
+        depth, n = self.depth, self.n_blocks
+        if self.arch == "cnn":
+            check_int("block_layers", self.block_layers, 2, 2)   # two 3x3 convolutions a block
+            if len(self.in_shape) != 3:
+                raise ValueError(f"in_shape must be (channels, height, width) for the CNN, got {self.in_shape}")
+            if depth is None:
+                depth = 20 if n is None else 2 * check_int("n_blocks", n, 3, 3 * ((MAX_DEPTH - 2) // 6)) + 2
+            depth = check_int("depth", depth, 8, MAX_DEPTH)
+            if (depth - 2) % 6:
+                raise ValueError(f"depth must be 6n+2 with n >= 1 for the CNN (8, 14, 20, 26, 32, ..., 56, ..., 110, "
+                                 f"up to {MAX_DEPTH}), got {depth}")
+            blocks = (depth - 2) // 2
+        else:
+            m = check_int("block_layers", self.block_layers, 1, 2)
+            if n is None and depth is not None:
+                depth = check_int("depth", depth, m + 2, MAX_MLP_BLOCKS * m + 2)
+                if (depth - 2) % m:
+                    raise ValueError(f"depth must be n_blocks * block_layers + 2 for the MLP (block_layers={m}), "
+                                     f"got {depth}; or give n_blocks")
+                n = (depth - 2) // m
+            blocks = check_int("n_blocks", 20 if n is None else n, 1, MAX_MLP_BLOCKS)
+            depth = blocks * m + 2
+        if self.n_blocks is not None and self.n_blocks != blocks:
+            raise ValueError(f"n_blocks={self.n_blocks} does not match depth={depth} (give one of them)")
+        if self.depth is not None and self.depth != depth:
+            raise ValueError(f"depth={self.depth} does not match n_blocks={self.n_blocks} (give one of them)")
+        object.__setattr__(self, "depth", depth)
+        object.__setattr__(self, "n_blocks", blocks)
+
+    def with_(self, **changes) -> "ModelConfig":
+        """A copy with some fields changed; changing ``depth`` re-derives ``n_blocks`` and vice versa."""
+        if "depth" in changes and "n_blocks" not in changes:
+            changes["n_blocks"] = None
+        elif "n_blocks" in changes and "depth" not in changes:
+            changes["depth"] = None
+        if "arch" in changes and not {"depth", "n_blocks"} & set(changes):
+            changes.update(depth=None, n_blocks=None)
+        return super().with_(**changes)
 
     @property
     def branch_multiplier(self) -> float:
         return 1.0 / math.sqrt(self.n_blocks) if self.branch_scale == _INV_SQRT else float(self.branch_scale)
 
-    def with_(self, **changes) -> "ModelConfig":
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)
+    @property
+    def label(self) -> str:
+        """``"residual-56"`` / ``"plain-20"`` for the CNN, ``"residual MLP, 30 blocks"`` for the MLP."""
+        kind = "residual" if self.residual else "plain"
+        return f"{kind}-{self.depth}" if self.arch == "cnn" else f"{kind} MLP, {self.n_blocks} blocks"
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _choice(name: str, value, accepted: tuple) -> None:
-    if value not in accepted:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, accepted))}; got {value!r}")
+    def network(self) -> "ResidualNet":
+        return ResidualNet(self)
 
 
+# -- layers -------------------------------------------------------------------------------------------
 def _activation(name: str) -> nn.Module:
     return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
 
@@ -191,71 +218,40 @@ class _Scalar(nn.Module):
         return x * self.value if self.multiply else x + self.value
 
 
-class BlockTrace(NamedTuple):
-    """What one block saw and wrote: its input, the shortcut and branch signals, and its output."""
+# -- the branch F ---------------------------------------------------------------------------------------
+class Branch(nn.Module):
+    """F(x): ``m`` weight layers (3x3 convs or linear maps) with norms and activations placed by ``placement``:
 
-    input: torch.Tensor
-    shortcut: torch.Tensor
-    branch: torch.Tensor
-    output: torch.Tensor
+    * ``post`` (He et al. 2015):       ``N(W2 act(N(W1 x)))``, and the block applies ``act`` after the add
+    * ``pre`` (full pre-activation):   ``W2 act(N(W1 act(N(x))))``
+    * ``bn_after_add``:                ``W2 act(N(W1 x))``, and the block applies ``act(N(.))`` after the add
+    * ``relu_before_add``:             ``act(N(W2 act(N(W1 x))))``
+    * ``relu_only_pre``:               ``N(W2 act(N(W1 act(x))))``
 
-
-class Block(nn.Module):
-    """One block: ``join(shortcut(x), branch(x))`` if residual, ``branch(x)`` if plain.
-
-    The branch holds ``m`` weight layers (3x3 convs or linear maps) with norms and activations
-    placed by ``order``:
-
-    * ``post`` (He et al. 2015): ``act(x + N(W2 act(N(W1 x))))``
-    * ``pre`` (full pre-activation, He et al. 2016): ``x + W2 act(N(W1 act(N(x))))``
-    * ``bn_after_add``: ``act(N(x + W2 act(N(W1 x))))``
-    * ``relu_before_add``: ``x + act(N(W2 act(N(W1 x))))``
-    * ``relu_only_pre``: ``x + N(W2 act(N(W1 act(x))))``
-
-    Set ``block.deleted = True`` to delete the block at test time (residual: drop the branch, keep
-    the shortcut; plain: the block's input passes through unchanged).
+    The output is multiplied by ``branch_scale`` (and by a ReZero scalar ``alpha`` or Fixup's multiplier
+    where the init asks for one).
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool, index: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool):
         super().__init__()
-        self.cfg, self.conv, self.index = cfg, conv, index
-        self.residual = cfg.residual
-        self.c_in, self.c_out, self.stride = c_in, c_out, stride
-        m = cfg.block_layers
-        bias = cfg.norm == "none"
+        m, bias = cfg.block_layers, cfg.norm == "none"
+        self.placement = cfg.placement
         self.weights = nn.ModuleList(
             _weight(c_in if i == 0 else c_out, c_out, conv, stride if i == 0 else 1, bias) for i in range(m))
-        if cfg.order == "pre":
+        if cfg.placement == "pre":
             self.norms = nn.ModuleList(_norm(cfg.norm, c_in if i == 0 else c_out, conv) for i in range(m))
-        elif cfg.order == "bn_after_add":
+        elif cfg.placement == "bn_after_add":
             self.norms = nn.ModuleList([*(_norm(cfg.norm, c_out, conv) for _ in range(m - 1)), nn.Identity()])
-            self.join_norm = _norm(cfg.norm, c_out, conv)
         else:
             self.norms = nn.ModuleList(_norm(cfg.norm, c_out, conv) for _ in range(m))
         self.act = _activation(cfg.activation)
         for w in self.weights:
             _init_weight(w, cfg.activation)
         self.scale = cfg.branch_multiplier
-        self.survival = 1.0 - cfg.drop_prob * (index + 1) / cfg.n_blocks
-        self.deleted = False
-        if cfg.residual:
-            self._build_shortcut(cfg)
-            self._apply_init(cfg)
+        self.alpha = self.fixup_bias = self.fixup_scale = None
 
-    # -- construction ---------------------------------------------------------------------------
-    def _build_shortcut(self, cfg: ModelConfig) -> None:
-        kind = cfg.shortcut
-        if kind == "conv1x1":
-            proj = (nn.Conv2d(self.c_in, self.c_out, 1, stride=self.stride, bias=False) if self.conv
-                    else nn.Linear(self.c_in, self.c_out, bias=False))
-            self.proj = proj
-        if kind in ("exclusive_gate", "shortcut_gate"):
-            gate = nn.Conv2d(self.c_out, self.c_out, 1) if self.conv else nn.Linear(self.c_out, self.c_out)
-            nn.init.zeros_(gate.weight)                     # the gate starts at sigmoid(gate_bias)
-            nn.init.constant_(gate.bias, cfg.gate_bias)
-            self.gate = gate
-
-    def _apply_init(self, cfg: ModelConfig) -> None:
+    def init_(self, cfg: ModelConfig) -> None:
+        """Apply the identity-preserving initializations of *The identity mapping*."""
         if cfg.init == "zero_gamma":
             nn.init.zeros_(self.norms[-1].weight)           # the branch starts at exactly zero
         elif cfg.init == "zero_last":
@@ -271,107 +267,234 @@ class Block(nn.Module):
             self.fixup_bias = nn.ModuleList(_Scalar(0.0, multiply=False) for _ in range(m))
             self.fixup_scale = _Scalar(1.0, multiply=True)
 
-    # -- the two paths ---------------------------------------------------------------------------
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        """The skip path, shaped like the branch output (option A when the shape changes)."""
-        if self.cfg.residual and self.cfg.shortcut == "conv1x1":
-            return self.proj(x)
+    def _layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        return self.weights[i](h if self.fixup_bias is None else self.fixup_bias[i](h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, m = x, len(self.weights)
+        if self.placement == "pre":
+            for i in range(m):
+                h = self._layer(i, self.act(self.norms[i](h)))
+        else:
+            if self.placement == "relu_only_pre":
+                h = self.act(h)
+            for i in range(m):
+                h = self.norms[i](self._layer(i, h))
+                if i < m - 1:
+                    h = self.act(h)
+            if self.placement == "relu_before_add":
+                h = self.act(h)
+        if self.fixup_scale is not None:
+            h = self.fixup_scale(h)
+        if self.alpha is not None:
+            h = self.alpha(h)
+        return h * self.scale if self.scale != 1.0 else h
+
+
+class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al. 2016) around a branch: in training the branch is dropped (its output
+    is 0) with probability ``1 - survival``; at test time it is kept and scaled by ``survival``, its
+    expected contribution."""
+
+    def __init__(self, branch: nn.Module, survival: float):
+        super().__init__()
+        self.inner, self.survival = branch, survival
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.survival * self.inner(x)
+        if torch.rand(()) >= self.survival:
+            return torch.zeros(())                          # dropped this step: the block is its shortcut
+        return self.inner(x)
+
+
+# -- shortcuts (He et al. 2016, Table 1) ------------------------------------------------------------------
+class OptionA(nn.Module):
+    """The identity shortcut. Where a block changes shape it subsamples and zero-pads the new channels
+    (He et al. 2015's parameter-free "option A"); otherwise it returns ``x`` itself."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, conv: bool):
+        super().__init__()
+        self.c_in, self.c_out, self.stride, self.conv = c_in, c_out, stride, conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, ::self.stride, ::self.stride]                      # (B, C_in, H/2, W/2)
         if self.c_out > self.c_in:
             x = F.pad(x, (0, 0, 0, 0, 0, self.c_out - self.c_in) if self.conv else (0, self.c_out - self.c_in))
         return x
 
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """F(x): the block's weight layers, scaled as configured."""
-        order, m = self.cfg.order, len(self.weights)
-        fixup = getattr(self, "fixup_bias", None)
-        h = x
-        if order == "pre":
-            for i in range(m):
-                h = self.act(self.norms[i](h))
-                h = self.weights[i](fixup[i](h) if fixup is not None else h)
-        else:
-            if order == "relu_only_pre":
-                h = self.act(h)
-            for i in range(m):
-                h = self.norms[i](self.weights[i](fixup[i](h) if fixup is not None else h))
-                if i < m - 1:
-                    h = self.act(h)
-            if order == "relu_before_add":
-                h = self.act(h)
-        if fixup is not None:
-            h = self.fixup_scale(h)
-        if hasattr(self, "alpha"):
-            h = self.alpha(h)
-        return h * self.scale if self.scale != 1.0 else h
 
-    def join(self, s: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """Combine shortcut ``s`` and branch ``f`` (a plain block keeps ``f`` only)."""
-        cfg = self.cfg
-        if not cfg.residual:
-            y = f
-        elif cfg.shortcut == "scale":
-            y = cfg.shortcut_scale * s + f
-        elif cfg.shortcut in ("exclusive_gate", "shortcut_gate"):
-            g = torch.sigmoid(self.gate(s))
-            y = (1 - g) * s + (g * f if cfg.shortcut == "exclusive_gate" else f)
-        elif cfg.shortcut == "dropout":
-            # an UNSCALED Bernoulli(1/2) mask: expected scale 0.5, as in He et al. (2016)
-            keep = torch.bernoulli(torch.full_like(s, 0.5)) if self.training else 0.5
-            y = keep * s + f
-        else:
-            y = s + f
-        if cfg.order == "post":
-            y = self.act(y)
-        elif cfg.order == "bn_after_add":
-            y = self.act(self.join_norm(y))
-        return y
+class Scaled(nn.Module):
+    """Constant scaling: ``lambda * x`` (He et al. 2016 use lambda = 0.5)."""
+
+    def __init__(self, skip: OptionA, scale: float):
+        super().__init__()
+        self.skip, self.scale = skip, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.deleted:
-            return self.join(self.shortcut(x), torch.zeros(())) if self.residual else self.shortcut(x)
-        if self.residual and self.survival < 1.0:
-            if self.training:
-                if torch.rand(()) >= self.survival:                       # stochastic depth: skip the branch
-                    return self.join(self.shortcut(x), torch.zeros(()))
-                return self.join(self.shortcut(x), self.branch(x))
-            return self.join(self.shortcut(x), self.survival * self.branch(x))
-        return self.join(self.shortcut(x), self.branch(x))
-
-    def trace(self, x: torch.Tensor) -> BlockTrace:
-        s, f = self.shortcut(x), self.branch(x)
-        return BlockTrace(x, s, f, self.forward(x))
+        return self.scale * self.skip(x)
 
 
+class Gate(nn.Module):
+    """``g(x) = sigmoid(W s + b)`` of the shortcut signal ``s``; W starts at 0, so g starts at sigmoid(b)."""
+
+    def __init__(self, skip: OptionA, channels: int, conv: bool, bias: float):
+        super().__init__()
+        self.skip = skip
+        self.linear = nn.Conv2d(channels, channels, 1) if conv else nn.Linear(channels, channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.constant_(self.linear.bias, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(self.skip(x)))
+
+
+class GatedShortcut(nn.Module):
+    """``(1 - g(x)) * x``: the shortcut of both gated variants."""
+
+    def __init__(self, gate: Gate):
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (1 - self.gate(x)) * self.gate.skip(x)
+
+
+class GatedBranch(nn.Module):
+    """``g(x) * F(x)``: the branch of the exclusive gate (Highway networks' coupled gates)."""
+
+    def __init__(self, branch: nn.Module, gate: Gate):
+        super().__init__()
+        self.inner, self.gate = branch, gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(x) * self.inner(x)
+
+
+class Projection(nn.Module):
+    """A learned 1x1 convolution (or linear map) on the shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, conv: bool):
+        super().__init__()
+        self.proj = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if conv else nn.Linear(c_in, c_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class DropMask(nn.Module):
+    """Dropout on the shortcut: an UNSCALED Bernoulli(1/2) mask in training, 0.5 at test time (expected
+    scale 0.5, as in He et al. 2016; ``nn.Dropout`` would rescale by 2)."""
+
+    def __init__(self, skip: OptionA):
+        super().__init__()
+        self.skip = skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.skip(x)
+        keep = torch.bernoulli(torch.full_like(s, 0.5)) if self.training else 0.5
+        return keep * s
+
+
+def _after_add(cfg: ModelConfig, c_out: int, conv: bool) -> nn.Module:
+    """What acts on the stream after the addition: a ReLU (``post``), a norm and a ReLU (``bn_after_add``),
+    nothing for the placements that leave the stream a pure sum."""
+    if cfg.placement == "post":
+        return _activation(cfg.activation)
+    if cfg.placement == "bn_after_add":
+        return nn.Sequential(_norm(cfg.norm, c_out, conv), _activation(cfg.activation))
+    return nn.Identity()
+
+
+# -- blocks -------------------------------------------------------------------------------------------------
+class ResidualBlock(nn.Module):
+    """``y = post(F(x) + shortcut(x))``: the residual block (``post`` is a ReLU for He et al. 2015's block)."""
+
+    def __init__(self, shortcut: nn.Module, branch: nn.Module, post: nn.Module, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.branch, self.shortcut, self.post = branch, shortcut, post    # parameters: branch first, then gate/proj
+        self.c_in, self.c_out, self.stride = c_in, c_out, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.branch(x) + self.shortcut(x))
+
+
+class PlainBlock(nn.Module):
+    """``y = post(F(x))``: the same block without the skip."""
+
+    def __init__(self, branch: nn.Module, post: nn.Module, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.branch, self.post = branch, post
+        self.c_in, self.c_out, self.stride = c_in, c_out, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.branch(x))
+
+
+def make_block(c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool, index: int) -> nn.Module:
+    """Block ``index`` (0-based) of the network ``cfg``, plain or residual with its shortcut variant."""
+    branch = Branch(c_in, c_out, stride, cfg, conv)
+    post = _after_add(cfg, c_out, conv)
+    if not cfg.residual:
+        return PlainBlock(branch, post, c_in, c_out, stride)
+    skip = OptionA(c_in, c_out, stride, conv)
+    kind = cfg.shortcut
+    if kind == "identity":
+        shortcut = skip
+    elif kind == "scale":
+        shortcut = Scaled(skip, cfg.shortcut_scale)
+    elif kind == "conv1x1":
+        shortcut = Projection(c_in, c_out, stride, conv)
+    elif kind == "dropout":
+        shortcut = DropMask(skip)
+    else:                                                   # exclusive_gate / shortcut_gate
+        shortcut = GatedShortcut(Gate(skip, c_out, conv, cfg.gate_bias))
+    branch.init_(cfg)
+    if kind == "exclusive_gate":
+        branch = GatedBranch(branch, shortcut.gate)
+    survival = 1.0 - cfg.drop_prob * (index + 1) / cfg.n_blocks
+    if survival < 1.0:
+        branch = StochasticDepth(branch, survival)
+    return ResidualBlock(shortcut, branch, post, c_in, c_out, stride)
+
+
+def weight_layers(block: nn.Module) -> nn.ModuleList:
+    """The weight layers of a block's branch (whatever wraps it: a gate, stochastic depth)."""
+    branch = block.branch
+    while not isinstance(branch, Branch):
+        branch = branch.inner
+    return branch.weights
+
+
+# -- the network ---------------------------------------------------------------------------------------------
 class ResidualNet(nn.Module):
     """Stem -> blocks -> head, built from a :class:`ModelConfig` (see :func:`build_model`).
 
-    ``main_layers()`` lists the weight layers on the main path in forward order (stem, each
-    block's layers, head): the layers whose gradients the probes measure.
+    ``blocks_forward(h)`` runs an embedded stream through the blocks and returns it before and after each
+    (the probes' one way to walk the stream); ``main_layers()`` lists the weight layers on the main path
+    in forward order (stem, each block's layers, head): the layers whose gradients the probes measure.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         conv = cfg.arch == "cnn"
-        pre = cfg.order in ("pre", "relu_only_pre")
+        pre = cfg.placement in ("pre", "relu_only_pre")
         bias = cfg.norm == "none"
         if conv:
-            c_in = cfg.in_shape[0]
-            self.stem = nn.Conv2d(c_in, cfg.width, 3, padding=1, bias=bias)
-            n = (cfg.depth - 2) // 6
+            self.stem = nn.Conv2d(cfg.in_shape[0], cfg.width, 3, padding=1, bias=bias)
+            n = cfg.n_blocks // 3
             widths = [cfg.width] * n + [2 * cfg.width] * n + [4 * cfg.width] * n
             strides = [1] * n + [2] + [1] * (n - 1) + [2] + [1] * (n - 1)
             c_prev, blocks = cfg.width, []
             for i, (c, s) in enumerate(zip(widths, strides)):
-                blocks.append(Block(c_prev, c, s, cfg, conv=True, index=i))
+                blocks.append(make_block(c_prev, c, s, cfg, conv=True, index=i))
                 c_prev = c
             c_final = 4 * cfg.width
         else:
-            d_in = int(math.prod(cfg.in_shape))
-            self.stem = nn.Linear(d_in, cfg.width, bias=bias)
-            blocks = [Block(cfg.width, cfg.width, 1, cfg, conv=False, index=i) for i in range(cfg.depth)]
+            self.stem = nn.Linear(int(math.prod(cfg.in_shape)), cfg.width, bias=bias)
+            blocks = [make_block(cfg.width, cfg.width, 1, cfg, conv=False, index=i) for i in range(cfg.n_blocks)]
             c_final = cfg.width
         _init_weight(self.stem, cfg.activation)
         # post-activation nets normalize and activate right after the stem; pre-activation nets at the end
@@ -398,53 +521,33 @@ class ResidualNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x)
         for block in self.blocks:
-            h = block(h)
+            h = block(h)                                                   # x_{l+1} = post(x_l + F_l(x_l))
         return self.readout(h)
 
-    def trace(self, x: torch.Tensor) -> list[BlockTrace]:
-        """Run ``x`` through the network and return each block's :class:`BlockTrace`."""
-        h, out = self.embed(x), []
-        for block in self.blocks:
-            t = block.trace(h)
-            out.append(t)
-            h = t.output
-        return out
+    def blocks_forward(self, h: torch.Tensor, start: int = 0, blocks=None) -> list[torch.Tensor]:
+        """The stream ``h`` entering block ``start``, and after each later block: ``n - start + 1`` tensors.
+
+        ``blocks`` runs other modules in place of ``self.blocks`` (a probe's reordering or lesion);
+        the model itself is never changed.
+        """
+        states = [h]
+        for block in list(self.blocks if blocks is None else blocks)[start:]:
+            states.append(block(states[-1]))
+        return states
 
     def main_layers(self) -> list[tuple[str, nn.Module]]:
         layers = [("stem", self.stem)]
         for i, block in enumerate(self.blocks):
-            layers += [(f"block{i}.w{j}", w) for j, w in enumerate(block.weights)]
+            layers += [(f"block{i}.w{j}", w) for j, w in enumerate(weight_layers(block))]
         return layers + [("head", self.head)]
 
 
-def build_model(cfg: ModelConfig | None = None, seed: int | None = None, **fields) -> ResidualNet:
-    """Build a network from a config (or from keyword fields), seeding its init when ``seed`` is given.
+def build_model(cfg: Config | None = None, seed: int | None = None, **fields) -> nn.Module:
+    """The network of ``cfg`` (any model config: this, the Transformer's, the RNN's) with ``fields``
+    changed, its initialization seeded when ``seed`` is given. Without ``cfg`` the fields make a
+    :class:`ModelConfig`.
 
     >>> net = build_model(arch="cnn", depth=20, width=8, residual=False, seed=0)
     """
-    if cfg is None:
-        cfg = ModelConfig(**fields)
-    elif fields:
-        cfg = cfg.with_(**fields)
-    if seed is not None:
-        from skipnet.runtime import seed_everything
-        seed_everything(seed)
-    return ResidualNet(cfg)
-
-
-@contextmanager
-def deleted_blocks(model: ResidualNet, indices) -> Iterator[ResidualNet]:
-    """Temporarily delete the blocks at ``indices`` (see :class:`Block`); restores them on exit."""
-    indices = list(indices)
-    n = len(model.blocks)
-    bad = [i for i in indices if not 0 <= i < n]
-    if bad:
-        raise ValueError(f"block indices must be in 0..{n - 1}, got {bad}")
-    before = [b.deleted for b in model.blocks]
-    try:
-        for i in indices:
-            model.blocks[i].deleted = True
-        yield model
-    finally:
-        for b, d in zip(model.blocks, before):
-            b.deleted = d
+    cfg = ModelConfig(**fields) if cfg is None else cfg.with_(**fields) if fields else cfg
+    return cfg.build(seed)

@@ -18,18 +18,20 @@ Read-out from the last step: ``RecurrentNet(X)`` maps tokens (B, T) to logits (B
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-__all__ = ["RecurrentConfig", "RecurrentNet", "build_recurrent", "RecallTask", "CELLS"]
+from skipnet.config import Config, check_choice, check_int
+
+__all__ = ["RecurrentConfig", "RecurrentNet", "RecallTask", "CELLS"]
 
 CELLS = ("tanh", "lstm")
 
 
 @dataclass(frozen=True)
-class RecurrentConfig:
+class RecurrentConfig(Config):
     """cell: ``"tanh"`` or ``"lstm"``; forget_gate / forget_bias apply to the LSTM (the forget gate
     starts open at ``sigmoid(forget_bias)``); width: hidden units; vocab: input tokens and classes."""
 
@@ -40,12 +42,9 @@ class RecurrentConfig:
     vocab: int = 8
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; got {self.cell!r}")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or not 1 <= self.width <= 1024:
-            raise ValueError(f"width must be an integer between 1 and 1024, got {self.width!r}")
-        if not 2 <= self.vocab <= 4096:
-            raise ValueError(f"vocab must be between 2 and 4096, got {self.vocab}")
+        check_choice("cell", self.cell, CELLS)
+        check_int("width", self.width, 1, 1024)
+        check_int("vocab", self.vocab, 2, 4096)
 
     @property
     def label(self) -> str:
@@ -53,18 +52,15 @@ class RecurrentConfig:
             return "tanh RNN"
         return "LSTM (forget gate)" if self.forget_gate else "LSTM, no forget gate"
 
-    def with_(self, **changes) -> "RecurrentConfig":
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def network(self) -> "RecurrentNet":
+        return RecurrentNet(self)
 
 
 class RecurrentNet(nn.Module):
     """Embedding -> recurrence over time -> linear read-out of the last hidden state.
 
-    ``states(X)`` returns the per-step carried states (``h`` for tanh, the cell state ``c`` for the
-    LSTM) so the through-time gradient probe can differentiate the end with respect to each step.
+    ``run(X)`` also returns the per-step carried states (``h`` for tanh, the cell state ``c`` for the
+    LSTM), so that the through-time gradient probe can differentiate the end with respect to each step.
     """
 
     def __init__(self, cfg: RecurrentConfig):
@@ -83,8 +79,8 @@ class RecurrentNet(nn.Module):
             nn.init.constant_(self.U.bias.data[H:2 * H], cfg.forget_bias)   # gate order: i, f, g, o
         self.head = nn.Linear(H, cfg.vocab)
 
-    def run(self, X: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The last hidden state (B, H) and, if ``keep``, the carried state at every step."""
+    def run(self, X: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last hidden state (B, H) and the carried state at every step (T tensors (B, H))."""
         B, T = X.shape
         H = self.cfg.width
         xs = self.U(self.embed(X))                                  # (B, T, gates * H), all steps at once
@@ -102,9 +98,7 @@ class RecurrentNet(nn.Module):
                 c = torch.sigmoid(f) * c + update if self.cfg.forget_gate else c + update
                 h = torch.sigmoid(o) * torch.tanh(c)
                 carried = c
-            if keep:
-                carried.retain_grad()
-                kept.append(carried)
+            kept.append(carried)
         return h, kept
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:          # (B, T) tokens -> (B, vocab) logits
@@ -114,37 +108,23 @@ class RecurrentNet(nn.Module):
         return [("embed", self.embed), ("U", self.U), ("W", self.W), ("head", self.head)]
 
 
-def build_recurrent(cfg: RecurrentConfig | None = None, seed: int | None = None, **fields) -> RecurrentNet:
-    """Build a recurrent net from a config (or keyword fields), seeding its init when ``seed`` is given."""
-    if cfg is None:
-        cfg = RecurrentConfig(**fields)
-    elif fields:
-        cfg = cfg.with_(**fields)
-    if seed is not None:
-        from skipnet.runtime import seed_everything
-        seed_everything(seed)
-    return RecurrentNet(cfg)
-
-
 @dataclass(frozen=True)
 class RecallTask:
-    """Remember the first token: X (B, length) uniform tokens in ``[0, vocab)``, y (B,) = X[:, 0].
+    """Remember the first token: X (B, seq_len) uniform tokens in ``[0, vocab)``, y (B,) = X[:, 0].
 
-    Everything after the first token is a distractor, so the answer must survive ``length - 1``
+    Everything after the first token is a distractor, so the answer must survive ``seq_len - 1``
     updates of the recurrence. Chance loss is ``ln(vocab)``.
     """
 
-    length: int = 40
+    seq_len: int = 40
     vocab: int = 8
 
     def __post_init__(self) -> None:
-        if not 2 <= self.length <= 2000:
-            raise ValueError(f"length must be between 2 and 2000, got {self.length}")
-        if not 2 <= self.vocab <= 4096:
-            raise ValueError(f"vocab must be between 2 and 4096, got {self.vocab}")
+        check_int("seq_len", self.seq_len, 2, 2000)
+        check_int("vocab", self.vocab, 2, 4096)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        X = torch.randint(0, self.vocab, (batch_size, self.length), generator=generator)   # (B, T)
+        X = torch.randint(0, self.vocab, (batch_size, self.seq_len), generator=generator)   # (B, T)
         return X, X[:, 0].clone()                                                           # (B,)
 
     @property

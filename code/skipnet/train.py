@@ -1,40 +1,62 @@
-"""One fast training loop over tensors already in memory.
+"""One fast training loop over tensors already in memory, and the record of a run.
 
 A frozen :class:`TrainConfig` goes in, a :class:`History` comes out. The loop
 
-* shuffles with its own seeded ``torch.Generator`` (same seed, bit-identical history on the CPU);
+* shuffles with its own seeded ``torch.Generator`` (same seed, bit-identical history on one machine);
 * uses SGD (momentum / Nesterov, weight decay) or AdamW with fused updates, a linear warm-up
   then a cosine (or constant) learning rate;
 * stops at the first non-finite loss and records ``"diverged at step k"``: a divergence is a
   result, never a crash, and no NaN ever enters the recorded curves;
-* calls ``callback(trainer)`` after each step: progress for widgets; a callback returning
-  ``False`` stops the run (the widgets' stop buttons).
+* reports progress through the one protocol of the package, ``progress(fraction, text, partial)``,
+  after each step (``partial`` is the history so far); returning ``False`` stops the run (the labs'
+  Stop buttons).
 
-:class:`Trainer` exposes the loop one step at a time, so a widget can race two networks side by
-side; :func:`fit` runs it to the end. Used in every chapter.
+It trains on a :class:`~skipnet.data.Dataset` (epochs over a fixed training set) or on a :class:`Task`
+that draws a fresh batch each step (the Transformer chapter's sorting task, the RNN's recall task, the
+identity chapter's regression onto the input); a task may bring its own loss and evaluation.
+
+:class:`Trainer` exposes the loop one step at a time, so a lab can race two networks side by side
+(:func:`race`); :func:`fit` runs it to the end; :class:`Run` keeps what was trained and what came out.
+Used in every chapter.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, asdict, replace
-from typing import Callable, Protocol
+from dataclasses import dataclass, field, asdict
+from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skipnet.config import Config, check_choice, check_float, check_int, check_seed
 from skipnet.data import Dataset
-from skipnet.runtime import device as default_device, generator, seed_everything
+from skipnet.runtime import device as default_device, eval_mode, generator, seed_everything
 
-__all__ = ["TrainConfig", "History", "Trainer", "fit", "race", "evaluate", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "History", "Trainer", "Task", "Progress", "fit", "race", "evaluate", "Run", "train_run", "race_runs",
+           "sub_progress", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
 
+Progress = Callable[[float, str, Any], "bool | None"]
+"""The progress protocol: ``progress(fraction, text, partial)`` with ``fraction`` in [0, 1], a line of
+text and a partial result (a :class:`History`, or a dict of them in a race); returning ``False`` stops."""
+
+
+def sub_progress(progress: Progress | None, low: float, high: float, prefix: str = "") -> Progress | None:
+    """``progress`` for one part of a longer job: maps fraction 0..1 onto ``low``..``high`` and prefixes the text."""
+    if progress is None:
+        return None
+
+    def report(fraction: float, text: str = "", partial: Any = None) -> bool | None:
+        return progress(low + (high - low) * fraction, f"{prefix}{text}", partial)
+    return report
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """How to train. Defaults are the CNN settings of the opening chapter (SGD Nesterov, lr 0.1,
     weight decay 5e-4, batch 128, 10 epochs, 12-step warm-up, cosine).
 
@@ -62,26 +84,22 @@ class TrainConfig:
     record_grads_every: int = 0
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not (0 < self.lr <= 10):
-            raise ValueError(f"lr must be in (0, 10], got {self.lr}")
-        if not 2 <= self.batch_size <= 65536:
-            raise ValueError(f"batch_size must be between 2 and 65536, got {self.batch_size}")
-        if self.steps is None and not 1 <= self.epochs <= 10000:
-            raise ValueError(f"epochs must be between 1 and 10000, got {self.epochs}")
-        if self.steps is not None and not 1 <= self.steps <= 10_000_000:
-            raise ValueError(f"steps must be between 1 and 10,000,000, got {self.steps}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_float("lr", self.lr, 0, 10, low_open=True)
+        check_int("batch_size", self.batch_size, 2, 65536)
+        if self.steps is None:
+            check_int("epochs", self.epochs, 1, 10000)
+        else:
+            check_int("steps", self.steps, 1, 10_000_000)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        check_float("momentum", self.momentum, 0, 1, high_open=True)
+        check_float("weight_decay", self.weight_decay, 0, 10)
+        if self.grad_clip is not None:
+            check_float("grad_clip", self.grad_clip, 0, 1e9, low_open=True)
+        check_seed(self.seed)
+        check_int("eval_every", self.eval_every, 0)
+        check_int("record_grads_every", self.record_grads_every, 0)
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -97,12 +115,6 @@ class TrainConfig:
             return self.lr
         t = (step - self.warmup_steps) / max(1, total - self.warmup_steps)
         return 0.5 * self.lr * (1 + math.cos(math.pi * min(1.0, t)))
-
-    def with_(self, **changes) -> "TrainConfig":
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -154,10 +166,16 @@ class History:
         return d
 
 
-class TaskStream(Protocol):
-    """A task that draws a fresh batch each step (e.g. the Transformer chapter's sorting task)."""
+class Task(Protocol):
+    """A task that draws a fresh batch each step (the sorting and recall tasks, the identity fit).
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
+    ``sample(batch_size, generator) -> (X, y)`` is required. A task may also define
+    ``loss(outputs, y) -> (loss, score)`` (default: cross-entropy and accuracy) and
+    ``evaluate(model, seed) -> dict`` (default: cross-entropy and accuracy on a fixed batch drawn with
+    ``generator(10_000 + seed)``); the dict's values are recorded in ``History.evals``.
+    """
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def _loss_and_acc(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,35 +207,33 @@ def make_optimizer(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.
 @torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(X, y)``."""
-    was_training = model.training
-    model.eval()
     total_loss, total_correct, n = 0.0, 0.0, 0
-    for i in range(0, len(X), batch_size):
-        logits = model(X[i:i + batch_size])
-        flat = logits.reshape(-1, logits.shape[-1])
-        target = y[i:i + batch_size].reshape(-1)
-        total_loss += F.cross_entropy(flat, target, reduction="sum").item()
-        total_correct += (flat.argmax(-1) == target).sum().item()
-        n += target.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(X), batch_size):
+            logits = model(X[i:i + batch_size])
+            flat = logits.reshape(-1, logits.shape[-1])
+            target = y[i:i + batch_size].reshape(-1)
+            total_loss += F.cross_entropy(flat, target, reduction="sum").item()
+            total_correct += (flat.argmax(-1) == target).sum().item()
+            n += target.numel()
     return total_loss / n, total_correct / n
 
 
 class Trainer:
     """The training loop, one step at a time: ``while trainer.step(): ...``; result in ``trainer.history``."""
 
-    def __init__(self, model: nn.Module, data: Dataset | TaskStream, cfg: TrainConfig = TrainConfig(),
-                 callback: Callable[["Trainer"], bool | None] | None = None,
-                 device: torch.device | str | None = None):
-        self.cfg, self.callback = cfg, callback
+    def __init__(self, model: nn.Module, data: Dataset | Task, cfg: TrainConfig = TrainConfig(),
+                 progress: Progress | None = None, device: torch.device | str | None = None):
+        self.cfg, self.progress = cfg, progress
         self.device = torch.device(device) if device is not None else default_device()
         seed_everything(cfg.seed)                   # stochastic depth / dropout shortcuts draw from torch's RNG
         self.gen = generator(cfg.seed)
-        self.stream = None if isinstance(data, Dataset) else data
+        self.task = None if isinstance(data, Dataset) else data
+        self.loss_fn = getattr(self.task, "loss", _loss_and_acc)
         cnn = isinstance(data, Dataset) and data.X_train.dim() == 4
         fmt = torch.channels_last if cnn else torch.contiguous_format   # +15-25 % for small CNNs on CPU
         self.model = model.to(self.device, memory_format=fmt) if cnn else model.to(self.device)
-        if self.stream is None:
+        if self.task is None:
             self.data = data.to(self.device)
             self.X = self.data.X_train.contiguous(memory_format=fmt)
             self.y = self.data.y_train
@@ -227,15 +243,12 @@ class Trainer:
             n = cfg.batch_size
         self.per_epoch = max(1, n // cfg.batch_size)
         self.total = cfg.total_steps(n)
-        self.opt = self._optimizer()
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = make_optimizer(cfg, self._params)
         self.layers = list(model.main_layers()) if hasattr(model, "main_layers") else []
         self.history = History(total_steps=self.total, layer_names=[name for name, _ in self.layers])
         self._order: torch.Tensor | None = None
         self.model.train()
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
-        return make_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
 
     @property
     def done(self) -> bool:
@@ -243,8 +256,8 @@ class Trainer:
         return h.diverged_at is not None or h.stopped_at is not None or h.steps_done >= self.total
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.stream is not None:
-            X, y = self.stream.sample(self.cfg.batch_size, self.gen)
+        if self.task is not None:
+            X, y = self.task.sample(self.cfg.batch_size, self.gen)
             return X.to(self.device), y.to(self.device)
         k = step % self.per_epoch
         if k == 0:
@@ -268,7 +281,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         X, y = self._batch(k)
-        loss, acc = _loss_and_acc(self.model(X), y)
+        loss, acc = self.loss_fn(self.model(X), y)
         loss_value, acc_value = torch.stack([loss.detach(), acc]).tolist()   # ONE host sync a step, not two
         if not math.isfinite(loss_value):
             h.diverged_at = k + 1
@@ -294,20 +307,29 @@ class Trainer:
         h.step_time.append(time.perf_counter() - t0)
         if (c.eval_every and (k + 1) % c.eval_every == 0) or k + 1 == self.total:
             self._evaluate(k + 1)
-        if self.callback is not None and self.callback(self) is False:
+        if self.progress is not None and self.progress(h.steps_done / self.total, self.describe(), h) is False:
             self.stop()
         return not self.done
 
+    def describe(self) -> str:
+        """One line for a progress message: ``"step 12/110, loss 1.93"`` (or the status once stopped)."""
+        h = self.history
+        if h.diverged or h.stopped_at is not None or not h.loss:
+            return h.status
+        return f"step {h.steps_done}/{self.total}, loss {h.loss[-1]:.3g}"
+
     def _evaluate(self, step: int) -> None:
-        if self.stream is not None:
-            X, y = self.stream.sample(max(self.cfg.batch_size, 256), generator(10_000 + self.cfg.seed))
+        if self.task is not None and hasattr(self.task, "evaluate"):
+            row = {"step": step, **self.task.evaluate(self.model, self.cfg.seed)}
+        elif self.task is not None:
+            X, y = self.task.sample(max(self.cfg.batch_size, 256), generator(10_000 + self.cfg.seed))
             loss, acc = evaluate(self.model, X.to(self.device), y.to(self.device))
             row = {"step": step, "train_loss": loss, "train_acc": acc, "test_loss": loss, "test_acc": acc}
         else:
             tr_loss, tr_acc = evaluate(self.model, self.X, self.y)
             te_loss, te_acc = evaluate(self.model, self.X_test, self.data.y_test)
             row = {"step": step, "train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
-        if not math.isfinite(row["train_loss"]):
+        if not all(math.isfinite(v) for v in row.values()):
             self.history.diverged_at = step
             return
         self.history.evals.append(row)
@@ -318,25 +340,116 @@ class Trainer:
         return self.history
 
 
-def fit(model: nn.Module, data: Dataset | TaskStream, cfg: TrainConfig = TrainConfig(),
-        callback: Callable[[Trainer], bool | None] | None = None,
-        device: torch.device | str | None = None) -> History:
+def fit(model: nn.Module, data: Dataset | Task, cfg: TrainConfig = TrainConfig(),
+        progress: Progress | None = None, device: torch.device | str | None = None) -> History:
     """Train ``model`` on ``data`` with ``cfg``; return its :class:`History` (see module docstring)."""
-    return Trainer(model, data, cfg, callback, device).run()
+    return Trainer(model, data, cfg, progress, device).run()
 
 
-def race(trainers: dict[str, Trainer], on_step: Callable[[dict[str, Trainer]], bool | None] | None = None) -> float:
+def race(trainers: dict[str, Trainer], progress: Progress | None = None) -> float:
     """Run several trainers side by side, one step of each in turn, until all are done (the labs' live races).
 
-    ``on_step(trainers)`` runs after every round (progress, live curves); returning ``False`` stops them all.
+    ``progress(fraction, text, {name: history})`` runs after every round; returning ``False`` stops them all.
     Returns the seconds taken.
     """
     t0 = time.perf_counter()
     while not all(t.done for t in trainers.values()):
         for t in trainers.values():
             t.step()
-        if on_step is not None and on_step(trainers) is False:
-            for t in trainers.values():
-                t.stop()
-            break
+        if progress is not None:
+            done = sum(t.history.steps_done for t in trainers.values())
+            total = sum(t.total for t in trainers.values())
+            text = "; ".join(f"{name}: {t.describe()}" for name, t in trainers.items())
+            if progress(done / max(1, total), text, {name: t.history for name, t in trainers.items()}) is False:
+                for t in trainers.values():
+                    t.stop()
+                break
     return time.perf_counter() - t0
+
+
+@dataclass
+class Run:
+    """One training: what was trained (its config, the training settings and seed), what came out
+    (:class:`History`), how long it took, and the trained network when it was kept.
+
+    ``label`` defaults to the model config's (``"residual-56"``); ``row()`` is the plain record stored
+    in the precomputed sweeps.
+    """
+
+    model: Config
+    train: TrainConfig
+    history: History
+    seconds: float
+    net: nn.Module | None = None
+    label: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = self.model.label
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def status(self) -> str:
+        return self.history.status
+
+    @property
+    def final(self) -> dict:
+        return self.history.final
+
+    def metric(self, name: str) -> float | None:
+        """A value of the last evaluation (``train_loss``, ``test_acc``, ...), ``None`` if there was none."""
+        return self.history.final.get(name)
+
+    def curve(self, name: str) -> tuple[list[int], list[float]]:
+        """``(steps, values)`` of one evaluated quantity (``"test_acc"``, ``"rel_error"``, ...) along the run."""
+        rows = [e for e in self.history.evals if name in e]
+        return [e["step"] for e in rows], [e[name] for e in rows]
+
+    @property
+    def train_loss(self) -> float | None:
+        return self.metric("train_loss")
+
+    @property
+    def train_acc(self) -> float | None:
+        return self.metric("train_acc")
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.metric("test_acc")
+
+    def row(self, *fields: str, curve_every: int = 0) -> dict:
+        """``label``, the named fields of the model config, seed, status, final metrics (``None`` after an early
+        divergence), any ``extra`` values and seconds; the per-step loss every ``curve_every`` steps if > 0."""
+        f = self.history.final
+        row = {"label": self.label, **{k: getattr(self.model, k) for k in fields}, "seed": self.seed,
+               "status": self.status, "train_loss": f.get("train_loss"),
+               "train_err": None if "train_acc" not in f else 1 - f["train_acc"],
+               "test_err": None if "test_acc" not in f else 1 - f["test_acc"], **self.extra,
+               "seconds": round(self.seconds, 2)}
+        if curve_every:
+            row["loss_curve"] = [round(v, 4) for v in self.history.loss[::curve_every]]
+        return row
+
+
+def train_run(model: Config, data: Dataset | Task, train: TrainConfig, seed: int = 0, label: str = "",
+              progress: Progress | None = None, keep: bool = True) -> Run:
+    """Build ``model`` with ``seed``, train it on ``data`` with ``train`` (seeded the same), return the :class:`Run`."""
+    net = model.build(seed)
+    t0 = time.perf_counter()
+    train = train.with_(seed=seed)
+    history = Trainer(net, data, train, progress).run()
+    return Run(model, train, history, time.perf_counter() - t0, net.eval() if keep else None, label)
+
+
+def race_runs(models: dict[str, Config], data: Dataset | Task, train: TrainConfig | dict[str, TrainConfig],
+              seed: int = 0, progress: Progress | None = None) -> dict[str, Run]:
+    """Train several networks side by side (one step of each in turn), each built and trained with ``seed``."""
+    trains = {k: train for k in models} if isinstance(train, TrainConfig) else train
+    trainers = {k: Trainer(m.build(seed), data, trains[k].with_(seed=seed)) for k, m in models.items()}
+    seconds = race(trainers, progress)
+    return {k: Run(models[k], trains[k].with_(seed=seed), t.history, seconds, t.model.eval())
+            for k, t in trainers.items()}

@@ -2,83 +2,95 @@
 
 Chapter: *Residual connections in Transformers (and the RNN question)*.
 
-The residual stream in two lines (pre-LN, as in GPT-2 and nanoGPT)::
+The residual stream in two lines, the forward pass of :class:`PreLNBlock` (GPT-2, nanoGPT)::
 
-    x = x + attn(ln_1(x))        # each block READS the stream through a norm ...
-    x = x + mlp(ln_2(x))         # ... and WRITES its output back into the running sum
+    x = x + self.attn(self.ln_1(x))      # each block READS the stream through a norm ...
+    x = x + self.mlp(self.ln_2(x))       # ... and WRITES its output back into the running sum
 
+:class:`PostLNBlock` is the original Transformer's (Vaswani et al. 2017), ``x = ln_1(x + attn(x))``; the
+plain twins :class:`PlainPreLNBlock` and :class:`PlainPostLNBlock` are the same blocks without the ``x +``.
 Everything the chapter varies is a field of the frozen :class:`TransformerConfig`:
 
 * ``residual``: keep the ``x +`` (the skip) or drop it (each sublayer's output replaces the stream);
-* ``norm``: ``"pre"`` (norm inside the branch, stream untouched, a final norm before the head),
-  ``"post"`` (the original Transformer of Vaswani et al. 2017: ``x = ln(x + attn(x))``) or ``"none"``;
+* ``norm``: ``"layer"`` (LayerNorm) or ``"none"``; ``placement``: ``"pre"`` (norm inside the branch,
+  stream untouched, a final norm before the head) or ``"post"`` (norm on the stream after each add);
 * ``mlp``: keep or drop the feed-forward sublayers (attention-only models for the rank-collapse probe);
-* ``init``: ``"depth"`` scales each branch's output projection by ``1/sqrt(2 depth)`` in residual
-  models (GPT-2's depth-aware init: the stream is a sum of ``2 depth`` writes, so each write is kept
+* ``init``: ``"depth"`` scales each branch's output projection by ``1/sqrt(2 n_blocks)`` in residual
+  models (GPT-2's depth-aware init: the stream is a sum of ``2 n_blocks`` writes, so each write is kept
   small); ``"standard"`` leaves every linear layer at std ``1/sqrt(fan_in)``.
 
-Plain and residual models share every layer and parameter; only the ``x +`` differs (and the
-depth-aware scale, which exists only to keep a *sum* of writes at unit size).
+Plain and residual models share every layer; only the ``x +`` differs, and, with ``init="depth"``, the
+scale of the output projections (which exists only to keep a *sum* of writes at unit size).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TransformerConfig", "TinyTransformer", "Attention", "TransformerBlock", "build_transformer",
-           "SortTask", "NORMS", "INITS", "MAX_DEPTH"]
+from skipnet.config import Config, check_choice, check_int
 
-NORMS = ("none", "post", "pre")
-INITS = ("depth", "standard")
-MAX_DEPTH = 64
+__all__ = ["TransformerConfig", "TinyTransformer", "Attention", "MLP", "PreLNBlock", "PostLNBlock",
+           "PlainPreLNBlock", "PlainPostLNBlock", "SortTask", "TRANSFORMER_NORMS", "TRANSFORMER_PLACEMENTS",
+           "TRANSFORMER_INITS", "MAX_TRANSFORMER_BLOCKS"]
+
+TRANSFORMER_NORMS = ("layer", "none")
+TRANSFORMER_PLACEMENTS = ("pre", "post")
+TRANSFORMER_INITS = ("depth", "standard")
+MAX_TRANSFORMER_BLOCKS = 64
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(Config):
     """Everything that defines the encoder. Invalid values raise ``ValueError`` naming the field.
 
-    depth: number of blocks (each one attention sublayer and, if ``mlp``, one feed-forward sublayer).
+    n_blocks: number of blocks (each one attention sublayer and, if ``mlp``, one feed-forward sublayer).
     width: model dimension d; ``heads`` must divide it. ffn: hidden width of the feed-forward sublayer.
     vocab / seq_len: input tokens and the longest sequence (learned position embeddings).
     """
 
-    depth: int = 6
+    n_blocks: int = 6
     width: int = 64
     heads: int = 4
     ffn: int = 256
     residual: bool = True
-    norm: str = "pre"
+    norm: str = "layer"
+    placement: str = "pre"
     mlp: bool = True
     init: str = "depth"
     vocab: int = 16
     seq_len: int = 12
 
     def __post_init__(self) -> None:
-        for name, accepted, value in (("norm", NORMS, self.norm), ("init", INITS, self.init)):
-            if value not in accepted:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, accepted))}; got {value!r}")
-        for name, lo, hi in (("depth", 1, MAX_DEPTH), ("width", 4, 1024), ("heads", 1, 64), ("ffn", 1, 4096),
-                             ("vocab", 2, 4096), ("seq_len", 1, 4096)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
+        check_choice("norm", self.norm, TRANSFORMER_NORMS)
+        check_choice("placement", self.placement, TRANSFORMER_PLACEMENTS)
+        check_choice("init", self.init, TRANSFORMER_INITS)
+        for name, lo, hi in (("n_blocks", 1, MAX_TRANSFORMER_BLOCKS), ("width", 4, 1024), ("heads", 1, 64),
+                             ("ffn", 1, 4096), ("vocab", 2, 4096), ("seq_len", 1, 4096)):
+            check_int(name, getattr(self, name), lo, hi)
         if self.width % self.heads:
             raise ValueError(f"heads must divide width ({self.width}), got heads={self.heads}")
 
     @property
     def branch_scale(self) -> float:
         """The extra factor on each branch's output projection (depth-aware init of residual models)."""
-        return 1.0 / math.sqrt(2 * self.depth) if (self.residual and self.init == "depth") else 1.0
+        return 1.0 / math.sqrt(2 * self.n_blocks) if (self.residual and self.init == "depth") else 1.0
 
-    def with_(self, **changes) -> "TransformerConfig":
-        return replace(self, **changes)
+    @property
+    def label(self) -> str:
+        """``"pre-LN, 6 blocks"``, ``"no residual (post-LN), 6 blocks"``, ``"residual, no norm, 6 blocks"``."""
+        kind = f"{self.placement}-LN" if self.norm == "layer" else "no norm"
+        if not self.residual:
+            kind = f"no residual ({kind})"
+        elif self.norm == "none":
+            kind = "residual, no norm"
+        return f"{kind}, {self.n_blocks} blocks"
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def network(self) -> "TinyTransformer":
+        return TinyTransformer(self)
 
 
 def _linear(d_in: int, d_out: int, scale: float = 1.0, bias: bool = True) -> nn.Linear:
@@ -98,19 +110,26 @@ class Attention(nn.Module):
         self.heads, self.d_head = cfg.heads, cfg.width // cfg.heads
         self.qkv = _linear(cfg.width, 3 * cfg.width, bias=False)
         self.proj = _linear(cfg.width, cfg.width, scale=cfg.branch_scale, bias=False)   # no bias: linear given the pattern
-        self.pattern: torch.Tensor | None = None      # last attention pattern, kept when ``keep_pattern``
-        self.keep_pattern = False
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)                                    # 3 x (B, T, C)
+        return tuple(t.view(B, T, self.heads, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d_head)
+
+    def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))       # (B, H, T, T)
+        return att.softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)                                    # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.heads, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d_head)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))       # (B, H, T, T)
-        att = att.softmax(dim=-1)
-        if self.keep_pattern:
-            self.pattern = att.detach()
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)                          # (B, T, C)
+        q, k, v = self._split(x)
+        y = (self._scores(q, k) @ v).transpose(1, 2).reshape(B, T, C)           # (B, T, C)
         return self.proj(y)
+
+    def pattern(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention pattern (B, H, T, T) that the sublayer applies to ``x`` (rows sum to 1)."""
+        q, k, _ = self._split(x)
+        return self._scores(q, k)
 
     def with_pattern(self, x: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
         """The sublayer with its attention ``pattern`` (B, H, T, T) held fixed: a LINEAR map of ``x``."""
@@ -133,40 +152,69 @@ class MLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))                                    # (B, T, C)
 
 
-class TransformerBlock(nn.Module):
-    """One block. With ``residual`` the sublayers write into the stream (``x + f(x)``), without it
-    their output replaces the stream (``f(x)``); ``norm`` places LayerNorm (see module docstring)."""
+class _NoWrite(nn.Module):
+    """An absent sublayer in a residual stack: it writes nothing (``x + 0``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((), dtype=x.dtype, device=x.device)
+
+
+class _Block(nn.Module):
+    """The parts every block has: attention, the MLP (or, if ``cfg.mlp`` is off, a sublayer that leaves the
+    stream as it is) and the two norms."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.cfg = cfg
         self.attn = Attention(cfg)
-        self.mlp = MLP(cfg) if cfg.mlp else None
-        ln = (lambda: nn.LayerNorm(cfg.width)) if cfg.norm != "none" else nn.Identity
-        self.ln_1, self.ln_2 = ln(), ln()
+        self.mlp = MLP(cfg) if cfg.mlp else _NoWrite() if cfg.residual else nn.Identity()
+        ln = (lambda: nn.LayerNorm(cfg.width)) if cfg.norm == "layer" else nn.Identity
+        self.ln_1 = ln()
+        self.ln_2 = ln() if cfg.mlp else nn.Identity()
 
-    def _sublayer(self, x: torch.Tensor, f: nn.Module, ln: nn.Module) -> torch.Tensor:
-        norm, skip = self.cfg.norm, self.cfg.residual
-        if norm == "pre":
-            h = f(ln(x))
-            return x + h if skip else h
-        h = f(x)
-        return ln(x + h if skip else h)                   # post (ln is the identity when norm is none)
+
+class PreLNBlock(_Block):
+    """``x + f(ln(x))``: the norm sits inside the branch; the stream is a pure sum of writes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:     # (B, T, C) -> (B, T, C)
-        x = self._sublayer(x, self.attn, self.ln_1)
-        if self.mlp is not None:
-            x = self._sublayer(x, self.mlp, self.ln_2)
-        return x
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class PostLNBlock(_Block):
+    """``ln(x + f(x))``: the original Transformer's block; the norm acts on the stream after each add."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_1(x + self.attn(x))
+        return self.ln_2(x + self.mlp(x))
+
+
+class PlainPreLNBlock(_Block):
+    """:class:`PreLNBlock` without the skip."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attn(self.ln_1(x))
+        return self.mlp(self.ln_2(x))
+
+
+class PlainPostLNBlock(_Block):
+    """:class:`PostLNBlock` without the skip."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_1(self.attn(x))
+        return self.ln_2(self.mlp(x))
+
+
+BLOCKS = {(True, "pre"): PreLNBlock, (True, "post"): PostLNBlock,
+          (False, "pre"): PlainPreLNBlock, (False, "post"): PlainPostLNBlock}
 
 
 class TinyTransformer(nn.Module):
-    """Token + learned position embeddings -> ``depth`` blocks -> (final norm if pre-LN) -> per-token logits.
+    """Token + learned position embeddings -> ``n_blocks`` blocks -> (final norm if pre-LN) -> per-token logits.
 
     ``forward(X)`` maps tokens (B, T) to logits (B, T, vocab); ``blocks_forward(h)`` runs the blocks
-    on an already embedded stream (B, T, C) and returns the stream after every block (the
-    rank-collapse probe feeds it random vectors); ``main_layers()`` lists the weight layers in
-    forward order for the gradient probes and ``Trainer(record_grads_every=...)``.
+    on an already embedded stream (B, T, C) and returns the stream before and after every block (the
+    probes' one way to walk the stream); ``main_layers()`` lists the weight layers in forward order for
+    the gradient probes and ``Trainer(record_grads_every=...)``.
     """
 
     def __init__(self, cfg: TransformerConfig):
@@ -176,8 +224,9 @@ class TinyTransformer(nn.Module):
         self.pos = nn.Embedding(cfg.seq_len, cfg.width)
         nn.init.normal_(self.tok.weight, std=1.0)
         nn.init.normal_(self.pos.weight, std=1.0)
-        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.depth))
-        self.ln_f = nn.LayerNorm(cfg.width) if cfg.norm == "pre" else nn.Identity()
+        block = BLOCKS[(cfg.residual, cfg.placement)]
+        self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.n_blocks))
+        self.ln_f = nn.LayerNorm(cfg.width) if (cfg.norm == "layer" and cfg.placement == "pre") else nn.Identity()
         self.head = _linear(cfg.width, cfg.vocab)
 
     def embed(self, X: torch.Tensor) -> torch.Tensor:
@@ -186,42 +235,29 @@ class TinyTransformer(nn.Module):
             raise ValueError(f"sequence length must be at most seq_len={self.cfg.seq_len}, got {T}")
         return self.tok(X) + self.pos(torch.arange(T, device=X.device))          # (B, T, C)
 
-    def blocks_forward(self, h: torch.Tensor) -> list[torch.Tensor]:
-        """The stream before the first block and after each block: ``depth + 1`` tensors (B, T, C)."""
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(self.ln_f(h))                                           # (B, T, vocab)
+
+    def blocks_forward(self, h: torch.Tensor, start: int = 0, blocks=None) -> list[torch.Tensor]:
+        """The stream entering block ``start`` and after each later block (``blocks`` replaces ``self.blocks``)."""
         states = [h]
-        for block in self.blocks:
-            h = block(h)
-            states.append(h)
+        for block in list(self.blocks if blocks is None else blocks)[start:]:
+            states.append(block(states[-1]))
         return states
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:     # (B, T) tokens -> (B, T, vocab) logits
         h = self.embed(X)
         for block in self.blocks:
             h = block(h)
-        return self.head(self.ln_f(h))
+        return self.readout(h)
 
     def main_layers(self) -> list[tuple[str, nn.Module]]:
         layers: list[tuple[str, nn.Module]] = [("tok", self.tok)]
         for i, b in enumerate(self.blocks):
             layers += [(f"block{i}.qkv", b.attn.qkv), (f"block{i}.proj", b.attn.proj)]
-            if b.mlp is not None:
+            if isinstance(b.mlp, MLP):
                 layers += [(f"block{i}.fc1", b.mlp.fc1), (f"block{i}.fc2", b.mlp.fc2)]
         return layers + [("head", self.head)]
-
-
-def build_transformer(cfg: TransformerConfig | None = None, seed: int | None = None, **fields) -> TinyTransformer:
-    """Build the encoder from a config (or keyword fields), seeding its init when ``seed`` is given.
-
-    >>> net = build_transformer(depth=6, norm="post", residual=True, seed=0)
-    """
-    if cfg is None:
-        cfg = TransformerConfig(**fields)
-    elif fields:
-        cfg = cfg.with_(**fields)
-    if seed is not None:
-        from skipnet.runtime import seed_everything
-        seed_everything(seed)
-    return TinyTransformer(cfg)
 
 
 @dataclass(frozen=True)
@@ -238,10 +274,8 @@ class SortTask:
     vocab: int = 16
 
     def __post_init__(self) -> None:
-        if not 2 <= self.seq_len <= 512:
-            raise ValueError(f"seq_len must be between 2 and 512, got {self.seq_len}")
-        if not 2 <= self.vocab <= 4096:
-            raise ValueError(f"vocab must be between 2 and 4096, got {self.vocab}")
+        check_int("seq_len", self.seq_len, 2, 512)
+        check_int("vocab", self.vocab, 2, 4096)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         X = torch.randint(0, self.vocab, (batch_size, self.seq_len), generator=generator)   # (B, T)

@@ -7,25 +7,24 @@ no I/O. Chapter: *An ensemble of relatively shallow paths*.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, asdict
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from skipnet.data import Dataset, load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN as _DEGRADATION_TRAIN
-from skipnet.models import ModelConfig, ResidualNet, build_model
+from skipnet.models import ModelConfig, ResidualNet
 from skipnet.probes.lesions import accuracy, random_deletion_accuracies, random_swap_accuracies, \
     single_deletion_accuracies
 from skipnet.probes.paths import binomial_length_counts, effective_mean_length, gradient_by_length, \
     path_gradient_magnitudes
 from skipnet.probes.streams import branch_stream_ratios, linear_probe_accuracies
 from skipnet.runtime import generator
-from skipnet.train import History, TrainConfig, Trainer
+from skipnet.train import History, Progress, Run, TrainConfig, train_run
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "TrainedNet", "train_net", "LesionStudy", "lesion_study",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesion_study",
            "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study", "largest_step_drop",
            "Curve", "deletion_curve"]
 
@@ -33,53 +32,14 @@ DEFAULT_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
 DEFAULT_TRAIN = _DEGRADATION_TRAIN.with_(eval_every=5)       # evaluations along the way: gaps at matched loss
 
 
-@dataclass
-class TrainedNet:
-    """A trained network of the chapter, with its history (``label`` e.g. ``"residual-56"``)."""
-
-    label: str
-    depth: int
-    residual: bool
-    drop_prob: float
-    seed: int
-    model: ResidualNet
-    history: History
-    seconds: float
-
-    @property
-    def n_blocks(self) -> int:
-        return len(self.model.blocks)
-
-    @property
-    def test_acc(self) -> float:
-        return self.history.final.get("test_acc", float("nan"))
-
-    @property
-    def train_loss(self) -> float:
-        return self.history.final.get("train_loss", float("nan"))
-
-
 def train_net(depth: int = 56, residual: bool = True, seed: int = 0, drop_prob: float = 0.0,
               model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN, data: Dataset | None = None,
-              callback: Callable[[Trainer], bool | None] | None = None) -> TrainedNet:
-    """Train one 6n+2 CNN (width 8, BN, post-activation) on the digits, SCIENCE-pilot settings."""
+              progress: Progress | None = None) -> Run:
+    """Train one 6n+2 CNN (width 8, BN, post-activation) on the digits; the Run keeps the trained net
+    (label e.g. ``"residual-56"``, ``"residual-56 (drop 0.5)"``)."""
     cfg = model.with_(depth=depth, residual=residual, drop_prob=drop_prob)
-    net = build_model(cfg, seed=seed)
-    if drop_prob > 0:
-        net.register_forward_hook(_zero_grad_for_skipped_blocks)
-    t0 = time.perf_counter()
-    history = Trainer(net, data if data is not None else load_digits(), train.with_(seed=seed), callback).run()
-    label = f"{'residual' if residual else 'plain'}-{depth}" + (f" (drop {drop_prob:g})" if drop_prob else "")
-    return TrainedNet(label, depth, residual, drop_prob, seed, net.eval(), history, time.perf_counter() - t0)
-
-
-def _zero_grad_for_skipped_blocks(net: ResidualNet, _inputs, logits: torch.Tensor) -> torch.Tensor:
-    """Stochastic depth: a block skipped in a training step gets a zero gradient rather than none, so
-    it still feels momentum and weight decay (as in Huang et al.'s implementation) and every optimizer
-    (foreach or fused) sees a gradient for every parameter."""
-    if not net.training:
-        return logits
-    return logits + 0.0 * sum(p.sum() for p in net.parameters())
+    label = cfg.label + (f" (drop {drop_prob:g})" if drop_prob else "")
+    return train_run(cfg, data if data is not None else load_digits(), train, seed, label, progress)
 
 
 def _test_tensors(model: ResidualNet, data: Dataset):
@@ -173,10 +133,10 @@ class PathStudy:
 
 
 def path_study(model: ResidualNet, data: Dataset, n_samples: int = 8, batch_size: int = 128, seed: int = 0,
-               callback: Callable[[float], bool | None] | None = None) -> PathStudy | None:
+               progress: Progress | None = None) -> PathStudy | None:
     """Measure the gradient through paths of every length 0..n on a random training batch.
 
-    ``callback(fraction)`` reports progress; returning ``False`` stops, and the study is then ``None``.
+    ``progress(fraction, text, partial)`` reports progress; returning ``False`` stops, and the study is then ``None``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -187,7 +147,7 @@ def path_study(model: ResidualNet, data: Dataset, n_samples: int = 8, batch_size
     X, y = data.X_train[idx].to(dev), data.y_train[idx].to(dev)
     n = len(model.blocks)
     ks = list(range(n + 1))
-    mags = path_gradient_magnitudes(model, X, y, ks, n_samples, seed, callback)
+    mags = path_gradient_magnitudes(model, X, y, ks, n_samples, seed, progress)
     if len(mags) < len(ks):
         return None
     mean = [float(np.mean(m)) for m in mags]

@@ -8,36 +8,37 @@ Pure functions of configuration and seed, returning dataclasses and arrays (no p
 * :func:`jacobian_spectra`: singular values of the block stack's input-output Jacobian.
 * :func:`identity_alignment`: how much of each block's gradient is the top gradient itself.
 * :func:`shattered`: ``df/dx`` along a 1-D sweep and its autocorrelation (Balduzzi et al. 2017).
-* :func:`training_race` and :func:`degradation_rows`: plain vs residual CNNs trained side by side
-  (built on :func:`skipnet.experiments.degradation.race`), with per-layer gradients recorded.
+* :func:`training_race`: plain vs residual CNNs trained side by side (built on
+  :func:`skipnet.experiments.degradation.race`), with per-layer gradients recorded.
 * :func:`landscape`: a filter-normalized 2-D loss slice around a trained network (Li et al. 2018).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from skipnet.data import input_sweep, load_digits
-from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, Run, race
+from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
 from skipnet.models import ModelConfig, ResidualNet, build_model
 from skipnet.probes.gradients import first_last_ratio, layer_grad_norms
 from skipnet.probes.jacobian import identity_share, jacobian_singular_values
 from skipnet.probes.landscape import loss_surface
 from skipnet.probes.shattering import autocorrelation, input_gradients
-from skipnet.train import Trainer
+from skipnet.config import check_int
+from skipnet.train import Progress, Run
 
 __all__ = [
     "PROFILE_MODEL", "PROFILE_VARIANTS", "JACOBIAN_VARIANTS", "SHATTER_MODEL", "SHATTER_VARIANTS", "RACE_VARIANTS",
     "Profile", "gradient_profile", "ProfileSweep", "profile_sweep", "profile_pair", "cnn_ratios", "JacobianSpectra",
     "jacobian_spectra", "identity_alignment", "Shattered", "shattered", "Race", "training_race",
-    "degradation_rows", "epoch_means", "grad_ratio", "Landscape", "landscape", "CNN_DEPTHS",
+    "grad_ratio", "Landscape", "landscape", "CNN_DEPTHS",
 ]
 
-# Digits MLPs, one weight layer a block so that ``depth`` counts hidden layers (SCIENCE §2).
-PROFILE_MODEL = ModelConfig(arch="mlp", depth=50, width=64, block_layers=1, in_shape=(64,), residual=False,
+# Digits MLPs, one weight layer a block, so that ``n_blocks`` counts hidden layers.
+PROFILE_MODEL = ModelConfig(arch="mlp", n_blocks=50, width=64, block_layers=1, in_shape=(64,), residual=False,
                             activation="relu", norm="none")
 PROFILE_VARIANTS: dict[str, dict] = {
     "plain sigmoid": dict(residual=False, activation="sigmoid", norm="none"),
@@ -54,8 +55,8 @@ JACOBIAN_VARIANTS: dict[str, dict] = {
     "residual ReLU": PROFILE_VARIANTS["residual ReLU"],
     "residual ReLU, branch/sqrt(L)": dict(residual=True, activation="relu", norm="none", branch_scale="1/sqrt(L)"),
 }
-# Balduzzi et al. (2017): scalar in, scalar out, width 200, BatchNorm; blocks relu(x + BN(W x)) (SCIENCE §4).
-SHATTER_MODEL = ModelConfig(arch="mlp", depth=16, width=200, block_layers=1, order="post", norm="batch",
+# Balduzzi et al. (2017): scalar in, scalar out, width 200, BatchNorm; blocks relu(x + BN(W x)).
+SHATTER_MODEL = ModelConfig(arch="mlp", n_blocks=16, width=200, block_layers=1, placement="post", norm="batch",
                             in_shape=(1,), n_classes=1, residual=False)
 SHATTER_VARIANTS: dict[str, dict] = {
     "plain + BN": dict(residual=False, norm="batch"),
@@ -81,7 +82,7 @@ class Profile:
     """Per-layer weight-gradient norms of one network at init, stem first, head last."""
 
     label: str
-    depth: int
+    n_blocks: int
     seed: int
     names: list[str]
     norms: np.ndarray
@@ -109,7 +110,7 @@ def gradient_profile(cfg: ModelConfig, seed: int = 0, n_examples: int = 256, lab
         ds = load_digits()
         X, y = ds.X_train[:n_examples].to(dtype), ds.y_train[:n_examples]
     norms = layer_grad_norms(net, X, y)
-    return Profile(label or _describe(cfg), cfg.depth, seed, [n for n, _ in net.main_layers()], norms)
+    return Profile(label or _describe(cfg), cfg.n_blocks, seed, [n for n, _ in net.main_layers()], norms)
 
 
 def _describe(cfg: ModelConfig) -> str:
@@ -120,32 +121,32 @@ def _describe(cfg: ModelConfig) -> str:
 
 @dataclass
 class ProfileSweep:
-    """Profiles of several variants over depths and seeds. ``ratios[label]``: (depths, seeds) array."""
+    """Profiles of several variants over numbers of blocks and seeds. ``ratios[label]``: (n_blocks, seeds) array."""
 
-    depths: list[int]
+    n_blocks: list[int]
     seeds: list[int]
     ratios: dict[str, np.ndarray]
     profiles: dict[str, list[Profile]]      # first seed only, one a depth
 
     def geomean(self, label: str) -> np.ndarray:
-        """Geometric mean over seeds of the first/last ratio, one a depth (0 stays 0)."""
+        """Geometric mean over seeds of the first/last ratio, one a number of blocks (0 stays 0)."""
         r = self.ratios[label]
         with np.errstate(divide="ignore"):
             return np.exp(np.log(r).mean(axis=1))
 
 
-def profile_sweep(depths: Iterable[int] = (10, 25, 50, 100), seeds: Iterable[int] = (0, 1, 2),
+def profile_sweep(n_blocks: Iterable[int] = (10, 25, 50, 100), seeds: Iterable[int] = (0, 1, 2),
                   variants: dict[str, dict] = PROFILE_VARIANTS, base: ModelConfig = PROFILE_MODEL,
                   n_examples: int = 256) -> ProfileSweep:
-    """:func:`gradient_profile` for every (variant, depth, seed)."""
-    depths, seeds = list(depths), list(seeds)
+    """:func:`gradient_profile` for every (variant, number of blocks, seed)."""
+    depths, seeds = list(n_blocks), list(seeds)
     ratios, profiles = {}, {}
     for label, fields in variants.items():
         r = np.zeros((len(depths), len(seeds)))
         profiles[label] = []
         for i, d in enumerate(depths):
             for j, s in enumerate(seeds):
-                p = gradient_profile(base.with_(depth=d, **fields), s, n_examples, label)
+                p = gradient_profile(base.with_(n_blocks=d, **fields), s, n_examples, label)
                 r[i, j] = p.ratio
                 if j == 0:
                     profiles[label].append(p)
@@ -153,14 +154,14 @@ def profile_sweep(depths: Iterable[int] = (10, 25, 50, 100), seeds: Iterable[int
     return ProfileSweep(depths, seeds, ratios, profiles)
 
 
-def profile_pair(depth: int = 50, activation: str = "relu", norm: str = "none", residual: bool = False,
-                 seed: int = 0, max_depth: int = 200) -> dict[str, Profile]:
+def profile_pair(n_blocks: int = 50, activation: str = "relu", norm: str = "none", residual: bool = False,
+                 seed: int = 0, max_blocks: int = 200) -> dict[str, Profile]:
     """The chosen MLP's profile at init and its twin with the skip toggled (chosen first): ``{label: Profile}``."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= max_depth:
-        raise ValueError(f"depth must be an integer between 1 and {max_depth}, got {depth!r}")
+    check_int("n_blocks", n_blocks, 1, max_blocks)
     out = {}
     for r in (residual, not residual):
-        p = gradient_profile(PROFILE_MODEL.with_(depth=depth, activation=activation, norm=norm, residual=r), seed=seed)
+        p = gradient_profile(PROFILE_MODEL.with_(n_blocks=n_blocks, activation=activation, norm=norm, residual=r),
+                             seed=seed)
         out[p.label] = p
     return out
 
@@ -172,7 +173,7 @@ def cnn_ratios(depths: Iterable[int] = (20, 56), seeds: Iterable[int] = (0, 1, 2
     for d in depths:
         for residual in (False, True):
             cfg = DEFAULT_MODEL.with_(depth=d, width=width, residual=residual)
-            out[f"{'residual' if residual else 'plain'}-{d}"] = np.array(
+            out[cfg.label] = np.array(
                 [gradient_profile(cfg, s, n_examples, float64=False).ratio for s in seeds])
     return out
 
@@ -180,37 +181,38 @@ def cnn_ratios(depths: Iterable[int] = (20, 56), seeds: Iterable[int] = (0, 1, 2
 # -- the Jacobian of the stack -------------------------------------------------------------------
 @dataclass
 class JacobianSpectra:
-    """Singular values of ``d x_L / d x_0``: ``values[label][i][j]`` for depth i, seed j (descending)."""
+    """Singular values of ``d x_L / d x_0``: ``values[label][i][j]`` for ``n_blocks[i]``, seed j (descending)."""
 
-    depths: list[int]
+    n_blocks: list[int]
     seeds: list[int]
     values: dict[str, list[list[np.ndarray]]]
 
     def within(self, label: str, low: float = 0.1, high: float = 10.0) -> np.ndarray:
-        """Share of singular values in [low, high], as a (depths, seeds) array."""
+        """Share of singular values in [low, high], as a (n_blocks, seeds) array."""
         return np.array([[np.mean((s >= low) & (s <= high)) for s in row] for row in self.values[label]])
 
 
-def jacobian_spectra(depths: Iterable[int] = (1, 5, 10, 25, 50), seeds: Iterable[int] = (0, 1, 2),
+def jacobian_spectra(n_blocks: Iterable[int] = (1, 5, 10, 25, 50), seeds: Iterable[int] = (0, 1, 2),
                      variants: dict[str, dict] = JACOBIAN_VARIANTS, base: ModelConfig = PROFILE_MODEL
                      ) -> JacobianSpectra:
     """Jacobian singular values of each variant's block stack at init, at one test digit a seed."""
-    depths, seeds = list(depths), list(seeds)
+    depths, seeds = list(n_blocks), list(seeds)
     X = load_digits(flatten=True).X_test.double()
     values = {}
     for label, fields in variants.items():
-        values[label] = [[jacobian_singular_values(build_model(base.with_(depth=d, **fields), seed=s).double(), X[s])
+        values[label] = [[jacobian_singular_values(build_model(base.with_(n_blocks=d, **fields), seed=s).double(), X[s])
                           for s in seeds] for d in depths]
     return JacobianSpectra(depths, seeds, values)
 
 
-def identity_alignment(depth: int = 50, seeds: Iterable[int] = (0, 1, 2), variants: dict[str, dict] = PROFILE_VARIANTS,
+def identity_alignment(n_blocks: int = 50, seeds: Iterable[int] = (0, 1, 2), variants: dict[str, dict] = PROFILE_VARIANTS,
                        base: ModelConfig = PROFILE_MODEL, n_examples: int = 256) -> dict[str, dict[str, np.ndarray]]:
     """For each variant: ``cos`` and ``norm_ratio`` (seeds, blocks) arrays of :func:`~skipnet.probes.jacobian.identity_share`."""
     X, y = _mlp_batch(n_examples, torch.float64)
     out = {}
     for label, fields in variants.items():
-        rows = [identity_share(build_model(base.with_(depth=depth, **fields), seed=s).double(), X, y) for s in seeds]
+        rows = [identity_share(build_model(base.with_(n_blocks=n_blocks, **fields), seed=s).double(), X, y)
+                for s in seeds]
         out[label] = {"cos": np.array([c for c, _ in rows]), "norm_ratio": np.array([r for _, r in rows])}
     return out
 
@@ -218,20 +220,21 @@ def identity_alignment(depth: int = 50, seeds: Iterable[int] = (0, 1, 2), varian
 # -- shattered gradients ---------------------------------------------------------------------------
 @dataclass
 class Shattered:
-    """``autocorr[label]``: (depths, seeds) lag-1 autocorrelation; ``gradients[label][i]``: df/dx at depth i, first seed."""
+    """``autocorr[label]``: (n_blocks, seeds) lag-1 autocorrelation; ``gradients[label][i]``: df/dx at
+    ``n_blocks[i]`` blocks, first seed."""
 
-    depths: list[int]
+    n_blocks: list[int]
     seeds: list[int]
     x: np.ndarray
     autocorr: dict[str, np.ndarray]
     gradients: dict[str, list[np.ndarray]]
 
 
-def shattered(depths: Iterable[int] = (1, 2, 4, 8, 16, 32), seeds: Iterable[int] = (0, 1, 2, 3, 4),
+def shattered(n_blocks: Iterable[int] = (1, 2, 4, 8, 16, 32), seeds: Iterable[int] = (0, 1, 2, 3, 4),
               variants: dict[str, dict] = SHATTER_VARIANTS, base: ModelConfig = SHATTER_MODEL,
               n_inputs: int = 256) -> Shattered:
-    """df/dx over 256 inputs on [-2, 2] for each variant, depth and seed, at initialization."""
-    depths, seeds = list(depths), list(seeds)
+    """df/dx over 256 inputs on [-2, 2] for each variant, number of blocks and seed, at initialization."""
+    depths, seeds = list(n_blocks), list(seeds)
     x = input_sweep(n_inputs)                                         # (n, 1)
     ac, grads = {}, {}
     for label, fields in variants.items():
@@ -239,7 +242,7 @@ def shattered(depths: Iterable[int] = (1, 2, 4, 8, 16, 32), seeds: Iterable[int]
         grads[label] = []
         for i, d in enumerate(depths):
             for j, s in enumerate(seeds):
-                g = input_gradients(build_model(base.with_(depth=d, **fields), seed=s), x)
+                g = input_gradients(build_model(base.with_(n_blocks=d, **fields), seed=s), x)
                 ac[label][i, j] = autocorrelation(g)
                 if j == 0:
                     grads[label].append(g)
@@ -249,14 +252,17 @@ def shattered(depths: Iterable[int] = (1, 2, 4, 8, 16, 32), seeds: Iterable[int]
 # -- training: the race, the degradation table, the landscape ------------------------------------
 @dataclass
 class Race:
-    """Plain and residual CNNs trained side by side: ``runs`` (Run a variant) and the trained ``models``."""
+    """Plain and residual CNNs trained side by side: ``runs`` (a Run a variant, each with its trained net)."""
 
     depth: int
     variant: str
     runs: dict[str, Run]
-    models: dict[str, ResidualNet] = field(default_factory=dict)
     seed: int = 0
     width: int = 8
+
+    @property
+    def models(self) -> dict[str, ResidualNet]:
+        return {k: r.net for k, r in self.runs.items()}
 
     def config(self, key: str) -> ModelConfig:
         """The model configuration of ``"plain"`` or ``"residual"``."""
@@ -285,24 +291,17 @@ def _check_race(depth: int, variant: str, epochs: int, lr: float) -> None:
 
 
 def training_race(depth: int = 56, variant: str = "BN + ReLU", epochs: int = 6, seed: int = 0, lr: float = 0.1,
-                  width: int = 8, record_grads_every: int = 1,
-                  on_step: Callable[[dict[str, Trainer]], bool | None] | None = None) -> Race:
+                  width: int = 8, record_grads_every: int = 1, progress: Progress | None = None) -> Race:
     """Train the plain and residual CNN of one depth side by side on the digits (SGD, warm-up, cosine),
     recording every layer's gradient norm every ``record_grads_every`` steps (the step x layer heat map).
 
-    ``on_step(trainers)`` is called after each pair of steps; returning ``False`` stops both.
+    ``progress(fraction, text, histories)`` is called after each pair of steps; returning ``False`` stops both.
     """
     _check_race(depth, variant, epochs, lr)
     model = DEFAULT_MODEL.with_(width=width, **RACE_VARIANTS[variant])
     train = DEFAULT_TRAIN.with_(epochs=epochs, lr=float(lr), record_grads_every=record_grads_every)
-    trainers: dict[str, Trainer] = {}
-
-    def hook(ts: dict[str, Trainer]) -> bool | None:
-        trainers.update(ts)
-        return on_step(ts) if on_step is not None else None
-
-    runs = race(depth, seed=seed, model=model, train=train, on_step=hook)
-    return Race(depth, variant, runs, {k: t.model for k, t in trainers.items()}, seed=seed, width=width)
+    runs = race(depth, seed=seed, model=model, train=train, progress=progress)
+    return Race(depth, variant, runs, seed=seed, width=width)
 
 
 def grad_ratio(history, rows: slice = slice(None)) -> float:
@@ -311,30 +310,6 @@ def grad_ratio(history, rows: slice = slice(None)) -> float:
     if g.size == 0:
         raise ValueError("no gradients recorded: train with record_grads_every > 0")
     return float(np.exp(np.mean(np.log(g[:, 0] / g[:, -1]))))
-
-
-def epoch_means(values: list[float], per_epoch: int) -> list[float]:
-    """Mean of a per-step curve over each epoch (a last partial epoch is averaged too)."""
-    return [float(np.mean(values[i:i + per_epoch])) for i in range(0, len(values), per_epoch)]
-
-
-def degradation_rows(depths: Iterable[int] = (8, 20, 56), seeds: Iterable[int] = (0,),
-                     on_race: Callable[[int, int, Race], None] | None = None) -> list[dict]:
-    """He et al. (2015) Fig. 1 on the digits: plain and residual CNNs (width 8, 10 epochs) per depth and seed.
-
-    Each row is :meth:`Run.row` plus ``epoch_loss`` (mean training-batch loss of each epoch).
-    ``on_race(depth, seed, race)`` sees each finished race (e.g. to keep the trained models).
-    """
-    rows = []
-    per_epoch = max(1, len(load_digits().X_train) // DEFAULT_TRAIN.batch_size)
-    for d in depths:
-        for s in seeds:
-            r = training_race(d, epochs=DEFAULT_TRAIN.epochs, seed=s, record_grads_every=0)
-            if on_race is not None:
-                on_race(d, s, r)
-            for run in r.runs.values():
-                rows.append({**run.row(), "epoch_loss": epoch_means(run.history.loss, per_epoch)})
-    return rows
 
 
 @dataclass
@@ -352,7 +327,7 @@ class Landscape:
 
 
 def landscape(model: ResidualNet, label: str, coords: Iterable[float] | None = None, n_examples: int = 512,
-              seed: int = 0, callback=None) -> Landscape:
+              seed: int = 0, progress: Progress | None = None) -> Landscape:
     """A filter-normalized 2-D slice of the training loss around ``model``'s weights (eval mode)."""
     coords = np.linspace(-1.0, 1.0, 17) if coords is None else np.asarray(list(coords), dtype=np.float64)
     ds = load_digits()
@@ -360,4 +335,4 @@ def landscape(model: ResidualNet, label: str, coords: Iterable[float] | None = N
     if model.cfg.arch == "mlp":
         X = X.flatten(1)
     X = X.to(next(model.parameters()).device)
-    return Landscape(label, coords, loss_surface(model, X, y.to(X.device), coords, seed=seed, callback=callback))
+    return Landscape(label, coords, loss_surface(model, X, y.to(X.device), coords, seed=seed, progress=progress))

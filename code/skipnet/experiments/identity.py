@@ -2,7 +2,7 @@
 
 * :func:`fit_identity`: a deep stack of blocks is asked to compute the identity (or a near-identity
   map) of the digits. A residual block is the identity when its branch is zero; a plain block has
-  to find it in its weights.
+  to find it in its weights. Trained by :class:`~skipnet.train.Trainer` on an :class:`IdentityTask`.
 * :func:`train_digits`: train any :class:`~skipnet.models.ModelConfig` on the digits (the trained
   branches, the zero-gamma comparison, the branch initializations without normalization).
 * :data:`INIT_VARIANTS` / :func:`train_init`: a deep residual CNN without normalization and four
@@ -14,41 +14,40 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skipnet.config import Config, check_float, check_int
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
-from skipnet.models import ModelConfig, ResidualNet, build_model
+from skipnet.models import ModelConfig, build_model
 from skipnet.runtime import generator
-from skipnet.train import History, TrainConfig, Trainer
+from skipnet.train import Progress, Run, TrainConfig, Trainer, train_run
 
 __all__ = [
-    "IdentityFitConfig", "IdentityFit", "identity_target", "fit_identity", "identity_sweep",
-    "DigitsRun", "train_digits", "BRANCH_MODEL", "ZERO_GAMMA_MODEL",
-    "NO_NORM_MODEL", "NO_NORM_TRAIN", "INIT_VARIANTS", "INIT_LABELS", "init_config", "train_init",
+    "IdentityFitConfig", "IdentityTask", "identity_target", "fit_identity", "final_rel_error", "train_digits",
+    "BRANCH_MODEL", "NO_NORM_MODEL", "NO_NORM_TRAIN", "INIT_VARIANTS", "INIT_LABELS", "init_config", "train_init",
 ]
 
 
 # -- 1. fitting the identity ----------------------------------------------------------------------
 @dataclass(frozen=True)
-class IdentityFitConfig:
+class IdentityFitConfig(Config):
     """The identity-fitting task: blocks of ``width`` = 64 units (one per pixel) map the standardized
     digits ``X`` (N, 64) to ``X + eps * tanh(X A)`` (``eps = 0``: the identity itself).
     The error is measured on the test digits, with BatchNorm using the statistics of that batch.
 
-    The blocks are the book's MLP blocks (``norm``, ``order``) without the stem and the classifier,
+    The blocks are the book's MLP blocks (``norm``, ``placement``) without the stem and the classifier,
     so the network is ``x -> block_L(... block_1(x))`` and nothing else has to be learned.
-    Trained by SGD (momentum) on the mean squared error for ``steps`` steps.
+    Trained by SGD (momentum, constant lr) on the mean squared error for ``steps`` steps.
     """
 
     width: int = 64
     norm: str = "batch"
-    order: str = "pre"
+    placement: str = "pre"
     block_layers: int = 2
     steps: int = 300
     lr: float = 0.05
@@ -58,46 +57,22 @@ class IdentityFitConfig:
     eval_every: int = 25
 
     def __post_init__(self) -> None:
-        if self.width != 64:
-            raise ValueError(f"width must be 64 (one unit per pixel of the 8x8 digits), got {self.width}")
-        if not 1 <= self.steps <= 100_000:
-            raise ValueError(f"steps must be between 1 and 100000, got {self.steps}")
-        if not 0 < self.lr <= 1:
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
-        if not 0 <= self.eps <= 2:
-            raise ValueError(f"eps must be in [0, 2], got {self.eps}")
-        if self.eval_every < 1:
-            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        check_int("width", self.width, 64, 64)           # one unit per pixel of the 8x8 digits
+        check_int("steps", self.steps, 1, 100_000)
+        check_float("lr", self.lr, 0, 1, low_open=True)
+        check_float("eps", self.eps, 0, 2)
+        check_int("eval_every", self.eval_every, 1)
 
-    def with_(self, **changes) -> "IdentityFitConfig":
-        return replace(self, **changes)
-
-
-@dataclass
-class IdentityFit:
-    """One identity fit. ``rel_error`` is the test-set squared error over the targets' variance
-    (0: perfect; 1: no better than predicting the mean), at ``steps`` (step 0 = initialization)."""
-
-    depth: int
-    residual: bool
-    seed: int
-    steps: list[int] = field(default_factory=list)
-    rel_error: list[float] = field(default_factory=list)
-    status: str = "finished"
-    seconds: float = 0.0
+    def model(self, n_blocks: int, residual: bool) -> ModelConfig:
+        return ModelConfig(arch="mlp", n_blocks=n_blocks, width=self.width, norm=self.norm, placement=self.placement,
+                           residual=residual, block_layers=self.block_layers, in_shape=(self.width,),
+                           n_classes=self.width)
 
     @property
-    def initial(self) -> float:
-        return self.rel_error[0]
-
-    @property
-    def final(self) -> float:
-        """The last recorded relative error (``inf`` if the run diverged)."""
-        return self.rel_error[-1] if self.status == "finished" else math.inf
-
-    @property
-    def label(self) -> str:
-        return f"{'residual' if self.residual else 'plain'}, {self.depth} blocks"
+    def train(self) -> TrainConfig:
+        return TrainConfig(lr=self.lr, optimizer="sgd", momentum=self.momentum, nesterov=False, weight_decay=0.0,
+                           batch_size=self.batch_size, steps=self.steps, warmup_steps=0, schedule="constant",
+                           eval_every=self.eval_every)
 
 
 def identity_target(X: torch.Tensor, eps: float, seed: int = 0) -> torch.Tensor:
@@ -108,102 +83,68 @@ def identity_target(X: torch.Tensor, eps: float, seed: int = 0) -> torch.Tensor:
     return X + eps * torch.tanh(X @ A)
 
 
-def _stack(depth: int, residual: bool, cfg: IdentityFitConfig, seed: int) -> nn.Sequential:
-    net = build_model(arch="mlp", depth=depth, width=cfg.width, norm=cfg.norm, order=cfg.order, residual=residual,
-                      block_layers=cfg.block_layers, in_shape=(cfg.width,), n_classes=cfg.width, seed=seed)
-    return nn.Sequential(*net.blocks)                                  # (B, 64) -> (B, 64): blocks only
+class IdentityTask:
+    """A :class:`~skipnet.train.Task`: regress the training digits ``X`` onto ``Y``, batches drawn with
+    replacement; evaluated as ``rel_error``, the test-set squared error over the targets' variance
+    (0: perfect; 1: no better than predicting the mean). BatchNorm keeps using batch statistics (here:
+    of the whole test set): running statistics are meaningless at step 0, where the stream has not
+    been normalized yet."""
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, X_test: torch.Tensor, Y_test: torch.Tensor):
+        self.X, self.Y, self.X_test, self.Y_test = X, Y, X_test, Y_test
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(self.X), (batch_size,), generator=generator)
+        return self.X[idx], self.Y[idx]
+
+    @staticmethod
+    def loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean squared error, and the batch's R^2 as the score."""
+        loss = F.mse_loss(out, y)
+        return loss, 1 - ((out - y) ** 2).sum().detach() / ((y - y.mean(0)) ** 2).sum()
+
+    @torch.no_grad()
+    def evaluate(self, body: nn.Module, seed: int = 0) -> dict:
+        err = ((body(self.X_test) - self.Y_test) ** 2).sum() / ((self.Y_test - self.Y_test.mean(0)) ** 2).sum()
+        return {"rel_error": float(err)}
 
 
-@torch.no_grad()
-def _rel_error(body: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
-    # BatchNorm keeps using batch statistics (here: of the whole test set). Running statistics are
-    # meaningless at step 0, where the residual stream has not been normalized yet.
-    err = ((body(X) - Y) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum()
-    return float(err)
+def fit_identity(n_blocks: int, residual: bool, seed: int = 0, cfg: IdentityFitConfig = IdentityFitConfig(),
+                 progress: Progress | None = None) -> Run:
+    """Train ``n_blocks`` blocks (plain or residual) to reproduce their input; return the :class:`~skipnet.train.Run`.
 
-
-def fit_identity(depth: int, residual: bool, seed: int = 0, cfg: IdentityFitConfig = IdentityFitConfig(),
-                 callback: Callable[[IdentityFit], bool | None] | None = None) -> IdentityFit:
-    """Train ``depth`` blocks (plain or residual) to reproduce their input; return the :class:`IdentityFit`.
-
-    ``callback(fit)`` runs after every evaluation; returning ``False`` stops the run.
+    ``run.curve("rel_error")`` is the test error at step 0 (initialization), every ``cfg.eval_every``
+    steps and at the end; :func:`final_rel_error` the last one (``inf`` after a divergence).
     """
-    if not 1 <= depth <= 200:
-        raise ValueError(f"depth must be between 1 and 200 blocks, got {depth}")
+    check_int("n_blocks", n_blocks, 1, 200)
     ds = load_digits(flatten=True)
-    X, X_test = ds.X_train, ds.X_test                                  # (N, 64)
-    Y, Y_test = identity_target(X, cfg.eps), identity_target(X_test, cfg.eps)
-    body = _stack(depth, residual, cfg, seed)
-    opt = torch.optim.SGD(body.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    gen = generator(seed)
-    out = IdentityFit(depth, residual, seed)
+    task = IdentityTask(ds.X_train, identity_target(ds.X_train, cfg.eps), ds.X_test, identity_target(ds.X_test, cfg.eps))
+    model = cfg.model(n_blocks, residual)
+    body = nn.Sequential(*build_model(model, seed=seed).blocks)        # (B, 64) -> (B, 64): blocks only
+    train = cfg.train.with_(seed=seed)
     t0 = time.perf_counter()
-    out.steps.append(0)
-    out.rel_error.append(_rel_error(body, X_test, Y_test))
-    for k in range(cfg.steps):
-        idx = torch.randint(0, len(X), (cfg.batch_size,), generator=gen)
-        loss = F.mse_loss(body(X[idx]), Y[idx])
-        if not torch.isfinite(loss):
-            out.status = f"diverged at step {k + 1}"
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (k + 1) % cfg.eval_every == 0 or k + 1 == cfg.steps:
-            err = _rel_error(body, X_test, Y_test)
-            if not math.isfinite(err):
-                out.status = f"diverged at step {k + 1}"
-                break
-            out.steps.append(k + 1)
-            out.rel_error.append(err)
-            if callback is not None and callback(out) is False:
-                out.status = f"stopped at step {k + 1}"
-                break
-    out.seconds = time.perf_counter() - t0
-    return out
+    at_init = {"step": 0, **task.evaluate(body)}
+    history = Trainer(body, task, train, progress).run()
+    history.evals.insert(0, at_init)
+    label = f"{'residual' if residual else 'plain'}, {n_blocks} blocks"
+    return Run(model, train, history, time.perf_counter() - t0, body, label)
 
 
-def identity_sweep(depths=(1, 4, 16), seeds=(0,), cfg: IdentityFitConfig = IdentityFitConfig()) -> list[IdentityFit]:
-    """:func:`fit_identity` for every (depth, plain/residual, seed)."""
-    return [fit_identity(d, r, s, cfg) for d in depths for r in (False, True) for s in seeds]
+def final_rel_error(run: Run) -> float:
+    """The last recorded relative error of an identity fit, ``inf`` if the run diverged."""
+    return math.inf if run.history.diverged else run.history.evals[-1]["rel_error"]
 
 
 # -- 2. training on the digits ----------------------------------------------------------------------
-@dataclass
-class DigitsRun:
-    """A network trained on the digits, kept with its history (the model itself for probing)."""
-
-    cfg: ModelConfig
-    seed: int
-    history: History
-    seconds: float
-    model: ResidualNet | None = None
-
-    @property
-    def final(self) -> dict:
-        return self.history.final
-
-    def row(self) -> dict:
-        f = self.history.final
-        return {"seed": self.seed, "status": self.history.status,
-                "train_loss": f.get("train_loss"), "train_err": None if not f else 1 - f["train_acc"],
-                "test_err": None if not f else 1 - f["test_acc"], "seconds": round(self.seconds, 2)}
-
-
 BRANCH_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")            # post-activation, He et al. 2015
-ZERO_GAMMA_MODEL = BRANCH_MODEL
 
 
 def train_digits(cfg: ModelConfig, seed: int = 0, train: TrainConfig = DEFAULT_TRAIN,
-                 callback: Callable[[Trainer], bool | None] | None = None, keep_model: bool = True) -> DigitsRun:
+                 progress: Progress | None = None, keep_model: bool = True) -> Run:
     """Train the network ``cfg`` on the digits (images for the CNN, vectors for the MLP)."""
-    data = load_digits(flatten=cfg.arch == "mlp")
     if cfg.arch == "mlp" and cfg.in_shape != (64,):
         cfg = cfg.with_(in_shape=(64,))
-    net = build_model(cfg, seed=seed)
-    t0 = time.perf_counter()
-    history = Trainer(net, data, train.with_(seed=seed), callback).run()
-    return DigitsRun(cfg, seed, history, time.perf_counter() - t0, net if keep_model else None)
+    return train_run(cfg, load_digits(flatten=cfg.arch == "mlp"), train, seed, progress=progress, keep=keep_model)
 
 
 # -- 3. initializing the branch without normalization ------------------------------------------------
@@ -227,6 +168,6 @@ def init_config(key: str, base: ModelConfig = NO_NORM_MODEL, **changes) -> Model
 
 
 def train_init(key: str, seed: int = 0, base: ModelConfig = NO_NORM_MODEL, train: TrainConfig = NO_NORM_TRAIN,
-               callback: Callable[[Trainer], bool | None] | None = None, **changes) -> DigitsRun:
+               progress: Progress | None = None, **changes) -> Run:
     """Train the no-normalization network with branch initialization ``key``; a divergence is a result."""
-    return train_digits(init_config(key, base, **changes), seed, train, callback, keep_model=False)
+    return train_digits(init_config(key, base, **changes), seed, train, progress, keep_model=False)

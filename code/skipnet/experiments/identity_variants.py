@@ -12,22 +12,23 @@ already trains poorly at depth 54 and would hide the differences between shortcu
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
+from skipnet.config import check_choice, check_int
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
-from skipnet.models import ModelConfig, build_model
+from skipnet.models import ModelConfig
 from skipnet.probes.branches import gate_openness
-from skipnet.train import TrainConfig, Trainer, race as run_race
+from skipnet.train import Progress, Run, TrainConfig, race_runs
 
-__all__ = ["Variant", "VARIANTS", "SHORTCUT_KEYS", "ORDER_KEYS", "STUDY_MODEL", "STUDY_TRAIN", "FAIL_ERR",
-           "variant_config", "shortcut_config", "VariantRun", "train_variant", "race_variants", "race_configs", "summarize"]
+__all__ = ["Variant", "VARIANTS", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL", "STUDY_TRAIN", "FAIL_ERR",
+           "variant_config", "shortcut_config", "variant_row", "failed", "train_variant", "race_variants",
+           "race_configs", "summarize"]
 
-STUDY_MODEL = ModelConfig(arch="mlp", depth=54, width=32, norm="batch", order="pre", in_shape=(64,))
+STUDY_MODEL = ModelConfig(arch="mlp", n_blocks=54, width=32, norm="batch", placement="pre", in_shape=(64,))
 STUDY_TRAIN = DEFAULT_TRAIN
 FAIL_ERR = 0.20          # the paper's "fail": test error above 20 %
 
@@ -39,7 +40,7 @@ class Variant:
 
     key: str
     label: str
-    group: str                      # "shortcut" (Table 1) or "order" (Table 2), "plain" (no shortcut)
+    group: str                      # "shortcut" (Table 1) or "placement" (Table 2), "plain" (no shortcut)
     fields: dict
     paper_110: float | None
     paper_164: float | None = None
@@ -62,111 +63,83 @@ VARIANTS: dict[str, Variant] = {v.key: v for v in [
             {"shortcut": "shortcut_gate", "gate_bias": -6.0}, 6.91),
     Variant("conv1x1", "1x1 conv shortcut (a linear map)", "shortcut", {"shortcut": "conv1x1"}, 12.22),
     Variant("dropout", "dropout shortcut (keep 0.5, unscaled)", "shortcut", {"shortcut": "dropout"}, None),
-    Variant("post", "original (post-activation)", "order", {"order": "post"}, 6.61, 5.93),
-    Variant("bn_after_add", "BN after addition", "order", {"order": "bn_after_add"}, 8.17, 6.50),
-    Variant("relu_before_add", "ReLU before addition", "order", {"order": "relu_before_add"}, 7.84, 6.14),
-    Variant("relu_only_pre", "ReLU-only pre-activation", "order", {"order": "relu_only_pre"}, 6.71, 5.91),
-    Variant("pre", "full pre-activation", "order", {}, 6.37, 5.46),
+    Variant("post", "original (post-activation)", "placement", {"placement": "post"}, 6.61, 5.93),
+    Variant("bn_after_add", "BN after addition", "placement", {"placement": "bn_after_add"}, 8.17, 6.50),
+    Variant("relu_before_add", "ReLU before addition", "placement", {"placement": "relu_before_add"}, 7.84, 6.14),
+    Variant("relu_only_pre", "ReLU-only pre-activation", "placement", {"placement": "relu_only_pre"}, 6.71, 5.91),
+    Variant("pre", "full pre-activation", "placement", {}, 6.37, 5.46),
     Variant("plain", "no shortcut (plain)", "plain", {"residual": False}, None, None, "not in the tables"),
 ]}
 SHORTCUT_KEYS = tuple(k for k, v in VARIANTS.items() if v.group == "shortcut")
-ORDER_KEYS = tuple(k for k, v in VARIANTS.items() if v.group == "order")
+PLACEMENT_KEYS = tuple(k for k, v in VARIANTS.items() if v.group == "placement")
 
 
-def variant_config(key: str, depth: int | None = None, base: ModelConfig = STUDY_MODEL) -> ModelConfig:
-    """The study's network with variant ``key`` (one of :data:`VARIANTS`), optionally at another depth (blocks)."""
-    if key not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))}; got {key!r}")
+def variant_config(key: str, n_blocks: int | None = None, base: ModelConfig = STUDY_MODEL) -> ModelConfig:
+    """The study's network with variant ``key`` (one of :data:`VARIANTS`), optionally with another number of blocks."""
+    check_choice("variant", key, tuple(VARIANTS))
     changes = dict(VARIANTS[key].fields)
-    if depth is not None:
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 200:
-            raise ValueError(f"depth must be an integer between 1 and 200 blocks, got {depth!r}")
-        changes["depth"] = depth
+    if n_blocks is not None:
+        changes["n_blocks"] = check_int("n_blocks", n_blocks, 1, 200)
     return base.with_(**changes)
 
 
-def shortcut_config(shortcut: str, order: str, depth: int, base: ModelConfig = STUDY_MODEL) -> ModelConfig:
-    """A combination the paper's tables do not list: the fields of shortcut variant ``shortcut`` (a Table 1
-    key) with activation placement ``order`` (a Table 2 key) at ``depth`` blocks (the Shortcut lab)."""
-    if shortcut not in SHORTCUT_KEYS:
-        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUT_KEYS)}; got {shortcut!r}")
-    if order not in ORDER_KEYS:
-        raise ValueError(f"order must be one of {', '.join(ORDER_KEYS)}; got {order!r}")
-    if isinstance(depth, bool) or not isinstance(depth, int) or not 2 <= depth <= 200:
-        raise ValueError(f"depth must be an integer between 2 and 200 blocks, got {depth!r}")
-    order_fields = VARIANTS[order].fields or {"order": "pre"}
-    return base.with_(**VARIANTS[shortcut].fields, **order_fields, depth=depth)
+def shortcut_config(shortcut: str, placement: str, n_blocks: int, base: ModelConfig = STUDY_MODEL) -> ModelConfig:
+    """A shortcut variant (a Table 1 key, or ``"plain"``) with placement ``placement`` (a Table 2 key) and
+    ``n_blocks`` blocks (the Shortcut lab)."""
+    check_choice("shortcut", shortcut, SHORTCUT_KEYS + ("plain",))
+    check_choice("placement", placement, PLACEMENT_KEYS)
+    check_int("n_blocks", n_blocks, 2, 200)
+    return base.with_(**VARIANTS[shortcut].fields, **VARIANTS[placement].fields, n_blocks=n_blocks)
 
 
-@dataclass
-class VariantRun:
-    """One training of one variant: final full-set numbers, the per-step batch loss, gate openness."""
-
-    key: str
-    seed: int
-    depth: int
-    status: str
-    train_loss: float | None
-    train_err: float | None
-    test_err: float | None
-    loss: list[float] = field(default_factory=list)
-    gates: list[float] | None = None         # mean gate value per block (gated shortcuts only)
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        """The paper's criterion: test error above 20 % (or no result at all)."""
-        return self.test_err is None or self.test_err > FAIL_ERR
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("key", "seed", "depth", "status", "train_loss", "train_err",
-                                              "test_err", "loss", "gates", "seconds")}
+def failed(row: dict) -> bool:
+    """The paper's criterion: test error above 20 % (or no result at all)."""
+    return row["test_err"] is None or row["test_err"] > FAIL_ERR
 
 
-def _finish(key: str, seed: int, cfg: ModelConfig, trainer: Trainer, seconds: float) -> VariantRun:
-    h, f = trainer.history, trainer.history.final
+def variant_row(key: str, run: Run) -> dict:
+    """The stored record of one variant's training: key, seed, blocks, status, final numbers, the per-step
+    batch loss and, for gated shortcuts, each block's mean gate value on the test digits."""
+    cfg, f = run.model, run.final
     gates = None
     if cfg.residual and cfg.shortcut in ("exclusive_gate", "shortcut_gate") and f:
-        gates = [round(float(g), 5) for g in gate_openness(trainer.model, trainer.data.X_test)]
-    return VariantRun(key, seed, cfg.depth, h.status, f.get("train_loss"),
-                      None if not f else 1 - f["train_acc"], None if not f else 1 - f["test_acc"],
-                      [round(v, 5) for v in h.loss], gates, round(seconds, 2))
+        gates = [round(float(g), 5) for g in gate_openness(run.net, load_digits(flatten=True).X_test)]
+    row = run.row()
+    return {"key": key, "seed": run.seed, "n_blocks": cfg.n_blocks, "status": run.status,
+            "train_loss": row["train_loss"], "train_err": row["train_err"], "test_err": row["test_err"],
+            "loss": [round(v, 5) for v in run.history.loss], "gates": gates, "seconds": row["seconds"]}
 
 
-def train_variant(key: str, seed: int = 0, depth: int | None = None, base: ModelConfig = STUDY_MODEL,
-                  train: TrainConfig = STUDY_TRAIN, callback: Callable[[Trainer], bool | None] | None = None) -> VariantRun:
-    """Train variant ``key`` on the digits; return its :class:`VariantRun`."""
-    return race_variants([key], seed, depth, base, train, on_step=None if callback is None else
-                         (lambda trainers: callback(next(iter(trainers.values())))))[key]
+def train_variant(key: str, seed: int = 0, n_blocks: int | None = None, base: ModelConfig = STUDY_MODEL,
+                  train: TrainConfig = STUDY_TRAIN, progress: Progress | None = None) -> dict:
+    """Train variant ``key`` on the digits; return its :func:`variant_row`."""
+    return race_variants([key], seed, n_blocks, base, train, progress)[key]
 
 
-def race_variants(keys: Iterable[str], seed: int = 0, depth: int | None = None, base: ModelConfig = STUDY_MODEL,
-                  train: TrainConfig = STUDY_TRAIN,
-                  on_step: Callable[[dict[str, Trainer]], bool | None] | None = None) -> dict[str, VariantRun]:
+def race_variants(keys: Iterable[str], seed: int = 0, n_blocks: int | None = None, base: ModelConfig = STUDY_MODEL,
+                  train: TrainConfig = STUDY_TRAIN, progress: Progress | None = None) -> dict[str, dict]:
     """Train several variants of :data:`VARIANTS` side by side (see :func:`race_configs`)."""
-    return race_configs({k: variant_config(k, depth, base) for k in dict.fromkeys(keys)}, seed, train, on_step)
+    return race_configs({k: variant_config(k, n_blocks, base) for k in dict.fromkeys(keys)}, seed, train, progress)
 
 
 def race_configs(cfgs: dict[str, ModelConfig], seed: int = 0, train: TrainConfig = STUDY_TRAIN,
-                 on_step: Callable[[dict[str, Trainer]], bool | None] | None = None) -> dict[str, VariantRun]:
+                 progress: Progress | None = None) -> dict[str, dict]:
     """Train the MLPs ``cfgs`` (name -> config) on the digits side by side, one step of each in turn
-    (the Shortcut lab's live race). ``on_step(trainers)`` runs after each round; returning ``False``
-    stops every run."""
-    data = load_digits(flatten=True)
-    trainers = {k: Trainer(build_model(c, seed=seed), data, train.with_(seed=seed)) for k, c in cfgs.items()}
-    seconds = run_race(trainers, on_step)
-    return {k: _finish(k, seed, cfgs[k], t, seconds / len(cfgs)) for k, t in trainers.items()}
+    (the Shortcut lab's live race); return a :func:`variant_row` each (seconds: the race's, shared)."""
+    runs = race_runs(cfgs, load_digits(flatten=True), train, seed, progress)
+    for run in runs.values():
+        run.seconds /= len(cfgs)
+    return {k: variant_row(k, run) for k, run in runs.items()}
 
 
-def summarize(runs: Iterable[dict | VariantRun]) -> dict[str, dict]:
+def summarize(rows: Iterable[dict]) -> dict[str, dict]:
     """Per variant over seeds: median train loss / train error / test error, failures, seeds.
 
     A run without a result (diverged) counts as a failure, with error 0.9 (chance) in the error medians;
     the training-loss median is over the runs that finished (``None`` if none did).
     """
     by_key: dict[str, list[dict]] = {}
-    for r in runs:
-        d = r.as_dict() if isinstance(r, VariantRun) else r
+    for d in rows:
         by_key.setdefault(d["key"], []).append(d)
     out = {}
     for key, rows in by_key.items():

@@ -7,9 +7,8 @@ Chapter: *Residual connections in Transformers (and the RNN question)*. Pure fun
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -17,33 +16,33 @@ import torch
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.probes.rank import path_terms, stream_ratios, token_residual_ratio
 from skipnet.runtime import generator
-from skipnet.train import History, TrainConfig, Trainer, race as run_race
-from skipnet.transformer import SortTask, TransformerConfig, build_transformer
+from skipnet.train import Progress, Run, TrainConfig, train_run
+from skipnet.transformer import SortTask, TransformerConfig
 
-__all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_DEPTH", "WARMUP_STEPS",
-           "variant_config", "SortRun", "train_sort", "race_sort", "stuck", "RankCurves", "rank_collapse",
+__all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",
+           "variant_config", "train_sort", "sort_row", "stuck", "RankCurves", "rank_collapse",
            "RANK_VARIANTS", "rank_variant_config", "GradProfile", "grad_norms_at_init", "PathProfile",
            "path_profile"]
 
 SORT = SortTask(seq_len=12, vocab=16)
-DEFAULT_MODEL = TransformerConfig(depth=6, width=64, heads=4, ffn=256, norm="pre", vocab=16, seq_len=12)
+DEFAULT_MODEL = TransformerConfig(n_blocks=6, width=64, heads=4, ffn=256, placement="pre", vocab=16, seq_len=12)
 DEFAULT_TRAIN = TrainConfig(lr=3e-3, optimizer="adamw", betas=(0.9, 0.98), weight_decay=0.0, batch_size=64,
                             steps=300, warmup_steps=30, schedule="cosine", grad_clip=1.0)
-WARMUP_DEPTH, WARMUP_LR, WARMUP_STEPS = 8, 1e-2, 100     # the high-lr setting where post-LN needs warm-up
+WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS = 8, 1e-2, 100    # the high-lr setting where post-LN needs warm-up
 
 # The three networks the chapter compares. "no residual" keeps LayerNorm between sublayers.
 VARIANTS = {
-    "no residual": dict(residual=False, norm="post"),
-    "post-LN": dict(residual=True, norm="post"),
-    "pre-LN": dict(residual=True, norm="pre"),
+    "no residual": dict(residual=False, placement="post"),
+    "post-LN": dict(residual=True, placement="post"),
+    "pre-LN": dict(residual=True, placement="pre"),
 }
 
 
-def variant_config(name: str, depth: int, base: TransformerConfig = DEFAULT_MODEL) -> TransformerConfig:
-    """The model of a named variant (a key of :data:`VARIANTS`) at ``depth``."""
+def variant_config(name: str, n_blocks: int, base: TransformerConfig = DEFAULT_MODEL) -> TransformerConfig:
+    """The model of a named variant (a key of :data:`VARIANTS`) with ``n_blocks`` blocks."""
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))}; got {name!r}")
-    return base.with_(depth=depth, **VARIANTS[name])
+    return base.with_(n_blocks=n_blocks, **VARIANTS[name])
 
 
 def stuck(loss: float | None, task: SortTask = SORT) -> bool:
@@ -52,60 +51,21 @@ def stuck(loss: float | None, task: SortTask = SORT) -> bool:
     return loss is None or not math.isfinite(loss) or loss > 0.5 * task.position_only_loss()
 
 
-@dataclass
-class SortRun:
-    """One training on the sorting task."""
-
-    label: str
-    model: TransformerConfig
-    train: TrainConfig
-    seed: int
-    history: History
-    seconds: float
-
-    @property
-    def final_loss(self) -> float | None:
-        return self.history.final.get("train_loss")
-
-    @property
-    def final_acc(self) -> float | None:
-        return self.history.final.get("train_acc")
-
-    @property
-    def stuck(self) -> bool:
-        return self.history.diverged or stuck(self.final_loss)
-
-    def row(self) -> dict:
-        return {"label": self.label, "depth": self.model.depth, "residual": self.model.residual,
-                "norm": self.model.norm, "lr": self.train.lr, "warmup_steps": self.train.warmup_steps,
-                "seed": self.seed, "status": self.history.status, "final_loss": self.final_loss,
-                "final_acc": self.final_acc, "stuck": self.stuck, "seconds": round(self.seconds, 2),
-                "loss_curve": [round(v, 4) for v in self.history.loss]}
-
-
 def train_sort(model: TransformerConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN, seed: int = 0,
-               label: str = "", task: SortTask = SORT,
-               callback: Callable[[Trainer], bool | None] | None = None) -> SortRun:
-    """Train one encoder on the sorting task (a fresh batch every step); return the :class:`SortRun`."""
-    net = build_transformer(model, seed=seed)
-    t0 = time.perf_counter()
-    history = Trainer(net, task, train.with_(seed=seed), callback).run()
-    return SortRun(label, model, train.with_(seed=seed), seed, history, time.perf_counter() - t0)
+               label: str = "", task: SortTask = SORT, progress: Progress | None = None) -> Run:
+    """Train one encoder on the sorting task (a fresh batch every step); return the :class:`~skipnet.train.Run`."""
+    return train_run(model, task, train, seed, label, progress)
 
 
-def race_sort(models: dict[str, TransformerConfig], trains: dict[str, TrainConfig] | TrainConfig = DEFAULT_TRAIN,
-              seed: int = 0, task: SortTask = SORT,
-              on_step: Callable[[dict[str, Trainer]], bool | None] | None = None) -> dict[str, SortRun]:
-    """Train several encoders side by side, one step of each in turn (live curves in the lab).
-
-    ``on_step(trainers)`` runs after every round; returning ``False`` stops them all.
-    """
-    trainers_cfg = {k: trains for k in models} if isinstance(trains, TrainConfig) else trains
-    trainers = {k: Trainer(build_transformer(m, seed=seed), task, trainers_cfg[k].with_(seed=seed))
-                for k, m in models.items()}
-    seconds = run_race(trainers, on_step)
-    return {k: SortRun(k, models[k], trainers_cfg[k].with_(seed=seed), seed, t.history, seconds)
-            for k, t in trainers.items()}
+def sort_row(run: Run, curve_every: int = 5) -> dict:
+    """The stored record of one sorting run: label, blocks, skip, placement, lr, warm-up, seed, status, the final
+    loss and accuracy (on a fixed fresh batch), whether it is :func:`stuck`, seconds, and the loss curve."""
+    m, t = run.model, run.train
+    return {"label": run.label, "n_blocks": m.n_blocks, "residual": m.residual, "placement": m.placement, "lr": t.lr,
+            "warmup_steps": t.warmup_steps, "seed": run.seed, "status": run.status, "train_loss": run.train_loss,
+            "train_acc": run.train_acc, "stuck": run.history.diverged or stuck(run.train_loss),
+            "seconds": round(run.seconds, 2), "loss_curve": [round(v, 4) for v in run.history.loss[::curve_every]],
+            "curve_every": curve_every}
 
 
 # -- rank collapse at initialization -------------------------------------------------------------
@@ -113,11 +73,11 @@ def race_sort(models: dict[str, TransformerConfig], trains: dict[str, TrainConfi
 RANK_VARIANTS = [(skip, ln, mlp) for skip in (False, True) for ln in (False, True) for mlp in (False, True)]
 
 
-def rank_variant_config(depth: int, skip: bool, ln: bool, mlp: bool, width: int = 64, heads: int = 4,
-                        n_tokens: int = 32, init: str = "depth") -> TransformerConfig:
+def rank_variant_config(n_blocks: int, skip: bool, ln: bool, mlp: bool, width: int = 64, heads: int = 4,
+                        seq_len: int = 32, init: str = "depth") -> TransformerConfig:
     """The encoder of one explorer setting: skip on/off, LayerNorm (pre-LN placement) on/off, MLP on/off."""
-    return TransformerConfig(depth=depth, width=width, heads=heads, ffn=4 * width, residual=skip,
-                             norm="pre" if ln else "none", mlp=mlp, init=init, seq_len=n_tokens)
+    return TransformerConfig(n_blocks=n_blocks, width=width, heads=heads, ffn=4 * width, residual=skip,
+                             norm="layer" if ln else "none", placement="pre", mlp=mlp, init=init, seq_len=seq_len)
 
 
 @dataclass
@@ -125,7 +85,7 @@ class RankCurves:
     """Token residual ratio of the stream after each block (index 0: the input), one row a seed."""
 
     model: TransformerConfig
-    ratios: np.ndarray                 # (seeds, depth + 1)
+    ratios: np.ndarray                 # (seeds, n_blocks + 1)
     seeds: list[int]
 
     @property
@@ -144,7 +104,7 @@ def rank_collapse(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2), n_
     seeds = list(seeds)
     rows = []
     for s in seeds:
-        net = build_transformer(model, seed=s)
+        net = model.build(seed=s)
         h = torch.randn(n_seq, model.seq_len, model.width, generator=generator(10_000 + s))   # (B, T, C)
         rows.append(stream_ratios(net, h))
     return RankCurves(model, np.array(rows), seeds)
@@ -156,7 +116,7 @@ class GradProfile:
     """Per-block gradient norm of the feed-forward output weights (fc2) at init, one row a seed."""
 
     model: TransformerConfig
-    norms: np.ndarray                  # (seeds, depth)
+    norms: np.ndarray                  # (seeds, n_blocks)
 
     @property
     def mean(self) -> np.ndarray:
@@ -173,7 +133,7 @@ def grad_norms_at_init(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2
     """Gradient norm of each block's fc2 weight for one batch of the sorting task at initialization."""
     rows = []
     for s in seeds:
-        net = build_transformer(model, seed=s)
+        net = model.build(seed=s)
         X, y = task.sample(batch_size, generator(20_000 + s))
         names = [n for n, _ in net.main_layers()]
         norms = layer_grad_norms(net, X, y)
@@ -184,27 +144,27 @@ def grad_norms_at_init(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2
 # -- the path decomposition (Veit / Elhage / Dong) ------------------------------------------------
 @dataclass
 class PathProfile:
-    """The output of an attention-only residual stack split by path length k = 0..depth."""
+    """The output of an attention-only residual stack split by path length k = 0..n_blocks."""
 
-    depth: int
-    n_paths: list[int]                 # C(depth, k): how many paths have length k
+    n_blocks: int
+    n_paths: list[int]                 # C(n_blocks, k): how many paths have length k
     norm: np.ndarray                   # ||P_k||_F / ||output||_F  (mean over sequences)
     ratio: np.ndarray                  # token residual ratio of P_k: how distinct its tokens are
     max_error: float                   # max |sum_k P_k - output| / max |output|: the algebra is exact
     output_ratio: float = field(default=float("nan"))
 
 
-def path_profile(depth: int = 6, seed: int = 0, n_seq: int = 16, n_tokens: int = 32, width: int = 64,
+def path_profile(n_blocks: int = 6, seed: int = 0, n_seq: int = 16, seq_len: int = 32, width: int = 64,
                  init: str = "depth") -> PathProfile:
     """Split a freshly initialized attention-only residual stack's output into path-length terms."""
-    cfg = TransformerConfig(depth=depth, width=width, heads=4, residual=True, norm="none", mlp=False,
-                            init=init, seq_len=n_tokens)
-    net = build_transformer(cfg, seed=seed)
-    h = torch.randn(n_seq, n_tokens, width, generator=generator(30_000 + seed))         # (B, T, C)
+    cfg = TransformerConfig(n_blocks=n_blocks, width=width, heads=4, residual=True, norm="none", mlp=False,
+                            init=init, seq_len=seq_len)
+    net = cfg.build(seed=seed)
+    h = torch.randn(n_seq, seq_len, width, generator=generator(30_000 + seed))         # (B, T, C)
     terms, out = path_terms(net, h)
     out_norm = out.flatten(1).norm(dim=1)
     norm = np.array([(t.flatten(1).norm(dim=1) / out_norm).mean().item() for t in terms])
     ratio = np.array([token_residual_ratio(t).mean().item() for t in terms])
     err = ((sum(terms) - out).abs().max() / out.abs().max()).item()
-    return PathProfile(depth, [math.comb(depth, k) for k in range(depth + 1)], norm, ratio, err,
+    return PathProfile(n_blocks, [math.comb(n_blocks, k) for k in range(n_blocks + 1)], norm, ratio, err,
                        token_residual_ratio(out).mean().item())

@@ -6,18 +6,17 @@ Chapter: *Residual connections in Transformers (and the RNN question)*. Pure fun
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
 from skipnet.probes.through_time import grad_through_time
-from skipnet.recurrent import RecallTask, RecurrentConfig, build_recurrent
+from skipnet.recurrent import RecallTask, RecurrentConfig
 from skipnet.runtime import generator
-from skipnet.train import History, TrainConfig, Trainer
+from skipnet.train import Progress, Run, TrainConfig, train_run
 
-__all__ = ["RNN_CELLS", "RNN_TRAIN", "TimeGradients", "gradient_through_time", "RecallRun", "train_recall"]
+__all__ = ["RNN_CELLS", "RNN_TRAIN", "TimeGradients", "gradient_through_time", "train_recall", "recall_row"]
 
 # tanh RNN: no skip through time; LSTM without forget gate: a pure additive skip (c_t = c_{t-1} + ...);
 # LSTM with forget gate (bias 1, the common default): a gated skip, open only as far as sigmoid(f_t).
@@ -35,7 +34,7 @@ class TimeGradients:
     """``||dL/ds_t||`` at every step t of a freshly initialized net, one row a seed."""
 
     model: RecurrentConfig
-    norms: np.ndarray                  # (seeds, length)
+    norms: np.ndarray                  # (seeds, seq_len)
 
     @property
     def first_over_last(self) -> np.ndarray:
@@ -43,47 +42,30 @@ class TimeGradients:
         return self.norms[:, 0] / self.norms[:, -1]
 
 
-def gradient_through_time(model: RecurrentConfig, length: int = 100, seeds: Iterable[int] = (0, 1, 2),
+def gradient_through_time(model: RecurrentConfig, seq_len: int = 100, seeds: Iterable[int] = (0, 1, 2),
                           batch_size: int = 64) -> TimeGradients:
     """How much of the loss gradient at the last step reaches each earlier step, at initialization."""
-    task = RecallTask(length=length, vocab=model.vocab)
+    task = RecallTask(seq_len=seq_len, vocab=model.vocab)
     rows = []
     for s in seeds:
-        net = build_recurrent(model, seed=s)
+        net = model.build(seed=s)
         X, y = task.sample(batch_size, generator(40_000 + s))
         rows.append(grad_through_time(net, X, y))
     return TimeGradients(model, np.array(rows))
 
 
-@dataclass
-class RecallRun:
-    """One training on the recall task."""
-
-    label: str
-    model: RecurrentConfig
-    length: int
-    seed: int
-    history: History
-    seconds: float
-
-    @property
-    def final_acc(self) -> float | None:
-        return self.history.final.get("train_acc")
-
-    @property
-    def final_loss(self) -> float | None:
-        return self.history.final.get("train_loss")
-
-    def row(self) -> dict:
-        return {"label": self.label, "length": self.length, "seed": self.seed, "status": self.history.status,
-                "final_loss": self.final_loss, "final_acc": self.final_acc, "seconds": round(self.seconds, 2),
-                "loss_curve": [round(v, 4) for v in self.history.loss]}
+def train_recall(model: RecurrentConfig, seq_len: int, seed: int = 0, train: TrainConfig = RNN_TRAIN,
+                 label: str = "", progress: Progress | None = None) -> Run:
+    """Train one recurrent net to recall the first of ``seq_len`` tokens; return the :class:`~skipnet.train.Run`
+    (``run.extra["seq_len"]``: the sequence length)."""
+    run = train_run(model, RecallTask(seq_len=seq_len, vocab=model.vocab), train, seed, label, progress)
+    run.extra["seq_len"] = seq_len
+    return run
 
 
-def train_recall(model: RecurrentConfig, length: int, seed: int = 0, train: TrainConfig = RNN_TRAIN,
-                 label: str = "", callback: Callable[[Trainer], bool | None] | None = None) -> RecallRun:
-    """Train one recurrent net to recall the first of ``length`` tokens; return the :class:`RecallRun`."""
-    net = build_recurrent(model, seed=seed)
-    t0 = time.perf_counter()
-    history = Trainer(net, RecallTask(length=length, vocab=model.vocab), train.with_(seed=seed), callback).run()
-    return RecallRun(label or model.label, model, length, seed, history, time.perf_counter() - t0)
+def recall_row(run: Run, curve_every: int = 5) -> dict:
+    """The stored record of one recall run: label, sequence length, seed, status, final loss and accuracy,
+    seconds and the loss curve."""
+    return {"label": run.label, "seq_len": run.extra["seq_len"], "seed": run.seed, "status": run.status,
+            "train_loss": run.train_loss, "train_acc": run.train_acc, "seconds": round(run.seconds, 2),
+            "loss_curve": [round(v, 4) for v in run.history.loss[::curve_every]], "curve_every": curve_every}

@@ -8,7 +8,7 @@ from typing import Mapping
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Circle
+from matplotlib.patches import FancyArrowPatch, Circle
 
 from skipnet.train import History
 

@@ -66,7 +66,7 @@ def plot_profile_pair(pair: Mapping[str, "object"], ax: Axes | None = None) -> A
     ax.lines[0].set_label(f"{chosen}: ratio {p.ratio:.2g}")
     ax.lines[1].set_label(f"{twin} (twin): ratio {q.ratio:.2g}")
     ax.legend(fontsize=8, frameon=False)
-    ax.set_title(f"depth {p.depth}: first/last gradient ratio {p.ratio:.2g}", fontsize=10)
+    ax.set_title(f"depth {p.n_blocks}: first/last gradient ratio {p.ratio:.2g}", fontsize=10)
     return ax
 
 
@@ -79,7 +79,7 @@ def plot_profile_panels(profiles: Mapping[str, "object"], axes: Sequence[Axes] |
         ax.clear()
         plot_profiles({k: profiles[k] for k in labels if k in profiles}, ax,
                       ylim=None if ylims is None else ylims.get(title))
-        depth = next(iter(profiles.values())).depth
+        depth = next(iter(profiles.values())).n_blocks
         ax.set_title(f"{title}, depth {depth}", fontsize=10)
     return axes
 
@@ -95,7 +95,7 @@ def plot_jacobian(spectra, ax: Axes | None = None, depth_index: int = -1, floor:
     ax.set_yscale("log")
     ax.set_xlabel("singular value index (largest first)")
     ax.set_ylabel("singular value of $\\partial x_L / \\partial x_0$")
-    ax.set_title(f"depth {spectra.depths[depth_index]} (shaded: 0.1 to 10)", fontsize=10)
+    ax.set_title(f"depth {spectra.n_blocks[depth_index]} (shaded: 0.1 to 10)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, frameon=False)
     return ax
@@ -107,10 +107,10 @@ def plot_band_share(spectra, ax: Axes | None = None, low: float = 0.1, high: flo
     for label in spectra.values:
         w = spectra.within(label, low, high)
         kw = style(label)
-        ax.plot(spectra.depths, w.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
-        ax.fill_between(spectra.depths, w.min(axis=1), w.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
+        ax.plot(spectra.n_blocks, w.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
+        ax.fill_between(spectra.n_blocks, w.min(axis=1), w.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
     ax.set_xscale("log")
-    ax.set_xticks(spectra.depths, [str(d) for d in spectra.depths])
+    ax.set_xticks(spectra.n_blocks, [str(d) for d in spectra.n_blocks])
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("depth (blocks)")
     ax.set_ylabel(f"share of singular values in [{low:g}, {high:g}]")
@@ -139,7 +139,7 @@ def plot_shattered_gradients(sh, ax: Axes | None = None, depth: int = 16) -> Axe
     """df/dx along the input sweep at one depth (first seed), each curve scaled to unit standard
     deviation and offset vertically so their shapes can be compared."""
     ax = _ax(ax)
-    i = sh.depths.index(depth)
+    i = sh.n_blocks.index(depth)
     for k, (label, grads) in enumerate(sh.gradients.items()):
         g = grads[i]
         g = (g - g.mean()) / (g.std() or 1.0)
@@ -163,11 +163,11 @@ def plot_autocorrelation(sh, ax: Axes | None = None) -> Axes:
         kw = style(label.replace(" + BN", "").replace(", no norm", ""))
         if "no norm" in label:
             kw.update(color="#7570b3", ls="-")
-        ax.plot(sh.depths, a.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
-        ax.fill_between(sh.depths, a.min(axis=1), a.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
+        ax.plot(sh.n_blocks, a.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
+        ax.fill_between(sh.n_blocks, a.min(axis=1), a.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
     ax.axhline(0, color="#555", lw=0.8)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sh.depths, [str(d) for d in sh.depths])
+    ax.set_xticks(sh.n_blocks, [str(d) for d in sh.n_blocks])
     ax.set_xlabel("depth (blocks)")
     ax.set_ylabel("autocorrelation of df/dx (lag 1)")
     ax.set_ylim(-0.3, 1.05)

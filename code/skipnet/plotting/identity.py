@@ -1,6 +1,6 @@
 """Figures and tables of the chapter *The identity mapping*. Plotting never trains.
 
-Inputs are the experiments' results (:class:`~skipnet.experiments.identity.IdentityFit`,
+Inputs are the experiments' results (a :class:`~skipnet.train.Run` of an identity fit,
 :class:`~skipnet.probes.branches.BranchStats`) or the rows stored by
 ``scripts/precompute_identity.py`` (plain dicts), so a figure can be drawn from either.
 """
@@ -27,20 +27,30 @@ def _get(obj, name):
     return obj[name] if isinstance(obj, Mapping) else getattr(obj, name)
 
 
+def _fit(f) -> Mapping:
+    """An identity fit as a row: a stored one, or the :class:`~skipnet.train.Run` of ``fit_identity``."""
+    if isinstance(f, Mapping):
+        return f
+    steps, err = f.curve("rel_error")
+    return {"residual": f.model.residual, "n_blocks": f.model.n_blocks, "status": f.status, "steps": steps,
+            "rel_error": err}
+
+
 def plot_identity_curves(fits: Sequence, ax: Axes | None = None) -> Axes:
     """Relative error of the identity fit against the training step, one line per fit
     (plain orange, residual green; a lighter line for the shallower of several depths)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 3.4))
-    depths = sorted({_get(f, "depth") for f in fits})
+    fits = [_fit(f) for f in fits]
+    depths = sorted({f["n_blocks"] for f in fits})
     for f in fits:
-        res, depth = _get(f, "residual"), _get(f, "depth")
+        res, depth = f["residual"], f["n_blocks"]
         alpha = 0.45 + 0.55 * (depths.index(depth) + 1) / len(depths)
         label = f"{'residual' if res else 'plain'}, {depth} blocks"
-        status = _get(f, "status")
+        status = f["status"]
         if status != "finished":
             label += f" ({status})"
-        ax.plot(_get(f, "steps"), _get(f, "rel_error"), color=RESIDUAL if res else PLAIN, alpha=alpha, lw=1.8,
+        ax.plot(f["steps"], f["rel_error"], color=RESIDUAL if res else PLAIN, alpha=alpha, lw=1.8,
                 label=label, linestyle="-" if depth == depths[-1] else "--")
     ax.axhline(1.0, color="#777", lw=0.8, ls=":")
     ax.text(0, 1.0, " predicting the mean", va="bottom", ha="left", fontsize=8, color="#555")
@@ -62,14 +72,14 @@ def plot_identity_depth(rows: Sequence[Mapping], ax: Axes | None = None) -> Axes
         _, ax = plt.subplots(figsize=(5.2, 3.4))
     for residual, color, name in ((False, PLAIN, "plain"), (True, RESIDUAL, "residual")):
         sub = [r for r in rows if r["residual"] == residual]
-        depths = sorted({r["depth"] for r in sub})
-        finals = [[_final(r) for r in sub if r["depth"] == d] for d in depths]
+        depths = sorted({r["n_blocks"] for r in sub})
+        finals = [[_final(r) for r in sub if r["n_blocks"] == d] for d in depths]
         ax.plot(depths, [np.median(v) for v in finals], "-o", color=color, lw=2, label=f"{name} (median)")
         for d, v in zip(depths, finals):
             ax.scatter([d] * len(v), v, s=12, color=color, alpha=0.45, zorder=3)
     ax.axhline(1.0, color="#777", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
-    all_depths = sorted({r["depth"] for r in rows})
+    all_depths = sorted({r["n_blocks"] for r in rows})
     ax.set_xticks(all_depths, [str(d) for d in all_depths])
     ax.minorticks_off()
     ax.set_yscale("log")

@@ -15,7 +15,7 @@ from matplotlib.patches import FancyArrowPatch
 from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, scrubber
 
 __all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_sort_runs",
-           "plot_depth_sweep", "plot_warmup", "plot_grad_profiles", "plot_path_profile", "plot_time_gradients",
+           "plot_depth_sweep", "plot_grad_profiles", "plot_path_profile", "plot_time_gradients",
            "plot_recall", "draw_residual_stream", "VARIANT_COLOR", "VARIANT_STYLE"]
 
 GATED = "#7570b3"
@@ -77,7 +77,7 @@ def rank_scrubber(curves: Mapping[tuple[bool, bool, bool], object]):
 def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: float | None = None,
                    position_only: float | None = None, metric: str = "loss",
                    colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None) -> Axes:
-    """Per-step batch loss (log scale) or accuracy of each ``SortRun``, with chance and position-only lines."""
+    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.train.Run`, with chance and position-only lines."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     colors = colors or VARIANT_COLOR
@@ -106,13 +106,13 @@ def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float
     labels = list(dict.fromkeys(r["label"] for r in rows))
     for j, label in enumerate(labels):
         sub = [r for r in rows if r["label"] == label]
-        depths = sorted({r["depth"] for r in sub})
-        loss = lambda r: r["final_loss"] if r["final_loss"] is not None else (chance or np.nan)
-        mean = [np.mean([loss(r) for r in sub if r["depth"] == d]) for d in depths]
+        depths = sorted({r["n_blocks"] for r in sub})
+        loss = lambda r: r["train_loss"] if r["train_loss"] is not None else (chance or np.nan)
+        mean = [np.mean([loss(r) for r in sub if r["n_blocks"] == d]) for d in depths]
         kw = dict(color=VARIANT_COLOR.get(label), linestyle=VARIANT_STYLE.get(label, "-"))
         ax.plot(depths, mean, lw=1.8, marker="o", label=label, **kw)
         off = (j - 1) * 0.12
-        ax.scatter([r["depth"] + off for r in sub], [loss(r) for r in sub], s=12, alpha=0.5, color=kw["color"])
+        ax.scatter([r["n_blocks"] + off for r in sub], [loss(r) for r in sub], s=12, alpha=0.5, color=kw["color"])
     if chance is not None:
         ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
     ax.set_yscale("log")
@@ -120,27 +120,6 @@ def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float
     ax.set_ylabel("final loss (mean over seeds; dots: seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
-    return ax
-
-
-def plot_warmup(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None) -> Axes:
-    """Final loss of every seed for each (norm, lr, warm-up) condition, as dots over a category axis."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.4))
-    conds = list(dict.fromkeys((r["norm"], r["lr"], r["warmup_steps"]) for r in rows))
-    for i, (norm, lr, warm) in enumerate(conds):
-        ys = [r["final_loss"] if r["final_loss"] is not None else chance for r in rows
-              if (r["norm"], r["lr"], r["warmup_steps"]) == (norm, lr, warm)]
-        xs = i + np.linspace(-0.15, 0.15, len(ys))
-        ax.scatter(xs, ys, s=28, color=RESIDUAL, marker="o" if norm == "pre" else "D", alpha=0.8)
-    ax.set_xticks(range(len(conds)))
-    ax.set_xticklabels([f"{n}-LN\nlr {lr:g}\nwarm-up {w}" for n, lr, w in conds], fontsize=8)
-    if chance is not None:
-        ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
-        ax.legend(fontsize=8, frameon=False)
-    ax.set_yscale("log")
-    ax.set_ylabel("final loss (each dot a seed)")
-    ax.grid(alpha=0.3, axis="y")
     return ax
 
 
@@ -168,7 +147,7 @@ def plot_path_profile(profile, ax: Axes | None = None) -> Axes:
     """Bars: share of the output norm carried by paths of each length; line: how distinct their tokens are."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.4))
-    k = np.arange(profile.depth + 1)
+    k = np.arange(profile.n_blocks + 1)
     ax.bar(k, profile.norm, color=RESIDUAL, alpha=0.75, label=r"$\|P_k\| / \|$output$\|$")
     for i, n in enumerate(profile.n_paths):
         ax.text(i, profile.norm[i] * 1.15, f"{n} path{'s' if n > 1 else ''}", ha="center", fontsize=7, color="#333")
@@ -203,14 +182,14 @@ def plot_recall(rows: Sequence[dict], ax: Axes | None = None, chance: float | No
         _, ax = plt.subplots(figsize=(5.6, 3.4))
     for label in dict.fromkeys(r["label"] for r in rows):
         sub = [r for r in rows if r["label"] == label]
-        lengths = sorted({r["length"] for r in sub})
-        mean = [np.mean([r["final_acc"] for r in sub if r["length"] == n]) for n in lengths]
+        lengths = sorted({r["seq_len"] for r in sub})
+        mean = [np.mean([r["train_acc"] for r in sub if r["seq_len"] == n]) for n in lengths]
         c = CELL_COLOR.get(label)
         ax.plot(lengths, mean, marker="o", lw=1.8, color=c, label=label)
-        ax.scatter([r["length"] for r in sub], [r["final_acc"] for r in sub], s=12, alpha=0.5, color=c)
+        ax.scatter([r["seq_len"] for r in sub], [r["train_acc"] for r in sub], s=12, alpha=0.5, color=c)
     if chance is not None:
         ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
-    lengths = sorted({r["length"] for r in rows})
+    lengths = sorted({r["seq_len"] for r in rows})
     ax.set_xscale("log")
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.minorticks_off()

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from skipnet.models import GatedShortcut
+from skipnet.runtime import eval_mode, train_mode as _mode
+
 __all__ = ["BranchStats", "branch_stats", "gate_openness"]
 
 
@@ -44,23 +47,19 @@ class BranchStats:
 def branch_stats(model: nn.Module, X: torch.Tensor, train_mode: bool = False) -> BranchStats:
     """Measure every block of ``model`` (a residual :class:`~skipnet.models.ResidualNet`) on inputs ``X``.
 
-    Uses ``model.trace(X)``; ``train_mode=False`` (default) measures the network as it predicts
+    The stream is run with ``model.blocks_forward``; at each block the shortcut and the branch are
+    evaluated on the block's input. ``train_mode=False`` (default) measures the network as it predicts
     (BatchNorm with running statistics). Signals are flattened per example: (B, C*H*W).
     """
     if not getattr(model.cfg, "residual", False):
         raise ValueError("branch_stats needs a residual network (residual=True): a plain block has no shortcut")
-    was_training = model.training
-    model.train(train_mode)
-    try:
-        traces = model.trace(X)
-    finally:
-        model.train(was_training)
+    with _mode(model, train_mode):
+        states = model.blocks_forward(model.embed(X))
+        parts = [(block.shortcut(x), block.branch(x)) for block, x in zip(model.blocks, states)]
     rel, rel_q, cos, cos_q = [], [], [], []
-    for t in traces:
-        s = t.shortcut.flatten(1).double()                        # (B, D)
-        f = t.branch.flatten(1).double()                          # (B, D)
-        if f.dim() < 2 or f.shape != s.shape:                     # a deleted block's branch is a scalar 0
-            f = torch.zeros_like(s)
+    for s, f in parts:
+        s = s.flatten(1).double()                                 # (B, D)
+        f = f.flatten(1).double()                                 # (B, D)
         s_norm = s.norm(dim=1).clamp_min(1e-12)
         r = (f.norm(dim=1) / s_norm).numpy()
         c = torch.nn.functional.cosine_similarity(s, s + f, dim=1, eps=1e-12).numpy()
@@ -78,14 +77,9 @@ def gate_openness(model: nn.Module, X: torch.Tensor) -> np.ndarray:
     With the exclusive gate the block computes ``(1 - g) x + g F(x)``: a gate near 0 keeps the
     shortcut and switches the branch off.
     """
-    if getattr(model.cfg, "shortcut", None) not in ("exclusive_gate", "shortcut_gate"):
+    if not all(isinstance(getattr(b, "shortcut", None), GatedShortcut) for b in model.blocks):
         raise ValueError(f"gate_openness needs a gated shortcut ('exclusive_gate' or 'shortcut_gate'), "
                          f"got shortcut={getattr(model.cfg, 'shortcut', None)!r}")
-    was_training = model.training
-    model.eval()
-    try:
-        traces = model.trace(X)
-        out = [torch.sigmoid(block.gate(t.shortcut)).mean().item() for block, t in zip(model.blocks, traces)]
-    finally:
-        model.train(was_training)
-    return np.array(out)
+    with eval_mode(model):
+        states = model.blocks_forward(model.embed(X))
+        return np.array([block.shortcut.gate(x).mean().item() for block, x in zip(model.blocks, states)])

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skipnet.runtime import train_mode as _mode
+
 __all__ = ["layer_grad_norms", "first_last_ratio"]
 
 
@@ -17,16 +19,13 @@ def layer_grad_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor, train_m
 
     The loss is the mean cross-entropy of ``model(X)`` against labels ``y``. ``train_mode=True``
     (the default) measures what the first training step sees: BatchNorm uses batch statistics.
-    The model's gradients are cleared afterwards.
+    The model's own ``.grad`` fields are left untouched.
     """
     layers = [w for _, w in model.main_layers()]
-    was_training = model.training
-    model.train(train_mode)
-    model.zero_grad(set_to_none=True)
-    logits = model(X)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-    grads = torch.autograd.grad(loss, [w.weight for w in layers])
-    model.train(was_training)
+    with _mode(model, train_mode):
+        logits = model(X)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        grads = torch.autograd.grad(loss, [w.weight for w in layers])
     return np.array([g.norm().item() for g in grads], dtype=np.float64)
 
 

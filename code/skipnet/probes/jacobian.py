@@ -15,13 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skipnet.runtime import eval_mode, train_mode as _mode
+
 __all__ = ["stack_jacobian", "jacobian_singular_values", "stream_gradients", "identity_share"]
-
-
-def _blocks_forward(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    for block in model.blocks:
-        h = block(h)
-    return h
 
 
 def stack_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -31,18 +27,14 @@ def stack_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     mode, so a BatchNorm layer is the fixed affine map of its running statistics and the Jacobian is
     a property of the example alone. Returns a (D_out, D_in) matrix, D = the flattened stream size.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             h0 = model.embed(x.unsqueeze(0))[0]                       # (D,) or (C, H, W)
 
         def f(h: torch.Tensor) -> torch.Tensor:
-            return _blocks_forward(model, h.unsqueeze(0))[0].flatten()
+            return model.blocks_forward(h.unsqueeze(0))[-1][0].flatten()
 
         J = torch.autograd.functional.jacobian(f, h0, vectorize=True)  # (D_out, *h0.shape)
-    finally:
-        model.train(was_training)
     return J.reshape(J.shape[0], -1)
 
 
@@ -56,17 +48,11 @@ def stream_gradients(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                      train_mode: bool = True) -> list[torch.Tensor]:
     """``dLoss/dx_l`` at the input of every block and at the stack's output (``len(blocks) + 1``
     tensors, first block's input first). The loss is the mean cross-entropy of ``model(X)``."""
-    was_training = model.training
-    model.train(train_mode)
-    try:
-        hs = [model.embed(X)]
-        for block in model.blocks:
-            hs.append(block(hs[-1]))
+    with _mode(model, train_mode):
+        hs = model.blocks_forward(model.embed(X))
         logits = model.readout(hs[-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         grads = torch.autograd.grad(loss, hs)
-    finally:
-        model.train(was_training)
     return [g.detach() for g in grads]
 
 

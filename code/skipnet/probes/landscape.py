@@ -19,14 +19,14 @@ import torch.nn.functional as F
 __all__ = ["filter_normalized_direction", "loss_surface"]
 
 
-def filter_normalized_direction(model: nn.Module, gen: torch.Generator) -> list[torch.Tensor]:
+def filter_normalized_direction(model: nn.Module, generator: torch.Generator) -> list[torch.Tensor]:
     """One random direction, a tensor per parameter of ``model`` (in ``model.parameters()`` order)."""
     out = []
     for p in model.parameters():
         if p.dim() <= 1:
             out.append(torch.zeros_like(p))
             continue
-        d = torch.randn(p.shape, generator=gen, dtype=p.dtype)        # (C_out, ...)
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype)        # (C_out, ...)
         d_norm = d.flatten(1).norm(dim=1).clamp_min(1e-12)            # (C_out,)
         w_norm = p.detach().flatten(1).norm(dim=1)                    # (C_out,)
         scale = (w_norm / d_norm).reshape(-1, *([1] * (p.dim() - 1)))
@@ -36,11 +36,11 @@ def filter_normalized_direction(model: nn.Module, gen: torch.Generator) -> list[
 
 @torch.no_grad()
 def loss_surface(model: nn.Module, X: torch.Tensor, y: torch.Tensor, coords: np.ndarray,
-                 seed: int = 0, callback=None) -> np.ndarray:
+                 seed: int = 0, progress=None) -> np.ndarray:
     """Mean cross-entropy on ``(X, y)`` over the grid ``coords x coords`` -> (n, n) array, row = d2.
 
-    ``model`` is left untouched (a copy is perturbed). ``callback(fraction)`` reports progress and
-    may return ``False`` to stop (the rest of the grid stays NaN).
+    ``model`` is left untouched (a copy is perturbed). ``progress(fraction, text, partial)`` reports
+    progress and may return ``False`` to stop (the rest of the grid stays NaN).
     """
     coords = np.asarray(coords, dtype=np.float64)
     net = copy.deepcopy(model).eval()
@@ -55,6 +55,6 @@ def loss_surface(model: nn.Module, X: torch.Tensor, y: torch.Tensor, coords: np.
                 p.copy_(t + float(a) * u + float(b) * v)
             logits = net(X)
             surface[i, j] = F.cross_entropy(logits, y).item()
-        if callback is not None and callback((i + 1) / coords.size) is False:
+        if progress is not None and progress((i + 1) / coords.size, f"row {i + 1}/{coords.size}", surface) is False:
             break
     return surface

@@ -1,43 +1,75 @@
 """Lesion probes: delete, or reorder, blocks of a trained network at test time and measure accuracy.
 
-Deleting a residual block drops its branch and keeps its shortcut (``x -> shortcut(x)``); deleting a
-plain block passes its input through unchanged (option-A subsampling where the shape changes). Both
-use ``block.deleted`` from :mod:`skipnet.models`. Reordering swaps blocks of identical shape
-(same input and output channels, same stride), so every reordered network still runs.
+Deleting a residual block drops its branch and keeps its shortcut (``x -> post(shortcut(x))``); deleting a
+plain block passes its input through unchanged (option-A subsampling and zero-padding where the shape
+changes). The model is never modified: a lesioned network is a list of blocks, some wrapped in
+:class:`Deleted`, run by ``model.blocks_forward``. Reordering swaps blocks of identical shape (same input
+and output channels, same stride), so every reordered network still runs.
 
 Chapter: *An ensemble of relatively shallow paths* (Veit et al. 2016, Fig. 3-5 analogues).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from skipnet.models import ResidualNet, deleted_blocks
-from skipnet.runtime import generator
+from skipnet.models import OptionA, ResidualBlock, ResidualNet
+from skipnet.runtime import eval_mode, generator
 
-__all__ = ["accuracy", "lesioned_accuracy", "LesionEvaluator", "single_deletion_accuracies", "random_subsets",
-           "random_deletion_accuracies", "block_signature", "swappable_groups", "reordered_blocks",
-           "random_swap_order", "random_swap_accuracies"]
+__all__ = ["accuracy", "Deleted", "lesioned_blocks", "lesioned_accuracy", "LesionEvaluator",
+           "single_deletion_accuracies", "random_subsets", "random_deletion_accuracies", "block_signature",
+           "swappable_groups", "check_order", "random_swap_order", "random_swap_accuracies"]
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
     """Test accuracy of ``model`` in eval mode on ``(X, y)`` (one forward pass)."""
-    was_training = model.training
-    model.eval()
-    acc = (model(X).argmax(-1) == y).float().mean().item()            # X: (N, C, H, W), y: (N,)
-    model.train(was_training)
-    return acc
+    with eval_mode(model):
+        return (model(X).argmax(-1) == y).float().mean().item()        # X: (N, C, H, W), y: (N,)
+
+
+class Deleted(nn.Module):
+    """A block with its branch removed: a residual block becomes ``post(shortcut(x))``, a plain block
+    passes its input on (subsampled and zero-padded where the block changes the shape)."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+        self.skip = None if isinstance(block, ResidualBlock) else OptionA(block.c_in, block.c_out, block.stride,
+                                                                         conv=isinstance(block.branch.weights[0],
+                                                                                         nn.Conv2d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.skip is not None:
+            return self.skip(x)
+        return self.block.post(self.block.shortcut(x))
+
+
+def lesioned_blocks(model: ResidualNet, deleted: Iterable[int] = (), order: Sequence[int] | None = None) -> list:
+    """The blocks of ``model`` in ``order`` (default: as built), with the positions in ``deleted`` replaced by
+    :class:`Deleted` ones: pass it to ``model.blocks_forward(h, blocks=...)``."""
+    n = len(model.blocks)
+    deleted = set(int(i) for i in deleted)
+    bad = sorted(i for i in deleted if not 0 <= i < n)
+    if bad:
+        raise ValueError(f"block indices must be in 0..{n - 1}, got {bad}")
+    blocks = [model.blocks[i] for i in (range(n) if order is None else check_order(model, order))]
+    return [Deleted(b) if i in deleted else b for i, b in enumerate(blocks)]
+
+
+@torch.no_grad()
+def _accuracy_of(model: ResidualNet, X: torch.Tensor, y: torch.Tensor, blocks: list) -> float:
+    with eval_mode(model):
+        h = model.blocks_forward(model.embed(X), blocks=blocks)[-1]
+        return (model.readout(h).argmax(-1) == y).float().mean().item()
 
 
 def lesioned_accuracy(model: ResidualNet, X: torch.Tensor, y: torch.Tensor, deleted: Iterable[int] = ()) -> float:
-    """Accuracy with the blocks at ``deleted`` removed (restored afterwards)."""
-    with deleted_blocks(model, deleted):
-        return accuracy(model, X, y)
+    """Accuracy with the blocks at ``deleted`` removed (the model itself is not changed)."""
+    return _accuracy_of(model, X, y, lesioned_blocks(model, deleted))
 
 
 class LesionEvaluator:
@@ -47,31 +79,19 @@ class LesionEvaluator:
     @torch.no_grad()
     def __init__(self, model: ResidualNet, X: torch.Tensor, y: torch.Tensor):
         self.model, self.y = model, y
-        was_training = model.training
-        model.eval()
-        h = model.embed(X)
-        self.stream = [h]                                              # input of block i, then the last output
-        for block in model.blocks:
-            h = block(h)
-            self.stream.append(h)
-        self.intact = (model.readout(h).argmax(-1) == y).float().mean().item()
-        model.train(was_training)
+        with eval_mode(model):
+            self.stream = model.blocks_forward(model.embed(X))      # input of block i, then the last output
+            self.intact = (model.readout(self.stream[-1]).argmax(-1) == y).float().mean().item()
 
     @torch.no_grad()
     def accuracy(self, deleted: Iterable[int] = ()) -> float:
         deleted = sorted(set(int(i) for i in deleted))
         if not deleted:
             return self.intact
-        model = self.model
-        was_training = model.training
-        model.eval()
-        with deleted_blocks(model, deleted):
-            h = self.stream[deleted[0]]
-            for block in list(model.blocks)[deleted[0]:]:
-                h = block(h)
-            acc = (model.readout(h).argmax(-1) == self.y).float().mean().item()
-        model.train(was_training)
-        return acc
+        model, first = self.model, deleted[0]
+        with eval_mode(model):
+            h = model.blocks_forward(self.stream[first], start=first, blocks=lesioned_blocks(model, deleted))[-1]
+            return (model.readout(h).argmax(-1) == self.y).float().mean().item()
 
 
 def single_deletion_accuracies(model: ResidualNet, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -115,26 +135,19 @@ def swappable_groups(model: ResidualNet) -> list[list[int]]:
     return [g for g in groups.values() if len(g) >= 2]
 
 
-@contextmanager
-def reordered_blocks(model: ResidualNet, order: Sequence[int]) -> Iterator[ResidualNet]:
-    """Temporarily run the blocks in ``order`` (a permutation of their positions); restored on exit.
-
-    Position j must receive a block with the same signature as the original block j, so shapes
-    never change (downsampling blocks stay where they are).
-    """
+def check_order(model: ResidualNet, order: Sequence[int]) -> list[int]:
+    """``order`` (a permutation of the block positions) if position j receives a block with the same signature
+    as the original block j, so that shapes never change (downsampling blocks stay where they are)."""
     old = list(model.blocks)
     n = len(old)
+    order = [int(i) for i in order]
     if sorted(order) != list(range(n)):
         raise ValueError(f"order must be a permutation of 0..{n - 1}, got {list(order)}")
     for j, i in enumerate(order):
         if block_signature(old[i]) != block_signature(old[j]):
             raise ValueError(f"order puts block {i} {block_signature(old[i])} at position {j}, which needs "
                              f"(c_in, c_out, stride) = {block_signature(old[j])}")
-    try:
-        model.blocks = nn.ModuleList([old[i] for i in order])
-        yield model
-    finally:
-        model.blocks = nn.ModuleList(old)
+    return order
 
 
 def random_swap_order(model: ResidualNet, k: int, gen: torch.Generator) -> list[int]:
@@ -158,9 +171,7 @@ def random_swap_accuracies(model: ResidualNet, X: torch.Tensor, y: torch.Tensor,
     """For each k in ``ks``: accuracies after ``n_samples`` random orders of k swapped pairs."""
     gen, out = generator(seed), []
     for k in ks:
-        accs = []
-        for _ in range(1 if k == 0 else n_samples):
-            with reordered_blocks(model, random_swap_order(model, k, gen)):
-                accs.append(accuracy(model, X, y))
+        accs = [_accuracy_of(model, X, y, lesioned_blocks(model, order=random_swap_order(model, k, gen)))
+                for _ in range(1 if k == 0 else n_samples)]
         out.append(np.array(accs))
     return out

@@ -18,12 +18,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.models import ResidualNet
+from skipnet.models import ResidualBlock, ResidualNet
 from skipnet.probes.lesions import random_subsets
-from skipnet.runtime import generator
+from skipnet.runtime import eval_mode, generator
 
 __all__ = ["enumerate_paths", "enumerated_length_counts", "binomial_length_counts", "PathGraph", "path_gradient_magnitudes",
            "gradient_by_length", "effective_mean_length", "gradient_window", "path_share", "MAX_ENUMERATE"]
@@ -55,43 +54,34 @@ def binomial_length_counts(n: int) -> np.ndarray:
     return np.array([math.comb(n, k) for k in range(n + 1)], dtype=np.float64 if n > 60 else np.int64)
 
 
-def _block_parts(block: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The skip and branch signals of a block in eval mode, as its forward pass combines them."""
-    s, f = block.shortcut(h), block.branch(h)
-    if block.residual and block.survival < 1.0:
-        f = block.survival * f                                       # stochastic depth: expected branch
-    return s, f
-
-
 class PathGraph:
     """One ordinary forward pass (eval mode) of a residual net on ``(X, y)``, kept so that the loss
     gradient can be sent backward along any single path.
 
-    At each block both routes are recorded with the same value: ``join(s, f.detach())`` (gradient
-    only through the skip) and ``join(s.detach(), f)`` (only through the branch). Because the
-    join is linear in ``s + f`` before its activation, the gradients of all 2^n paths add up to the
-    ordinary gradient (a test checks this).
+    At each block both routes are recorded with the same value: ``post(s + f.detach())`` (gradient
+    only through the skip) and ``post(s.detach() + f)`` (only through the branch). Because the
+    block is linear in ``s + f`` before ``post``, the gradients of all 2^n paths add up to the
+    ordinary gradient (a test checks this); the Jacobian of ``post`` (the ReLU's mask after the add)
+    is shared by both routes.
     """
 
     def __init__(self, model: ResidualNet, X: torch.Tensor, y: torch.Tensor):
-        if not all(getattr(b, "residual", False) for b in model.blocks):
+        if not all(isinstance(b, ResidualBlock) for b in model.blocks):
             raise ValueError("path gradients need a residual network (residual=True)")
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            h = model.embed(X)                                       # (B, C, H, W): where every path starts
-        self.inputs, self.via_skip, self.via_branch = [], [], []
-        for block in model.blocks:
-            h = h.detach().requires_grad_(True)
-            s, f = _block_parts(block, h)
-            self.inputs.append(h)
-            self.via_skip.append(block.join(s, f.detach()))
-            self.via_branch.append(block.join(s.detach(), f))
-            h = self.via_skip[-1]
-        h_last = h.detach().requires_grad_(True)
-        loss = F.cross_entropy(model.readout(h_last), y)
-        self.g_last, = torch.autograd.grad(loss, h_last)             # (B, C, H, W) at the last block's output
-        model.train(was_training)
+        with eval_mode(model):
+            with torch.no_grad():
+                h = model.embed(X)                                   # (B, C, H, W): where every path starts
+            self.inputs, self.via_skip, self.via_branch = [], [], []
+            for block in model.blocks:
+                h = h.detach().requires_grad_(True)
+                s, f = block.shortcut(h), block.branch(h)            # eval: the branch as the forward pass uses it
+                self.inputs.append(h)
+                self.via_skip.append(block.post(s + f.detach()))
+                self.via_branch.append(block.post(s.detach() + f))
+                h = self.via_skip[-1]
+            h_last = h.detach().requires_grad_(True)
+            loss = F.cross_entropy(model.readout(h_last), y)
+            self.g_last, = torch.autograd.grad(loss, h_last)         # (B, C, H, W) at the last block's output
 
     @property
     def n(self) -> int:
@@ -110,19 +100,20 @@ class PathGraph:
 
 def path_gradient_magnitudes(model: ResidualNet, X: torch.Tensor, y: torch.Tensor, ks: Sequence[int],
                              n_samples: int = 10, seed: int = 0,
-                             callback: Callable[[float], bool | None] | None = None) -> list[np.ndarray]:
+                             progress: Callable | None = None) -> list[np.ndarray]:
     """For each k in ``ks``: norms of the loss gradient at the first block's input, backpropagated
     through the branch of k random blocks and the skip of the rest (``n_samples`` random choices).
 
     The forward pass is the network's ordinary one (eval mode, batch ``X``); see :class:`PathGraph`.
-    Returns one array per k (length 1 where k is 0 or n). ``callback(fraction done)`` is called after
+    Returns one array per k (length 1 where k is 0 or n). ``progress`` is called after
     each k; if it returns ``False`` the measurement stops and the arrays measured so far are returned.
+    (``progress(fraction, text, partial)`` is the package's progress protocol.)
     """
     graph = PathGraph(model, X, y)
     gen, out = generator(seed), []
     for j, k in enumerate(ks):
         out.append(np.array([graph.gradient(c).norm().item() for c in random_subsets(graph.n, k, n_samples, gen)]))
-        if callback is not None and callback((j + 1) / len(ks)) is False:
+        if progress is not None and progress((j + 1) / len(ks), f"paths of length {k}", out) is False:
             break
     return out
 

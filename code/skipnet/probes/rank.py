@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from skipnet.runtime import eval_mode
+
 __all__ = ["token_residual_ratio", "stream_ratios", "path_terms"]
 
 
@@ -37,10 +39,8 @@ def stream_ratios(model, h: torch.Tensor) -> np.ndarray:
     ``model`` is a :class:`skipnet.transformer.TinyTransformer`; ``h`` (B, T, C) is fed straight into
     the blocks (random vectors for the probe at initialization). Returns ``depth + 1`` values.
     """
-    was_training = model.training
-    model.eval()
-    states = model.blocks_forward(h)
-    model.train(was_training)
+    with eval_mode(model):
+        states = model.blocks_forward(h)
     return np.array([token_residual_ratio(s).mean().item() for s in states])
 
 
@@ -48,7 +48,7 @@ def stream_ratios(model, h: torch.Tensor) -> np.ndarray:
 def path_terms(model, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Split an attention-only, norm-free residual stack's output into path-length terms.
 
-    Runs ``h`` (B, T, C) through the blocks once to record each layer's attention pattern; with
+    Runs ``h`` (B, T, C) through the blocks once and reads each layer's attention pattern; with
     the patterns fixed every sublayer is a linear map ``A_l``, and the output is
     ``prod_l (I + A_l) h = sum_k P_k``, where ``P_k`` sums the ``C(L, k)`` paths that pass through
     exactly ``k`` attention layers (``P_0 = h``: the skip-only path). Returns ``([P_0, ..., P_L],
@@ -60,14 +60,9 @@ def path_terms(model, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor
                          f"(mlp=False, norm='none', residual=True); got mlp={cfg.mlp}, norm={cfg.norm!r}, "
                          f"residual={cfg.residual}")
     attns = [b.attn for b in model.blocks]
-    for a in attns:
-        a.keep_pattern = True
-    try:
-        out = model.blocks_forward(h)[-1]
-        patterns = [a.pattern for a in attns]
-    finally:
-        for a in attns:
-            a.keep_pattern, a.pattern = False, None
+    states = model.blocks_forward(h)
+    out = states[-1]
+    patterns = [a.pattern(x) for a, x in zip(attns, states)]           # block l's pattern, from its input
     terms = [h] + [torch.zeros_like(h) for _ in attns]       # terms[k]: paths through k layers so far
     for layer, (a, A) in enumerate(zip(attns, patterns)):
         for k in range(layer + 1, 0, -1):                     # update in place, longest paths first

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from skipnet.runtime import train_mode as _mode
+
 __all__ = ["input_gradients", "autocorrelation"]
 
 
@@ -23,14 +25,10 @@ def input_gradients(model: nn.Module, x: torch.Tensor, train_mode: bool = True) 
     """
     if x.dim() != 2 or x.shape[1] != 1:
         raise ValueError(f"x must be an (n, 1) sweep of scalar inputs, got shape {tuple(x.shape)}")
-    was_training = model.training
-    model.train(train_mode)
-    try:
+    with _mode(model, train_mode):
         xs = x.detach().clone().requires_grad_(True)
         out = model(xs)                                                # (n, 1)
         (g,) = torch.autograd.grad(out.sum(), xs)
-    finally:
-        model.train(was_training)
     return g[:, 0].double().numpy()
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from skipnet.models import ResidualNet
+from skipnet.runtime import eval_mode
 
 __all__ = ["branch_stream_ratios", "block_representations", "ridge_probe_accuracy", "linear_probe_accuracies"]
 
@@ -17,28 +18,18 @@ __all__ = ["branch_stream_ratios", "block_representations", "ridge_probe_accurac
 @torch.no_grad()
 def branch_stream_ratios(model: ResidualNet, X: torch.Tensor) -> np.ndarray:
     """Per block, ||branch(x)|| / ||shortcut(x)|| over the whole batch (Frobenius norms, eval mode): (n_blocks,)."""
-    was_training = model.training
-    model.eval()
-    ratios = []
-    for block, t in zip(model.blocks, model.trace(X)):
-        f = t.branch * block.survival if block.residual and block.survival < 1.0 else t.branch   # as used in eval
-        ratios.append((f.norm() / t.shortcut.norm().clamp_min(1e-12)).item())
-    model.train(was_training)
-    return np.array(ratios)
+    with eval_mode(model):
+        states = model.blocks_forward(model.embed(X))
+        return np.array([(block.branch(x).norm() / block.shortcut(x).norm().clamp_min(1e-12)).item()
+                         for block, x in zip(model.blocks, states)])
 
 
 @torch.no_grad()
 def block_representations(model: ResidualNet, X: torch.Tensor, pooled: bool = True) -> list[torch.Tensor]:
     """The stream after the stem and after each block, as (N, features): global-average-pooled over
     space when ``pooled`` (what the classifier head reads), flattened otherwise."""
-    was_training = model.training
-    model.eval()
-    h = model.embed(X)
-    reps = [h]
-    for block in model.blocks:
-        h = block(h)
-        reps.append(h)
-    model.train(was_training)
+    with eval_mode(model):
+        reps = model.blocks_forward(model.embed(X))
     if pooled:
         return [r.mean(dim=(2, 3)) if r.dim() == 4 else r for r in reps]            # (N, C)
     return [r.flatten(1) for r in reps]                                             # (N, C*H*W)

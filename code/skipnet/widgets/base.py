@@ -1,10 +1,11 @@
 """The machinery every lab shares: controls, Run/Stop buttons, progress, a live image, a message line.
 
-A lab subclasses :class:`Lab` and implements ``compute()`` (which calls experiment functions and
-``self.update(...)`` for progress) and ``render(result) -> Figure``. Pressing Run starts
-``compute`` in a background thread so that the kernel stays free to receive the Stop click; tests
-call ``lab.run_button.click()`` and then ``lab.wait()``. A ``ValueError`` from the experiment (a
-parameter out of range) is shown in the message line; nothing escapes to crash the kernel.
+A lab subclasses :class:`Lab` and implements ``compute()`` (which calls experiment functions, passing
+``progress=self.report``, the package's progress protocol) and ``render(result) -> Figure``. Pressing Run
+starts ``compute`` in a background thread so that the kernel stays free to receive the Stop click; tests
+call ``lab.run_button.click()`` and then ``lab.wait()``. A ``ValueError`` from a config or an experiment
+(a parameter out of range) is shown in the message line. Every other control callback goes through
+:meth:`Lab.safely`, so nothing escapes to crash the kernel or print a traceback into the page.
 """
 from __future__ import annotations
 
@@ -41,11 +42,11 @@ class Lab:
         self.message = W.HTML(value="<i>Set the controls and press the button.</i>")
         # hidden until the first figure: an empty Image is a broken-image icon on the static site
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
-        self.run_button.on_click(self._on_run)
+        self.run_button.on_click(self.safely(self._on_run))
         if self.auto_run:
             for c in controls:
-                c.observe(self._on_control_change, names="value")
-        self.stop_button.on_click(lambda _: self._stop.set())
+                c.observe(self.safely(self._on_control_change), names="value")
+        self.stop_button.on_click(self.safely(lambda _: self._stop.set()))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_draw = 0.0
@@ -84,6 +85,25 @@ class Lab:
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
+
+    def report(self, fraction: float, text: str = "", partial: Any = None) -> bool:
+        """The progress protocol (``progress=self.report``): show progress, redraw from ``partial`` now and
+        then, and return ``False`` once Stop was pressed."""
+        self.update(fraction, text, partial)
+        return not self.should_stop()
+
+    def safely(self, handler):
+        """``handler`` for a button or a control, made safe: a ``ValueError`` (a bad setting, an action that
+        needs a trained net first) shows in the message line, any other error too; nothing escapes."""
+        def wrapped(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except ValueError as e:
+                self.message.value = f"<span style='color:#b00'>Cannot do that: {e}</span>"
+            except Exception as e:              # never let a lab crash the kernel
+                self.error = f"{type(e).__name__}: {e}"
+                self.message.value = f"<span style='color:#b00'>Error: {self.error}</span>"
+        return wrapped
 
     def update(self, fraction: float, text: str = "", partial: Any = None, force: bool = False) -> None:
         """Report progress; redraw the live figure from ``partial`` at most every ``min_refresh_s``, and

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
+from skipnet.config import check_int, check_seed
 from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
-from skipnet.models import ModelConfig
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 from skipnet.widgets.base import Lab
 
@@ -29,25 +29,12 @@ class DegradationRace(Lab):
         super().__init__([self.depth, self.which, self.epochs, self.seed], threaded=threaded)
 
     def compute(self):
-        depth, epochs, seed = self.depth.value, self.epochs.value, self.seed.value
-        ModelConfig(arch="cnn", depth=depth)                       # validates depth (6n+2) with a clear message
-        if not 1 <= epochs <= 20:
-            raise ValueError(f"epochs must be between 1 and 20, got {epochs}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        depth = int(self.depth.value)
+        epochs, seed = check_int("epochs", self.epochs.value, 1, 20), check_seed(self.seed.value)
+        model, train = DEFAULT_MODEL.with_(depth=depth), DEFAULT_TRAIN.with_(epochs=epochs)   # validate first
         variants = {"both": (False, True), "plain": (False,), "residual": (True,)}[self.which.value]
         self.update(0.0, f"building plain and residual {depth}-layer networks...")
-
-        def on_step(trainers):
-            t = next(iter(trainers.values()))
-            frac = t.history.steps_done / t.total
-            losses = ", ".join(f"{k} {tr.history.loss[-1]:.3f}" for k, tr in trainers.items() if tr.history.loss)
-            self.update(frac, f"step {t.history.steps_done}/{t.total}: {losses}",
-                        partial={k: tr.history for k, tr in trainers.items()})
-            return not self.should_stop()
-
-        runs = race(depth, seed=seed, model=DEFAULT_MODEL, train=DEFAULT_TRAIN.with_(epochs=epochs),
-                    on_step=on_step, variants=variants)
+        runs = race(depth, seed=seed, model=model, train=train, progress=self.report, variants=variants)
         return {k: r.history for k, r in runs.items()}
 
     def render(self, histories):

@@ -8,13 +8,14 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 
+from skipnet.config import check_int, check_seed
 from skipnet.data import load_digits
-from skipnet.experiments.ensemble import (Curve, PathStudy, TrainedNet, deletion_curve, lesion_study, path_study,
-                                          train_net)
-from skipnet.models import ModelConfig
+from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
+    train_net
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_study
 from skipnet.probes.lesions import LesionEvaluator
+from skipnet.train import Run, sub_progress
 from skipnet.widgets.base import Lab
 
 __all__ = ["LesionLab", "PathExplorer", "LesionState", "LAB_DEPTHS", "PATH_DEPTHS"]
@@ -23,19 +24,13 @@ LAB_DEPTHS = (8, 14, 20, 26, 32, 44, 56)
 PATH_DEPTHS = (8, 14, 20, 26, 32, 44, 56)
 
 
-def _check_seed(seed: int) -> int:
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return int(seed)
-
-
 @dataclass
 class LesionState:
     """What the lesion lab shows: the two trained nets, their k-deletion curves, the blocks now deleted,
     the accuracies with those blocks deleted, and the k picked on the slider."""
 
     depth: int
-    nets: dict[str, TrainedNet]
+    nets: dict[str, Run]
     curves: dict[str, Curve]
     deleted: list[int] = field(default_factory=list)
     acc: dict[str, float] = field(default_factory=dict)
@@ -44,29 +39,37 @@ class LesionState:
     status: str = "finished"
 
 
-class LesionLab(Lab):
+class _NoLiveFigure:
+    """For labs whose figure needs the finished result: progress and Stop, but no redraw from the partial
+    result (a training History, a list of gradient norms), which ``render`` cannot draw."""
+
+    def report_progress(self, fraction: float, text: str = "", partial=None) -> bool:
+        return self.report(fraction, text)
+
+
+class LesionLab(_NoLiveFigure, Lab):
     """Train a residual and a plain CNN of one depth on the digits (a few seconds at depth 20), then
     delete blocks at test time with the checkboxes: both accuracies update at once. The slider picks k
     on the curve of accuracy against k blocks deleted at random.
 
     ``LesionLab(nets={"residual": trained, "plain": trained})`` starts from nets trained elsewhere
-    (two :class:`~skipnet.experiments.ensemble.TrainedNet` of the same depth), with no training.
+    (two :class:`~skipnet.train.Run` of the same depth, from ``train_net``), with no training.
     """
 
     title = "Lesion lab: delete blocks of a trained residual and plain network"
     run_label = "Train"
     n_draws = 6                          # random block sets per k on the curve
 
-    def __init__(self, threaded: bool = True, nets: dict[str, TrainedNet] | None = None):
+    def __init__(self, threaded: bool = True, nets: dict[str, Run] | None = None):
         self.depth = W.Dropdown(options=LAB_DEPTHS, value=20, description="depth")
         self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
         super().__init__([self.depth, self.seed], threaded=threaded)
         self.k = W.IntSlider(value=1, min=0, max=1, description="delete k", continuous_update=True)
-        self.k.observe(self._on_k, names="value")
+        self.k.observe(self.safely(self._on_k), names="value")
         self.boxes: list[W.Checkbox] = []
         self.box_row = W.HBox([], layout=W.Layout(flex_flow="row wrap"))
         self.clear_button = W.Button(description="restore all", icon="undo")
-        self.clear_button.on_click(lambda _: self.set_deleted([]))
+        self.clear_button.on_click(self.safely(lambda _: self.set_deleted([])))
         self._evaluators: dict[str, LesionEvaluator] = {}
         self._muted = False
         self.widget.children = (*self.widget.children[:3],
@@ -79,39 +82,33 @@ class LesionLab(Lab):
 
     # -- training and preparation ---------------------------------------------------------------
     def compute(self) -> LesionState:
-        depth, seed = int(self.depth.value), _check_seed(int(self.seed.value))
-        ModelConfig(arch="cnn", depth=depth)                     # validates depth with a clear message
+        depth, seed = int(self.depth.value), check_seed(self.seed.value)
+        DEFAULT_MODEL.with_(depth=depth)                         # validates depth with a clear message
         self.update(0.0, f"loading the digits, building residual-{depth} and plain-{depth}...")
         data, nets = load_digits(), {}
         for j, residual in enumerate((True, False)):
             name = "residual" if residual else "plain"
-            self.update(j / 2, f"training {name}-{depth}...")
-
-            def progress(t, j=j, name=name):
-                self.update((j + 0.9 * t.history.steps_done / t.total) / 2,
-                            f"training {name}-{depth}: step {t.history.steps_done}/{t.total}")
-                return not self.should_stop()
-
-            nets[name] = train_net(depth, residual, seed=seed, data=data, callback=progress)
+            progress = sub_progress(self.report_progress, j / 2, (j + 0.9) / 2, f"training {name}-{depth}: ")
+            nets[name] = train_net(depth, residual, seed=seed, data=data, progress=progress)
             if nets[name].history.status.startswith("stopped"):
                 return LesionState(depth, {}, {}, status=f"{name}: {nets[name].history.status}")
         self.update(0.95, "deleting blocks at random...")
         return self._prepare(nets, data)
 
-    def _prepare(self, nets: dict[str, TrainedNet], data=None) -> LesionState:
+    def _prepare(self, nets: dict[str, Run], data=None) -> LesionState:
         if set(nets) != {"residual", "plain"}:
             raise ValueError(f"nets must have the keys 'residual' and 'plain', got {sorted(nets)}")
-        n = {k: v.n_blocks for k, v in nets.items()}
+        n = {k: v.model.n_blocks for k, v in nets.items()}
         if n["residual"] != n["plain"]:
             raise ValueError(f"nets must have the same number of blocks, got {n}")
         data = data or load_digits()
         curves, self._evaluators = {}, {}
         for name, net in nets.items():
-            study = lesion_study(net.model, data, net.label, n_samples=self.n_draws, seed=net.seed)
+            study = lesion_study(net.net, data, net.label, n_samples=self.n_draws, seed=net.seed)
             curves[name] = deletion_curve([study])
-            X = data.X_test.to(next(net.model.parameters()).device)
-            self._evaluators[name] = LesionEvaluator(net.model, X, data.y_test.to(X.device))
-        depth = nets["residual"].depth
+            X = data.X_test.to(next(net.net.parameters()).device)
+            self._evaluators[name] = LesionEvaluator(net.net, X, data.y_test.to(X.device))
+        depth = nets["residual"].model.depth
         state = LesionState(depth, nets, curves, intact={k: e.intact for k, e in self._evaluators.items()},
                             k=min(1, n["residual"]))
         state.acc = dict(state.intact)
@@ -123,7 +120,7 @@ class LesionLab(Lab):
         self.boxes = [W.Checkbox(value=False, description=f"{i + 1}", indent=False,
                                  layout=W.Layout(width="52px")) for i in range(n)]
         for b in self.boxes:
-            b.observe(self._on_box, names="value")
+            b.observe(self.safely(self._on_box), names="value")
         self.box_row.children = tuple(self.boxes)
         self.k.max, self.k.value = n, k
         self._muted = False
@@ -196,7 +193,7 @@ class LesionLab(Lab):
         return "; ".join(parts) + f". Deleting {state.k} random blocks: {at_k} (mean of {self.n_draws} draws)."
 
 
-class PathExplorer(Lab):
+class PathExplorer(_NoLiveFigure, Lab):
     """Depth -> how many paths of each length a residual CNN has, and how much gradient each length
     carries (Veit et al. Fig. 6), measured on a net trained for a few epochs or at initialization."""
 
@@ -211,32 +208,22 @@ class PathExplorer(Lab):
         super().__init__([self.depth, self.trained, self.samples, self.seed], threaded=threaded)
 
     def compute(self) -> dict:
-        depth, seed, samples = int(self.depth.value), _check_seed(int(self.seed.value)), int(self.samples.value)
-        ModelConfig(arch="cnn", depth=depth)
-        if not 1 <= samples <= 30:
-            raise ValueError(f"paths / length (samples) must be between 1 and 30, got {samples}")
+        depth, seed = int(self.depth.value), check_seed(self.seed.value)
+        samples = check_int("paths / length (samples)", self.samples.value, 1, 30)
+        cfg = DEFAULT_MODEL.with_(depth=depth)                   # validates depth with a clear message
         self.update(0.0, f"building residual-{depth}...")
         data = load_digits()
         share = 0.7 if self.trained.value else 0.0
         if self.trained.value:
-            def progress(t):
-                self.update(share * t.history.steps_done / t.total,
-                            f"training residual-{depth}: step {t.history.steps_done}/{t.total}")
-                return not self.should_stop()
-            net = train_net(depth, True, seed=seed, data=data, callback=progress)
+            net = train_net(depth, True, seed=seed, data=data,
+                            progress=sub_progress(self.report_progress, 0, share, f"training residual-{depth}: "))
             if net.history.status != "finished":
                 return {"depth": depth, "status": net.history.status, "study": None}
-            model, status = net.model, f"trained 10 epochs, test accuracy {net.test_acc:.3f}"
+            model, status = net.net, f"trained 10 epochs, test accuracy {net.test_acc:.3f}"
         else:
-            from skipnet.models import build_model
-            from skipnet.experiments.ensemble import DEFAULT_MODEL
-            model, status = build_model(DEFAULT_MODEL.with_(depth=depth), seed=seed).eval(), "at initialization"
-
-        def on_k(fraction):
-            self.update(share + (1 - share) * fraction, f"sending gradients down paths: {fraction:.0%}")
-            return not self.should_stop()
-
-        study = path_study(model, data, n_samples=samples, seed=seed, callback=on_k)
+            model, status = cfg.build(seed).eval(), "at initialization"
+        study = path_study(model, data, n_samples=samples, seed=seed,
+                           progress=sub_progress(self.report_progress, share, 1.0, "sending gradients down paths: "))
         return {"depth": depth, "status": status if study is not None else "stopped", "study": study}
 
     def render(self, result: dict):

@@ -1,11 +1,10 @@
 """Labs of the chapter *The gradient highway*: a gradient-profile explorer and a plain-vs-residual training race."""
 from __future__ import annotations
 
-import time
-
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
+from skipnet.config import check_float, check_int, check_seed
 from skipnet.experiments.highway import RACE_VARIANTS, Race, profile_pair, training_race
 from skipnet.models import ACTIVATIONS
 from skipnet.plotting.highway import plot_profile_pair, race_figure
@@ -26,17 +25,18 @@ class GradientProfileLab(Lab):
     min_refresh_s = 0.0
 
     def __init__(self, threaded: bool = True):
-        self.depth = W.IntSlider(value=50, min=1, max=MAX_PROFILE_DEPTH, description="depth", continuous_update=False)
+        self.n_blocks = W.IntSlider(value=50, min=1, max=MAX_PROFILE_DEPTH, description="blocks",
+                                    continuous_update=False)
         self.activation = W.Dropdown(options=list(ACTIVATIONS), value="relu", description="activation")
         self.norm = W.Dropdown(options=[("none", "none"), ("BatchNorm", "batch"), ("LayerNorm", "layer")],
                                value="none", description="norm")
         self.residual = W.Checkbox(value=False, description="skip connections")
-        super().__init__([self.depth, self.activation, self.norm, self.residual], threaded=threaded)
+        super().__init__([self.n_blocks, self.activation, self.norm, self.residual], threaded=threaded)
 
     def compute(self) -> dict:
         self.update(0.1, "measuring...")
-        return profile_pair(int(self.depth.value), self.activation.value, self.norm.value, bool(self.residual.value),
-                            max_depth=MAX_PROFILE_DEPTH)
+        return profile_pair(int(self.n_blocks.value), self.activation.value, self.norm.value, bool(self.residual.value),
+                            max_blocks=MAX_PROFILE_DEPTH)
 
     def render(self, result: dict):
         fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -57,7 +57,7 @@ class TrainingRaceLab(Lab):
 
     title = "Training race: plain vs residual CNN"
     run_label = "Race"
-    min_refresh_s = 1.5                      # at least this long between live redraws (see compute)
+    min_refresh_s = 1.5                      # at least this long between live redraws
 
     def __init__(self, threaded: bool = True):
         self.depth = W.IntText(value=56, description="depth", layout=W.Layout(width="170px"))
@@ -68,30 +68,10 @@ class TrainingRaceLab(Lab):
         super().__init__([self.depth, self.variant, self.epochs, self.lr, self.seed], threaded=threaded)
 
     def compute(self) -> Race:
-        depth, epochs = int(self.depth.value), int(self.epochs.value)
+        depth, epochs = check_int("depth", self.depth.value, 8, 110), check_int("epochs", self.epochs.value, 1, 20)
+        lr, seed = check_float("lr", self.lr.value, 1e-4, 1.0), check_seed(self.seed.value)
         self.update(0.0, f"building plain-{depth} and residual-{depth}...")
-
-        next_draw = [0.0]
-
-        def on_step(trainers) -> bool:
-            done = sum(t.history.steps_done for t in trainers.values())
-            total = sum(t.total for t in trainers.values())
-            text = ", ".join(f"{k}: step {t.history.steps_done}/{t.total}, loss {t.history.loss[-1]:.3g}"
-                             if t.history.loss else f"{k}: {t.history.status}" for k, t in trainers.items())
-            now = time.perf_counter()
-            if now >= next_draw[0]:             # redraw, but let drawing take at most a fifth of the time
-                self.update(done / max(1, total), text, partial={k: t.history for k, t in trainers.items()},
-                            force=True)
-                cost = time.perf_counter() - now
-                next_draw[0] = time.perf_counter() + max(self.min_refresh_s, 4 * cost)
-            else:
-                self.update(done / max(1, total), text)
-            return not self.should_stop()
-
-        seed = int(self.seed.value)
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed}")
-        return training_race(depth, self.variant.value, epochs, seed=seed, lr=float(self.lr.value), on_step=on_step)
+        return training_race(depth, self.variant.value, epochs, seed=seed, lr=lr, progress=self.report)
 
     def render(self, result):
         histories = {k: r.history for k, r in result.runs.items()} if isinstance(result, Race) else result

@@ -12,31 +12,24 @@ import html
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.experiments.identity import INIT_LABELS, INIT_VARIANTS, NO_NORM_MODEL, NO_NORM_TRAIN, init_config
-from skipnet.experiments.identity_variants import (ORDER_KEYS, SHORTCUT_KEYS, STUDY_TRAIN, VARIANTS, VariantRun,
+from skipnet.config import check_float, check_int, check_seed
+from skipnet.experiments.identity import INIT_LABELS, INIT_VARIANTS, NO_NORM_MODEL, NO_NORM_TRAIN, init_config, \
+    train_init
+from skipnet.experiments.identity_variants import (PLACEMENT_KEYS, SHORTCUT_KEYS, STUDY_TRAIN, VARIANTS,
                                                    race_configs, shortcut_config)
-from skipnet.models import build_model
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.identity import INIT_COLORS, plot_loss_runs
-from skipnet.data import load_digits
-from skipnet.train import Trainer
 from skipnet.widgets.base import Lab
 
 __all__ = ["ShortcutLab", "BranchInitLab", "SHORTCUT_DEFAULT", "INIT_DEPTHS"]
 
-SHORTCUT_DEFAULT = {"shortcut": "scale", "order": "pre", "depth": 30, "epochs": 10, "seed": 0}
+SHORTCUT_DEFAULT = {"shortcut": "scale", "placement": "pre", "n_blocks": 30, "epochs": 10, "seed": 0}
 INIT_DEPTHS = (20, 32, 44, 56, 110)
 BASELINE = "identity, full pre-act"
 
 
-def _check_int(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or int(value) != value or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
-    return int(value)
-
-
 class ShortcutLab(Lab):
-    """Shortcut variant, activation placement, depth (blocks), epochs, seed -> the variant and the identity
+    """Shortcut variant, activation placement, number of blocks, epochs, seed -> the variant and the identity
     baseline trained side by side (live loss curves); the table below keeps every run of the session.
     Default (constant scaling 0.5, depth 30, 10 epochs): a few seconds on one core."""
 
@@ -48,22 +41,22 @@ class ShortcutLab(Lab):
         d = SHORTCUT_DEFAULT
         self.shortcut = W.Dropdown(options=[(VARIANTS[k].label, k) for k in SHORTCUT_KEYS], value=d["shortcut"],
                                    description="shortcut", layout=W.Layout(width="380px"))
-        self.order = W.Dropdown(options=[(VARIANTS[k].label, k) for k in ORDER_KEYS], value=d["order"],
-                                description="placement", layout=W.Layout(width="320px"))
-        self.depth = W.IntSlider(value=d["depth"], min=2, max=100, description="depth", continuous_update=False)
+        self.placement = W.Dropdown(options=[(VARIANTS[k].label, k) for k in PLACEMENT_KEYS], value=d["placement"],
+                                    description="placement", layout=W.Layout(width="320px"))
+        self.n_blocks = W.IntSlider(value=d["n_blocks"], min=2, max=100, description="blocks", continuous_update=False)
         self.epochs = W.IntSlider(value=d["epochs"], min=1, max=30, description="epochs", continuous_update=False)
         self.seed = W.IntText(value=d["seed"], description="seed", layout=W.Layout(width="160px"))
-        self.table: dict[tuple, VariantRun] = {}         # (shortcut, order, depth, epochs, seed) -> run
+        self.table: dict[tuple, dict] = {}    # (shortcut, placement, n_blocks, epochs, seed) -> variant_row
         self.table_html = W.HTML()
-        super().__init__([self.shortcut, self.order, self.depth, self.epochs, self.seed], threaded=threaded)
+        super().__init__([self.shortcut, self.placement, self.n_blocks, self.epochs, self.seed], threaded=threaded)
         self.widget.children = (*self.widget.children, self.table_html)
 
     def compute(self) -> dict:
-        shortcut, order = self.shortcut.value, self.order.value
-        depth = _check_int("depth", self.depth.value, 2, 100)
-        epochs = _check_int("epochs", self.epochs.value, 1, 30)
-        seed = _check_int("seed", self.seed.value, 0, 10**6)
-        chosen = (shortcut, order, depth, epochs, seed)
+        shortcut, placement = self.shortcut.value, self.placement.value
+        depth = check_int("n_blocks", self.n_blocks.value, 2, 100)
+        epochs = check_int("epochs", self.epochs.value, 1, 30)
+        seed = check_seed(self.seed.value)
+        chosen = (shortcut, placement, depth, epochs, seed)
         base = ("identity", "pre", depth, epochs, seed)
         cfgs = {}
         for key in dict.fromkeys([base, chosen]):
@@ -71,49 +64,42 @@ class ShortcutLab(Lab):
                 cfgs[key] = shortcut_config(*key[:3])
         self.update(0.0, f"training {len(cfgs)} network(s) of {depth} blocks...")
 
-        def on_step(trainers) -> bool:
-            done = sum(t.history.steps_done for t in trainers.values())
-            total = sum(t.total for t in trainers.values())
-            partial = {self._label(k): {"loss": t.history.loss, "status": t.history.status} for k, t in trainers.items()}
+        names = {str(i): k for i, k in enumerate(cfgs)}
+
+        def progress(fraction, text, histories) -> bool:
+            partial = {self._label(names[n]): {"loss": h.loss, "status": h.status} for n, h in histories.items()}
             for k in (base, chosen):
                 if k in self.table:
-                    partial[self._label(k)] = {"loss": self.table[k].loss, "status": self.table[k].status}
-            last = "; ".join(f"{self._label(k)}: loss {t.history.loss[-1]:.3g}" for k, t in trainers.items()
-                             if t.history.loss)
-            self.update(done / max(1, total), f"step {done}/{total}: {last}", partial=partial)
-            return not self.should_stop()
+                    partial[self._label(k)] = {"loss": self.table[k]["loss"], "status": self.table[k]["status"]}
+            return self.report(fraction, text, partial)
 
+        fresh = {}
         if cfgs:
-            names = {k: str(i) for i, k in enumerate(cfgs)}
-            train = STUDY_TRAIN.with_(epochs=epochs)
-            runs = race_configs({names[k]: c for k, c in cfgs.items()}, seed, train,
-                                on_step=lambda trainers: on_step({k: trainers[names[k]] for k in cfgs}))
-            fresh = {k: runs[names[k]] for k in cfgs}
-            for k, run in fresh.items():
-                run.key = f"{k[0]}/{k[1]}"
-                if not run.status.startswith("stopped"):          # finished or diverged: a result to keep
-                    self.table[k] = run
-        else:
-            fresh = {}
+            runs = race_configs({n: cfgs[k] for n, k in names.items()}, seed, STUDY_TRAIN.with_(epochs=epochs),
+                                progress=progress)
+            for n, row in runs.items():
+                fresh[names[n]] = row
+                if not row["status"].startswith("stopped"):        # finished or diverged: a result to keep
+                    self.table[names[n]] = row
         result = {}
         for k in dict.fromkeys([base, chosen]):
-            run = fresh.get(k) or self.table[k]
-            result[self._label(k)] = {"loss": run.loss, "status": run.status, "test_err": run.test_err,
-                                      "train_loss": run.train_loss, "baseline": k == base}
+            row = fresh.get(k) or self.table[k]
+            result[self._label(k)] = {"loss": row["loss"], "status": row["status"], "test_err": row["test_err"],
+                                      "train_loss": row["train_loss"], "baseline": k == base}
         return result
 
     @staticmethod
     def _label(key: tuple) -> str:
-        shortcut, order = key[:2]
-        if (shortcut, order) == ("identity", "pre"):
+        shortcut, placement = key[:2]
+        if (shortcut, placement) == ("identity", "pre"):
             return BASELINE
-        return f"{VARIANTS[shortcut].label}, {VARIANTS[order].label}"
+        return f"{VARIANTS[shortcut].label}, {VARIANTS[placement].label}"
 
     def render(self, result: dict):
         fig, ax = plt.subplots(figsize=(6.6, 3.5))
         colors = {label: (RESIDUAL if label == BASELINE else PLAIN) for label in result}
         plot_loss_runs({k: {"loss": v["loss"], "status": v["status"]} for k, v in result.items()}, ax, colors=colors)
-        ax.set_title(f"{self.depth.value} blocks: training loss, live", fontsize=10)
+        ax.set_title(f"{self.n_blocks.value} blocks: training loss, live", fontsize=10)
         fig.tight_layout()
         return fig
 
@@ -129,15 +115,15 @@ class ShortcutLab(Lab):
     def table_markup(self) -> str:
         """Every run of this session that finished or diverged, one row each, best first (an HTML table)."""
         head = ("<table style='border-collapse:collapse;font-size:90%'><tr><th style='text-align:left'>shortcut</th>"
-                "<th style='text-align:left'>placement</th><th>depth</th><th>epochs</th><th>seed</th>"
+                "<th style='text-align:left'>placement</th><th>blocks</th><th>epochs</th><th>seed</th>"
                 "<th>test error %</th><th>train loss</th></tr>")
         rows = []
-        def order_key(kv):
-            return 2.0 if kv[1].test_err is None else kv[1].test_err
-        for (shortcut, order, depth, epochs, seed), r in sorted(self.table.items(), key=order_key):
-            err, loss = ((f"{100 * r.test_err:.1f}", f"{r.train_loss:.3g}") if r.test_err is not None
-                         else (html.escape(r.status), "-"))
-            rows.append(f"<tr><td>{html.escape(VARIANTS[shortcut].label)}</td><td>{html.escape(VARIANTS[order].label)}"
+        def best_first(kv):
+            return 2.0 if kv[1]["test_err"] is None else kv[1]["test_err"]
+        for (shortcut, placement, depth, epochs, seed), r in sorted(self.table.items(), key=best_first):
+            err, loss = ((f"{100 * r['test_err']:.1f}", f"{r['train_loss']:.3g}") if r["test_err"] is not None
+                         else (html.escape(r["status"]), "-"))
+            rows.append(f"<tr><td>{html.escape(VARIANTS[shortcut].label)}</td><td>{html.escape(VARIANTS[placement].label)}"
                         f"</td><td>{depth}</td><td>{epochs}</td><td>{seed}</td><td>{err}</td><td>{loss}</td></tr>")
         return head + "".join(rows) + "</table>"
 
@@ -165,24 +151,20 @@ class BranchInitLab(Lab):
 
     def compute(self) -> dict:
         key = self.init.value
-        lr = float(self.lr.value)
-        if not 1e-4 <= lr <= 1.0:
-            raise ValueError(f"lr must be between 0.0001 and 1, got {lr}")
-        epochs = _check_int("epochs", self.epochs.value, 1, 30)
-        seed = _check_int("seed", self.seed.value, 0, 10**6)
+        lr = check_float("lr", self.lr.value, 1e-4, 1.0)
+        epochs = check_int("epochs", self.epochs.value, 1, 30)
+        seed = check_seed(self.seed.value)
         cfg = init_config(key, NO_NORM_MODEL.with_(depth=int(self.depth.value)))
         label = f"{INIT_LABELS[key]}, depth {cfg.depth}, lr {lr:.3g}, seed {seed}"
         self.update(0.0, f"building {label}...")
-        trainer = Trainer(build_model(cfg, seed=seed), load_digits(), NO_NORM_TRAIN.with_(lr=lr, epochs=epochs, seed=seed))
         runs = dict(self.runs)
-        while trainer.step():
-            h = trainer.history
+
+        def progress(fraction, text, h) -> bool:
             runs[label] = {"loss": h.loss, "status": h.status, "init": key}
-            self.update(h.steps_done / trainer.total, f"step {h.steps_done}/{trainer.total}: loss {h.loss[-1]:.3g}",
-                        partial=runs)
-            if self.should_stop():
-                trainer.stop()
-        h = trainer.history
+            return self.report(fraction, text, runs)
+
+        h = train_init(key, seed, NO_NORM_MODEL.with_(depth=cfg.depth), NO_NORM_TRAIN.with_(lr=lr, epochs=epochs),
+                       progress=progress).history
         f = h.final
         self.runs.pop(label, None)
         self.runs[label] = {"loss": list(h.loss), "status": h.status, "init": key,

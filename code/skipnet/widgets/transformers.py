@@ -9,11 +9,13 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, SortRun, rank_collapse,
-                                              rank_variant_config, train_sort)
+from skipnet.config import check_float, check_int, check_seed
+from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, rank_collapse,
+                                              rank_variant_config, stuck, train_sort)
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.transformers import plot_rank_curves, plot_sort_runs
-from skipnet.transformer import MAX_DEPTH, NORMS
+from skipnet.train import Run
+from skipnet.transformer import TRANSFORMER_PLACEMENTS
 from skipnet.widgets.base import Lab
 
 __all__ = ["TransformerLab", "RankCollapseExplorer"]
@@ -21,62 +23,56 @@ __all__ = ["TransformerLab", "RankCollapseExplorer"]
 _STYLE = {"description_width": "initial"}
 
 
-def _check(name: str, value, lo, hi) -> None:
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-
-
 class TransformerLab(Lab):
     """Train one tiny Transformer encoder on the sorting task (12 tokens, vocabulary 16) with live
     loss and accuracy. The default (4 blocks, pre-LN, 200 steps) takes a few seconds on one core."""
 
+
     title = "Transformer lab: sort 12 tokens"
     run_label = "Train"
     min_refresh_s = 1.0          # a redraw costs a few tenths of a second: keep most of the time for training
-    MAX_LAB_DEPTH = 12
+    MAX_LAB_BLOCKS = 12
 
     def __init__(self, threaded: bool = True):
-        self.depth = W.IntSlider(value=4, min=1, max=self.MAX_LAB_DEPTH, description="depth", style=_STYLE)
-        self.norm = W.Dropdown(options=list(NORMS), value="pre", description="norm", style=_STYLE)
+        self.n_blocks = W.IntSlider(value=4, min=1, max=self.MAX_LAB_BLOCKS, description="blocks", style=_STYLE)
+        self.placement = W.Dropdown(options=list(TRANSFORMER_PLACEMENTS), value="pre", description="LayerNorm",
+                                    style=_STYLE)
         self.residual = W.Checkbox(value=True, description="residual (skip)", style=_STYLE)
         self.lr = W.FloatText(value=DEFAULT_TRAIN.lr, description="lr", style=_STYLE, layout=W.Layout(width="150px"))
         self.warmup = W.IntSlider(value=DEFAULT_TRAIN.warmup_steps, min=0, max=200, step=10,
                                   description="warm-up steps", style=_STYLE)
         self.steps = W.IntSlider(value=200, min=50, max=600, step=50, description="steps", style=_STYLE)
         self.seed = W.IntText(value=0, description="seed", style=_STYLE, layout=W.Layout(width="120px"))
-        super().__init__([self.depth, self.norm, self.residual, self.lr, self.warmup, self.steps, self.seed],
+        super().__init__([self.n_blocks, self.placement, self.residual, self.lr, self.warmup, self.steps, self.seed],
                          threaded=threaded)
 
     def settings(self) -> tuple:
         """The model and training configs of the current controls (ValueError naming a bad one)."""
-        _check("depth", self.depth.value, 1, min(self.MAX_LAB_DEPTH, MAX_DEPTH))
-        _check("lr", self.lr.value, 1e-5, 0.1)
-        _check("warm-up steps", self.warmup.value, 0, self.steps.value)
-        _check("steps", self.steps.value, 1, 5000)
-        _check("seed", self.seed.value, 0, 2**31 - 1)
-        model = DEFAULT_MODEL.with_(depth=self.depth.value, norm=self.norm.value, residual=self.residual.value)
-        train = DEFAULT_TRAIN.with_(lr=float(self.lr.value), warmup_steps=self.warmup.value, steps=self.steps.value)
+        check_int("blocks", self.n_blocks.value, 1, self.MAX_LAB_BLOCKS)
+        check_float("lr", self.lr.value, 1e-5, 0.1)
+        steps = check_int("steps", self.steps.value, 1, 5000)
+        check_int("warm-up steps", self.warmup.value, 0, steps)
+        check_seed(self.seed.value)
+        model = DEFAULT_MODEL.with_(n_blocks=self.n_blocks.value, placement=self.placement.value,
+                                    residual=self.residual.value)
+        train = DEFAULT_TRAIN.with_(lr=float(self.lr.value), warmup_steps=self.warmup.value, steps=steps)
         return model, train
 
     def label(self) -> str:
         skip = "residual" if self.residual.value else "no residual"
-        return f"{self.depth.value} blocks, {skip}, norm {self.norm.value}"
+        return f"{self.n_blocks.value} blocks, {skip}, {self.placement.value}-LN"
 
-    def compute(self) -> SortRun:
+    def compute(self) -> Run:
         model, train = self.settings()
         label = self.label()
         self.update(0.0, f"building {label}...")
 
-        def callback(trainer):
-            h = trainer.history
-            k = h.steps_done
-            partial = SortRun(label, model, train, self.seed.value, h, 0.0)
-            self.update(k / trainer.total, f"step {k}/{trainer.total}: batch loss {h.loss[-1]:.3f}", partial)
-            return not self.should_stop()
+        def progress(fraction, text, h) -> bool:
+            return self.report(fraction, text, Run(model, train.with_(seed=self.seed.value), h, 0.0, label=label))
 
-        return train_sort(model, train, seed=self.seed.value, label=label, callback=callback)
+        return train_sort(model, train, seed=self.seed.value, label=label, progress=progress)
 
-    def render(self, result: SortRun):
+    def render(self, result: Run):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
         color = {result.label: RESIDUAL if result.model.residual else PLAIN}
         plot_sort_runs({result.label: result}, ax=axes[0], chance=SORT.chance_loss,
@@ -86,16 +82,16 @@ class TransformerLab(Lab):
         fig.tight_layout()
         return fig
 
-    def summary(self, result: SortRun) -> str:
+    def summary(self, result: Run) -> str:
         h = result.history
         if h.diverged:
             return f"<b>{h.status}</b>: the loss became non-finite; try a smaller lr or a warm-up."
         if not h.final:                                  # stopped before the final evaluation
             last = f": last batch loss {h.loss[-1]:.3f}" if h.loss else ""
             return f"<b>{h.status}</b>{last}."
-        loss, acc = result.final_loss, result.final_acc
+        loss, acc = result.train_loss, result.train_acc
         tail = f"final loss {loss:.3f}, token accuracy {acc:.3f} ({h.status}, {result.seconds:.1f} s)"
-        if result.stuck:
+        if stuck(loss):
             return (f"<b>Stuck</b>: {tail}. Chance is {SORT.chance_loss:.2f}; a model that ignores the tokens "
                     f"and only knows the position reaches {SORT.position_only_loss():.2f}.")
         return f"<b>Trained</b>: {tail}."
@@ -110,22 +106,21 @@ class RankCollapseExplorer(Lab):
     auto_run = True
 
     def __init__(self, threaded: bool = True):
-        self.depth = W.IntSlider(value=16, min=1, max=32, description="depth", style=_STYLE)
+        self.n_blocks = W.IntSlider(value=16, min=1, max=32, description="blocks", style=_STYLE)
         self.skip = W.Checkbox(value=True, description="skip", style=_STYLE)
         self.ln = W.Checkbox(value=True, description="LayerNorm", style=_STYLE)
         self.mlp = W.Checkbox(value=True, description="MLP", style=_STYLE)
         self.seed = W.IntText(value=0, description="seed", style=_STYLE, layout=W.Layout(width="120px"))
-        super().__init__([self.depth, self.skip, self.ln, self.mlp, self.seed], threaded=threaded)
+        super().__init__([self.n_blocks, self.skip, self.ln, self.mlp, self.seed], threaded=threaded)
 
     def compute(self) -> dict:
-        _check("depth", self.depth.value, 1, 64)
-        _check("seed", self.seed.value, 0, 2**31 - 1)
+        seed = check_seed(self.seed.value)
         key = (self.skip.value, self.ln.value, self.mlp.value)
         twin = (not key[0], key[1], key[2])
         out = {}
         for i, k in enumerate((key, twin)):
             self.update(0.5 * i, "initializing...")
-            out[k] = rank_collapse(rank_variant_config(self.depth.value, *k), seeds=(self.seed.value,))
+            out[k] = rank_collapse(rank_variant_config(self.n_blocks.value, *k), seeds=(seed,))
         return {"key": key, "curves": out}
 
     def render(self, result: dict):

@@ -17,14 +17,15 @@ per-step launch overhead, the stack is the lever.
 
 Plain and residual nets cannot share one pass (their forward code differs); stack seeds of each.
 Networks that draw random numbers in their forward (stochastic depth, dropout shortcuts) are
-refused. Used by the benchmarks; available to any chapter that trains many seeds.
+refused. It lives with the benchmarks (``train_speed.py`` measures it); ``tests/test_vectorized.py`` holds it
+to :class:`~skipnet.train.Trainer`, network by network, to rounding in float64.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -33,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from skipnet.data import Dataset
 from skipnet.runtime import device as default_device, generator
-from skipnet.train import History, TaskStream, TrainConfig, make_optimizer
+from skipnet.train import History, Progress, Task, TrainConfig, make_optimizer
 
 __all__ = ["VectorizedTrainer", "fit_many"]
 
@@ -54,8 +55,6 @@ def _check_models(models: Sequence[nn.Module]) -> None:
         if getattr(cfg, "drop_prob", 0.0) > 0 or getattr(cfg, "shortcut", "") == "dropout":
             raise ValueError("models with a random forward (drop_prob > 0 or shortcut='dropout') cannot be "
                              "vectorized; train them with skipnet.train.Trainer")
-    if any(getattr(b, "deleted", False) for b in first.modules()):
-        raise ValueError("models must not have deleted blocks while training")
 
 
 class VectorizedTrainer:
@@ -65,13 +64,13 @@ class VectorizedTrainer:
     batches); by default every network uses ``cfg.seed``. ``step()`` / ``run()`` / ``stop()`` work as
     in :class:`~skipnet.train.Trainer`; a network that diverges stops recording (``"diverged at
     step k"``) and keeps the weights it had before that step while the others go on.
-    ``callback(trainer)`` runs after each step; returning ``False`` stops all networks.
+    ``progress(fraction, text, histories)`` runs after each step; returning ``False`` stops all networks.
     The trained weights are written back into ``models`` by :meth:`sync_models` (called at the end).
     """
 
-    def __init__(self, models: Sequence[nn.Module], data: Dataset | TaskStream, cfg: TrainConfig = TrainConfig(),
+    def __init__(self, models: Sequence[nn.Module], data: Dataset | Task, cfg: TrainConfig = TrainConfig(),
                  seeds: Sequence[int] | None = None,
-                 callback: Callable[["VectorizedTrainer"], bool | None] | None = None,
+                 progress: Progress | None = None,
                  device: torch.device | str | None = None):
         models = list(models)
         _check_models(models)
@@ -79,7 +78,7 @@ class VectorizedTrainer:
         self.seeds = [cfg.seed] * self.K if seeds is None else [int(s) for s in seeds]
         if len(self.seeds) != self.K:
             raise ValueError(f"seeds must give one seed per model ({self.K}), got {len(self.seeds)}")
-        self.cfg, self.callback = cfg, callback
+        self.cfg, self.progress = cfg, progress
         self.device = torch.device(device) if device is not None else default_device()
         self.models = [m.to(self.device).train() for m in models]
         self.params, self.buffers = stack_module_state(self.models)     # each (K, ...); params are leaves
@@ -190,7 +189,8 @@ class VectorizedTrainer:
                 h.step_time.append(dt)
         if (c.eval_every and (k + 1) % c.eval_every == 0) or k + 1 == self.total:
             self._evaluate(k + 1, active)
-        if self.callback is not None and self.callback(self) is False:
+        if self.progress is not None and self.progress((k + 1) / self.total, f"step {k + 1}/{self.total}",
+                                                       self.histories) is False:
             self.stop()
         return not self.done
 
@@ -270,7 +270,7 @@ class VectorizedTrainer:
         return self.histories
 
 
-def fit_many(models: Sequence[nn.Module], data: Dataset | TaskStream, cfg: TrainConfig = TrainConfig(),
+def fit_many(models: Sequence[nn.Module], data: Dataset | Task, cfg: TrainConfig = TrainConfig(),
              seeds: Sequence[int] | None = None, device: torch.device | str | None = None) -> list[History]:
     """Train ``models`` (one architecture) together; return one :class:`History` per model."""
     return VectorizedTrainer(models, data, cfg, seeds, device=device).run()

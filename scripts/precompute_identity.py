@@ -33,7 +33,7 @@ from skipnet.store import save_result
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 SECTIONS = ("fit", "variants", "zero_gamma", "init", "fit_fair", "zero_gamma_long", "init_lr", "variants_fair",
-            "decode", "lambda")
+            "decode", "lambda", "rezero_alpha")
 DECODE_BLOCKS = (8, 16)
 FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
 FAIR_BLOCKS = (1, 4, 16)
@@ -216,6 +216,19 @@ def section_init_lr(seeds, log):
                     f"({run.seconds:.0f} s)")
     return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
                             "inits": INIT_VARIANTS, "lrs": INIT_LRS}
+
+
+def section_rezero_alpha(seeds, log):
+    """ReZero at the chapter's learning rate (0.05), every seed of the init sweep, with its largest alpha each step."""
+    rows = []
+    for seed in seeds:
+        run = train_init_traced("rezero", seed, NO_NORM_TRAIN.lr)
+        row = run.row()
+        row.update({"init": "rezero", "lr": NO_NORM_TRAIN.lr, "loss": [_r(v, 4) for v in run.history.loss],
+                    "alpha_max": [_r(v, 4) for v in run.extra["alpha_max"]]})
+        rows.append(row)
+        log(f"rezero_alpha seed={seed}: {row['status']} train_loss={row['train_loss']} max alpha {max(row['alpha_max']):.3g}")
+    return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds)}
 
 
 def main(argv=None) -> int:

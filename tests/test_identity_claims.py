@@ -4,6 +4,7 @@ Two kinds of check: live trainings over three seeds (the identity fit, the branc
 without normalization, the trained branches of residual-56), and the precomputed five-seed sweeps in
 ``book/data/identity_*.json`` that the chapter reads. A live run is compared with a stored sweep only
 through the band its seeds span (``tests/bands.py``): on another CPU a seed is, in effect, another seed."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,23 @@ def test_stored_identity_fits_agree_with_live_ones_and_hold_over_depth(fits8):
     assert min(finals[(16, False)]) > 4 * max(finals[(16, True)])    # the chapter's 16 blocks: 6x and more
     assert np.median(finals[(32, False)]) > 0.8                       # the deepest plain stack: near "the mean"
     assert max(max(v) for (d, res), v in finals.items() if res) < 0.4
+
+
+def test_the_plain_stacks_depth_trend_survives_a_learning_rate_sweep_and_the_lifted_stream():
+    """Each stack at its best of four learning rates, on x and on [x, -x]: the plain stack's error grows several
+    times from 1 to 16 blocks in every seed, and stays far above the residual stack's; one plain block is handicapped."""
+    from skipnet.plotting.identity import best_lr_errors
+    rows = stored("fit_fair")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3 and {r["lift"] for r in rows} == {False, True}
+    for lift in (False, True):
+        plain, res = best_lr_errors(rows, lift, False), best_lr_errors(rows, lift, True)
+        deep = max(plain)
+        assert min(plain[deep][1]) > 4 * max(plain[1][1]), lift               # measured: about 8x, every seed
+        assert min(plain[deep][1]) > 8 * max(res[deep][1]), lift               # measured: 18x (lifted) to 190x
+        assert min(plain[1][1]) > 20 * max(res[1][1]), lift                     # the one-block handicap
+        assert all(math.isfinite(v) for v in plain[deep][1] + res[deep][1])
+    std, lifted = best_lr_errors(rows, False, False), best_lr_errors(rows, True, False)
+    assert np.median(lifted[1][1]) < np.median(std[1][1])                      # lifting helps the plain block
 
 
 # -- trained branches are small corrections --------------------------------------------------------
@@ -172,13 +190,91 @@ def test_a_live_variant_run_falls_within_the_stored_seeds(variants):
 
 
 # -- zero-gamma ------------------------------------------------------------------------------------
-def test_zero_gamma_lets_residual56_beat_residual20():
-    rows = stored("zero_gamma")["data"]["runs"]
+def _zg(rows):
     loss = {}
     for r in rows:
-        loss.setdefault((r["depth"], r["init"]), {})[r["seed"]] = r["train_loss"]
-    seeds = sorted(loss[(56, "zero_gamma")])
-    assert len(seeds) >= 3
-    wins = sum(loss[(56, "zero_gamma")][s] < loss[(20, "zero_gamma")][s] for s in seeds)
-    assert wins >= len(seeds) - 1
-    assert np.median(list(loss[(56, "zero_gamma")].values())) < np.median(list(loss[(20, "zero_gamma")].values()))
+        loss.setdefault((r["depth"], r["init"]), {})[r["seed"]] = r
+    return loss
+
+
+def test_zero_gamma_at_110_steps_deeper_wins_within_zero_gamma_only_and_in_training_loss_only():
+    """The chapter: with zero-gamma residual-56 ends below residual-20 in (almost) every seed; with the standard init
+    it does not; zero-gamma-56 stays above standard-20; zero-gamma-56's test error is not below zero-gamma-20's."""
+    by = _zg(stored("zero_gamma")["data"]["runs"])
+    seeds = sorted(by[(56, "zero_gamma")])
+    assert len(seeds) >= 5
+    wins = {k: sum(by[(56, k)][s]["train_loss"] < by[(20, k)][s]["train_loss"] for s in seeds)
+            for k in ("standard", "zero_gamma")}
+    assert wins["zero_gamma"] >= len(seeds) - 1 and wins["standard"] <= 1, wins
+    med = {key: np.median([r["train_loss"] for r in v.values()]) for key, v in by.items()}
+    assert med[(56, "standard")] > 1.3 * med[(20, "standard")]               # "about twice", not "no worse"
+    assert med[(56, "zero_gamma")] > 2 * med[(20, "standard")]               # the zero-gamma group is slower
+    err = {key: np.median([r["test_err"] for r in v.values()]) for key, v in by.items()}
+    assert err[(56, "zero_gamma")] >= err[(20, "zero_gamma")]
+    assert sum(r["train_err"] == 0 for r in by[(20, "standard")].values()) >= len(seeds) - 1
+
+
+def test_zero_gamma_and_standard_converge_together_at_40_epochs():
+    by = _zg(stored("zero_gamma_long")["data"]["runs"])
+    assert all(len(v) >= 3 for v in by.values())
+    med40 = {key: np.median([r["train_loss"] for r in v.values()]) for key, v in by.items()}
+    med10 = {key: np.median([r["train_loss"] for r in v.values()])
+             for key, v in _zg(stored("zero_gamma")["data"]["runs"]).items()}
+    assert max(med40.values()) / min(med40.values()) < 3                     # "within a factor of about two"
+    for key in med40:
+        assert med40[key] < 0.5 * med10[key], key                            # all four still had room at 10 epochs
+        assert all(r["status"] == "finished" and r["train_err"] <= 0.002 for r in by[key].values()), key
+        steps = [e["step"] for e in next(iter(by[key].values()))["evals"]]
+        assert steps == [110, 220, 330, 440]
+
+
+# -- branch sizes: a property of depth --------------------------------------------------------------
+def test_trained_branches_are_about_twice_as_large_at_20_layers_as_at_56():
+    rows = [r for r in stored("zero_gamma")["data"]["runs"] if r["init"] == "standard"]
+    med = {(d, k): [np.median(r[k]) for r in rows if r["depth"] == d]
+           for d in (20, 56) for k in ("rel_norm", "rel_norm_c", "rel_norm_init", "rel_norm_c_init")}
+    for k in ("rel_norm", "rel_norm_c"):
+        assert min(med[(20, k)]) > 1.7 * max(med[(56, k)]), k                 # every seed of 20 vs every seed of 56
+        assert min(med[(20, k)]) > 0.5 and max(med[(56, k)]) < 0.4, k          # "not small" vs "about a third"
+    ratio = np.median(med[(20, "rel_norm_init")]) / np.median(med[(56, "rel_norm_init")])
+    assert 1.4 < ratio < 2.3                                                  # De & Smith: sqrt(27/9) = 1.73
+    for r in rows:
+        assert r["rel_norm"][0] > 1.5 * np.median(r["rel_norm"][1:]), (r["depth"], r["seed"])   # the first block
+        assert np.median(r["rel_norm_c"]) > np.median(r["rel_norm"])          # the mean inflates ||x||
+
+
+# -- the no-normalization inits over learning rates ------------------------------------------------
+def test_standard_init_trains_at_no_learning_rate_and_the_others_do():
+    rows = stored("init_lr")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3
+    std = [r for r in rows if r["init"] == "standard"]
+    assert {r["lr"] for r in std} >= {1e-4, 1e-3, 0.01, 0.05, 0.1}
+    for r in std:
+        if r["lr"] >= 0.01:
+            assert r["status"].startswith("diverged"), r["lr"]
+        if r["status"] == "finished":
+            assert r["train_loss"] > 2.0, r["lr"]                              # chance is ln 10 = 2.30
+        else:
+            assert int(r["status"].rsplit(" ", 1)[-1]) <= 20
+    others = [r for r in rows if r["init"] != "standard"]
+    assert sum(r["status"] != "finished" for r in others) <= 2
+    for key in ("1/sqrt(L)", "rezero", "fixup"):
+        best = min(0.9 if r["train_loss"] is None else np.median([x["train_loss"] for x in rows
+                   if (x["init"], x["lr"]) == (key, r["lr"]) and x["train_loss"] is not None])
+                   for r in rows if r["init"] == key)
+        assert best < 0.2, key
+        at_best = [r for r in rows if r["init"] == key]
+        assert sum(r["train_loss"] is not None and r["train_loss"] < 1 for r in at_best) >= len(at_best) // 2, key
+
+
+def test_rezero_failures_at_lr_005_come_with_a_jump_of_alpha():
+    rows = stored("rezero_alpha")["data"]["runs"]
+    assert len(rows) >= 5
+    init = {r["seed"]: r for r in stored("init")["data"]["runs"] if r["init"] == "rezero"}
+    for r in rows:
+        assert len(r["alpha_max"]) == len(r["loss"]) == 110 and r["alpha_max"][0] < 0.1
+        assert r["train_loss"] == pytest.approx(init[r["seed"]]["train_loss"], rel=1e-6)   # the same runs as --section init
+    bad = [r for r in rows if r["train_loss"] >= 1.0]
+    good = [r for r in rows if r["train_loss"] < 1.0]
+    assert 1 <= len(bad) <= 2 and len(good) >= 3
+    assert min(max(r["alpha_max"]) for r in bad) > 1.5 * max(max(r["alpha_max"]) for r in good)

@@ -502,8 +502,7 @@ def plot_init_lr(rows: Sequence[Mapping], labels: Mapping[str, str], ax: Axes | 
         line, = ax.plot(xs, ys, "-o", ms=4, lw=1.8, color=color, label=label)
         ax.plot(div, [20.0] * len(div), "x", ms=9, mew=2.2, color=line.get_color())
     ax.axhline(math.log(10), color="#777", lw=0.8, ls=":")
-    ax.text(ax.get_xlim()[0] if False else min(r["lr"] for r in rows), math.log(10), " chance (ln 10)", va="bottom",
-            fontsize=8, color="#555")
+    ax.text(min(r["lr"] for r in rows), math.log(10), " chance (ln 10)", va="bottom", fontsize=8, color="#555")
     ax.text(min(r["lr"] for r in rows), 20.0, " x: every seed diverged", va="bottom", fontsize=8, color="#555")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -171,7 +171,7 @@ def test_one_by_one_shortcut_fails_here(variants):
     assert s["fails"] >= s["n"] - 1
 
 
-def test_placements_follow_the_papers_order(variants):
+def test_as_built_placements_full_preactivation_best_and_bn_after_addition_worst(variants):
     s = variants["summary"]
     err = {k: s[k]["test_err"] for k in iv.PLACEMENT_KEYS}
     assert err["pre"] == min(err.values()) or err["pre"] < min(err.values()) + 0.01
@@ -278,3 +278,95 @@ def test_rezero_failures_at_lr_005_come_with_a_jump_of_alpha():
     good = [r for r in rows if r["train_loss"] < 1.0]
     assert 1 <= len(bad) <= 2 and len(good) >= 3
     assert min(max(r["alpha_max"]) for r in bad) > 1.5 * max(max(r["alpha_max"]) for r in good)
+
+
+# -- the reruns without confounds ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fair():
+    return stored("variants_fair")["data"]
+
+
+def test_the_1x1_shortcut_started_at_the_identity_still_fails_through_its_product(fair):
+    s = fair["summary"]
+    base = stored("variants")["data"]["summary"]["identity"]
+    for key in ("conv1x1_identity", "conv1x1_orthogonal"):
+        assert s[key]["n"] >= 5 and s[key]["fails"] >= s[key]["n"] - 1, key
+        assert s[key]["test_err"] > 5 * base["test_err"], key
+        for r in (x for x in fair["runs"] if x["key"] == key):
+            assert r["prod_norm"][0] == pytest.approx(1.0, rel=1e-5)          # the product starts at norm 1
+            assert max(r["prod_norm"]) > 1e3, (key, r["seed"])               # and explodes during training
+    default = stored("variants")["data"]["summary"]["conv1x1"]
+    assert sum(r["status"] != "finished" for r in fair["runs"] if r["key"].startswith("conv1x1")) < default["n"]
+
+
+def test_a_live_identity_started_1x1_run_fails_like_the_stored_ones(fair):
+    from skipnet.probes.branches import shortcut_product_norm
+    live = iv.train_traced("conv1x1_identity", 0, shortcut_product_norm)
+    refs = [r for r in fair["runs"] if r["key"] == "conv1x1_identity"]
+    assert live["trace"][0] == pytest.approx(1.0) and max(live["trace"]) > 1e3
+    if live["test_err"] is not None:
+        assert live["test_err"] > iv.FAIL_ERR
+        assert_in_seed_band(live["test_err"], [0.9 if r["test_err"] is None else r["test_err"] for r in refs],
+                            floor=0.05, what="test error")
+
+
+PLACES = ("pre", "post", "relu_only_pre", "relu_before_add", "bn_after_add")
+
+
+def test_placements_from_the_same_loss_reorder_as_the_chapter_says(fair):
+    built = stored("variants")["data"]
+    arms = {"built": built["summary"],
+            "final_norm": {k: fair["summary"][f"{k}_final_norm"] for k in PLACES},
+            "zero_head": {k: fair["summary"][f"{k}_zero_head"] for k in PLACES}}
+    for arm, s in arms.items():
+        err = {k: s[k]["test_err"] for k in PLACES}
+        assert err["bn_after_add"] == max(err.values()) and err["bn_after_add"] > 0.7, arm   # worst in every arm
+        assert sorted(err, key=err.get).index("pre") <= 1, arm                               # at or near the top
+        assert min(v["n"] for v in s.values()) >= 3, arm
+    fn, b = arms["final_norm"], arms["built"]
+    first = {k: next(r for r in built["runs"] if r["key"] == k and r["loss"])["loss"][0] for k in PLACES}
+    assert min(first["post"], first["relu_before_add"]) > 3 * first["pre"]                   # the confound
+    assert all(r["first_loss"] < 4 for r in fair["runs"] if r["key"].endswith("_final_norm"))
+    assert fn["relu_before_add"]["fails"] == 0 and fn["relu_before_add"]["test_err"] < 2 * fn["pre"]["test_err"]
+    assert fn["relu_before_add"]["test_err"] < fn["post"]["test_err"]                        # ranks 2nd, not 4th
+    assert fn["post"]["test_err"] < b["post"]["test_err"] / 2 and fn["post"]["fails"] == 0
+    assert fn["post"]["test_err"] > fn["pre"]["test_err"]                                     # still costs points
+    for k in ("pre", "relu_only_pre"):                                                       # the same networks
+        assert fn[k]["test_err"] == b[k]["test_err"]
+    zh = arms["zero_head"]
+    for k in ("post", "relu_before_add"):
+        spikes = [r["max_loss"] for r in fair["runs"] if r["key"] == f"{k}_zero_head"]
+        assert min(spikes) > 5 and zh[k]["test_err"] > 5 * zh["pre"]["test_err"], k
+    assert all(r["first_loss"] == pytest.approx(np.log(10), abs=1e-3) for r in fair["runs"] if r["key"].endswith("zero_head"))
+
+
+# -- is the sum messy? -----------------------------------------------------------------------------
+def test_the_sum_keeps_its_terms_readable_and_the_plain_stream_loses_them():
+    rows = stored("decode")["data"]["runs"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["kind"], r["n_blocks"]), {})[r["seed"]] = r
+    for n in (8, 16):
+        seeds = sorted(by[("residual", n)])
+        assert len(seeds) >= 5
+        res, plain, dense = (by[(k, n)] for k in ("residual", "plain", "dense"))
+        assert abs(dense[0]["params"] - res[0]["params"]) / res[0]["params"] < 0.03     # matched parameters
+        for s in seeds:
+            top = str(n)
+            r, p, d = res[s]["decode"][top], plain[s]["decode"][top], dense[s]["decode"][top]
+            assert r["x0"] > 0.8 and min(r["writes"]) > 0.75, (n, s)                   # the sum keeps its terms
+            assert d["x0"] > 0.99 and min(d["writes"]) > 0.99, (n, s)                   # concatenation: all of them
+            assert p["x0"] < r["x0"] - 0.1, (n, s)                                      # the plain stream loses x_0
+            assert r["class_acc"] > 0.9 and d["class_acc"] > 0.9, (n, s)
+            first = res[s]["decode"]["1"]
+            assert first["x0"] >= r["x0"] - 1e-9 or first["x0"] > 0.95                  # readable early, a bit less later
+
+
+def test_a_live_residual_decode_falls_within_the_stored_seeds():
+    from skipnet.experiments.identity_sum import decode_row
+    live = decode_row("residual", 8, seed=0)
+    refs = [r for r in stored("decode")["data"]["runs"] if r["kind"] == "residual" and r["n_blocks"] == 8]
+    for what in ("x0", "pixels"):
+        assert_in_seed_band(live["decode"]["8"][what], [r["decode"]["8"][what] for r in refs], floor=0.02, what=what)
+    assert_in_seed_band(min(live["decode"]["8"]["writes"]), [min(r["decode"]["8"]["writes"]) for r in refs],
+                        floor=0.02, what="worst F_k")

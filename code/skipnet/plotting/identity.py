@@ -207,10 +207,11 @@ def _pct(v) -> str:
 
 
 def variants_table_md(summary: Mapping[str, Mapping], variants: Mapping[str, object], keys: Sequence[str],
-                      baseline: tuple[float, str] | None = None) -> str:
+                      baseline: tuple[Mapping[str, float], str] | None = None) -> str:
     """A markdown table: the paper's CIFAR-10 test error (ResNet-110) beside ours on the digits
     (median test error and training loss over seeds, failures / seeds: above the paper's 20 %).
-    ``baseline = (paper's identity error, our identity key)`` adds both errors relative to the identity's."""
+    ``baseline = (paper's baseline error per variant group, our baseline key)`` adds both errors relative to the
+    baseline's (the paper's Table 1 rows against its original unit, its Table 2 rows against full pre-activation)."""
     extra = " | paper: x identity | ours: x identity" if baseline is not None else ""
     lines = [f"| variant | paper: CIFAR-10 test error %, ResNet-110 | ours: test error %, median [range]{extra} "
              "| ours: training loss | ours: above 20 % |",
@@ -226,9 +227,10 @@ def variants_table_md(summary: Mapping[str, Mapping], variants: Mapping[str, obj
             paper += f" ({note})"
         ratio = ""
         if baseline is not None:
-            p110, b110 = _get(v, "paper_110"), baseline[0]
-            ratio = (f" | {'fail' if p110 is None else format(p110 / b110, '.2f')} "
-                     f"| {s['test_err'] / summary[baseline[1]]['test_err']:.1f}")
+            bases, ours = baseline
+            p110, group = _get(v, "paper_110"), _get(v, "group")
+            paper_ratio = "1.00" if k == ours else "fail" if p110 is None else f"{p110 / bases[group]:.2f}"
+            ratio = f" | {paper_ratio} | {s['test_err'] / summary[ours]['test_err']:.1f}"
         lines.append(f"| {_get(v, 'label')} | {paper} | {100 * s['test_err']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]{ratio} "
                      f"| {'-' if s['train_loss'] is None else format(s['train_loss'], '.3g')} | {s['fails']} / {s['n']} |")
     return "\n".join(lines)

@@ -220,7 +220,11 @@ def test_zero_gamma_and_standard_converge_together_at_40_epochs():
     med40 = {key: np.median([r["train_loss"] for r in v.values()]) for key, v in by.items()}
     med10 = {key: np.median([r["train_loss"] for r in v.values()])
              for key, v in _zg(stored("zero_gamma")["data"]["runs"]).items()}
-    assert max(med40.values()) / min(med40.values()) < 3                     # "within a factor of about two"
+    assert max(med40.values()) / min(med40.values()) < 3.5                   # measured: 2.6
+    for init in ("standard", "zero_gamma"):                                   # deeper ends lower, every seed
+        assert all(by[(56, init)][s]["train_loss"] < by[(20, init)][s]["train_loss"] for s in by[(56, init)]), init
+    for d in (20, 56):                                                        # the standard init ends lower
+        assert med40[(d, "standard")] < med40[(d, "zero_gamma")], d
     for key in med40:
         assert med40[key] < 0.5 * med10[key], key                            # all four still had room at 10 epochs
         assert all(r["status"] == "finished" and r["train_err"] <= 0.002 for r in by[key].values()), key
@@ -358,8 +362,12 @@ def test_the_sum_keeps_its_terms_readable_and_the_plain_stream_loses_them():
             assert d["x0"] > 0.99 and min(d["writes"]) > 0.99, (n, s)                   # concatenation: all of them
             assert p["x0"] < r["x0"] - 0.1, (n, s)                                      # the plain stream loses x_0
             assert r["class_acc"] > 0.9 and d["class_acc"] > 0.9, (n, s)
-            first = res[s]["decode"]["1"]
-            assert first["x0"] >= r["x0"] - 1e-9 or first["x0"] > 0.95                  # readable early, a bit less later
+            writes = r["writes"]                                                        # early terms as readable as late
+            assert min(writes[:n // 4]) > max(writes[-n // 4:]) - 0.1, (n, s)
+            assert p["writes"][0] < p["writes"][-1] - 0.1, (n, s)                       # the plain stream forgets early
+    plain16 = [r["decode"]["16"]["class_acc"] for r in by[("plain", 16)].values()]
+    res16 = [r["decode"]["16"]["class_acc"] for r in by[("residual", 16)].values()]
+    assert np.median(plain16) < np.median(res16) - 0.1
 
 
 def test_a_live_residual_decode_falls_within_the_stored_seeds():

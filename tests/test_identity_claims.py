@@ -378,3 +378,17 @@ def test_a_live_residual_decode_falls_within_the_stored_seeds():
         assert_in_seed_band(live["decode"]["8"][what], [r["decode"]["8"][what] for r in refs], floor=0.02, what=what)
     assert_in_seed_band(min(live["decode"]["8"]["writes"]), [min(r["decode"]["8"]["writes"]) for r in refs],
                         floor=0.02, what="worst F_k")
+
+
+# -- the lambda map --------------------------------------------------------------------------------
+def test_the_scaled_shortcut_fails_along_lambda_to_the_L_and_not_above_one():
+    from skipnet.plotting.identity import lambda_boundary
+    rows = stored("lambda")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3 and {r["lam"] for r in rows} >= {0.5, 0.9, 1.0, 1.1, 1.2}
+    b = lambda_boundary(rows)
+    rho = b["rho"]
+    assert rho["lambda^L"] > 0.8 and rho["lambda^L"] > rho["lambda"] + 0.2 and rho["lambda^L"] > rho["L"] + 0.1
+    assert b["fails_above_one"] == []                                        # lambda > 1 never fails here
+    assert b["min_training_pow"] is not None and b["max_failing_pow"] is not None
+    assert b["ratio"][(0.5, 54)] > 10 and b["ratio"][(0.9, 8)] < 1.5          # far from and near the identity
+    assert 1e-4 < b["min_training_pow"] < 0.01 and b["max_failing_pow"] < 0.2   # a band of lambda^L, not all of it

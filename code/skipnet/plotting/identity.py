@@ -427,33 +427,48 @@ def plot_product_norm(rows: Sequence[Mapping], axes: Sequence[Axes] | None = Non
     return np.asarray(axes)
 
 
+def _ranks(a) -> np.ndarray:
+    return np.argsort(np.argsort(np.asarray(a, dtype=float))).astype(float)
+
+
 def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0) -> dict:
-    """Which (lambda, depth) cells fail: median test error above ``factor`` times that of lambda = 1 at the same
-    depth. Returns the cells' medians, the failing set, and on the lambda < 1 side the largest lambda^L that
-    fails and the smallest that trains (``None`` where there is none)."""
+    """The lambda map read against lambda^L. A cell (lambda, L) fails when its median test error is above ``factor``
+    times that of lambda = 1 at the same depth. Returns the medians, the error ratios and the failing cells; on the
+    lambda < 1 side the smallest lambda^L that trains (every cell below it fails) and the largest that fails (every
+    cell above it trains); and the rank correlations (Spearman) of the error ratio with -log lambda^L, with -lambda
+    and with L over the lambda < 1 cells: which of the three the failure follows."""
     med = {}
     for r in rows:
         med.setdefault((r["lam"], r["n_blocks"]), []).append(0.9 if r["test_err"] is None else r["test_err"])
     med = {k: float(np.median(v)) for k, v in med.items()}
-    fails = {k for k, v in med.items() if v > factor * med[(1.0, k[1])]}
-    below = [(lam ** n, (lam, n) in fails) for lam, n in med if lam < 1]
-    worst_fail = max((p for p, f in below if f), default=None)
-    best_ok = min((p for p, f in below if not f), default=None)
-    return {"median": med, "fails": fails, "max_failing_pow": worst_fail, "min_training_pow": best_ok,
-            "fails_above_one": sorted(k for k in fails if k[0] > 1)}
+    ratio = {k: v / med[(1.0, k[1])] for k, v in med.items()}
+    fails = {k for k, v in ratio.items() if v > factor}
+    below = [k for k in med if k[0] < 1]
+    pw = {k: k[0] ** k[1] for k in below}
+    worst_fail = max((pw[k] for k in below if k in fails), default=None)
+    best_ok = min((pw[k] for k in below if k not in fails), default=None)
+    r = _ranks([ratio[k] for k in below])
+
+    def rho(x):
+        return float(np.corrcoef(r, _ranks(x))[0, 1])
+    return {"median": med, "ratio": ratio, "fails": fails, "max_failing_pow": worst_fail, "min_training_pow": best_ok,
+            "fails_above_one": sorted(k for k in fails if k[0] > 1),
+            "rho": {"lambda^L": rho([-k[1] * math.log(k[0]) for k in below]), "lambda": rho([-k[0] for k in below]),
+                    "L": rho([k[1] for k in below])}}
 
 
-def plot_lambda_map(rows: Sequence[Mapping], ax: Axes | None = None, factor: float = 2.0) -> Axes:
-    """Median test error over seeds for the shortcut lambda x, over lambda (columns) and blocks (rows); failing
-    cells (``lambda_boundary``) are outlined, and the curves lambda^L = c for c between the largest failing and
-    the smallest training lambda^L are drawn over the grid."""
+def plot_lambda_map(rows: Sequence[Mapping], axes: Sequence[Axes] | None = None, factor: float = 2.0) -> np.ndarray:
+    """Left: median test error over seeds for the shortcut lambda x, over lambda (columns) and blocks (rows); failing
+    cells (:func:`lambda_boundary`) outlined, and the curves lambda^L = c for the two thresholds of lambda_boundary.
+    Right: each lambda < 1 cell's error over the identity's at its depth against lambda^L, one colour per depth."""
     b = lambda_boundary(rows, factor)
     lams = sorted({k[0] for k in b["median"]})
     depths = sorted({k[1] for k in b["median"]})
     grid = np.array([[100 * b["median"][(lam, n)] for lam in lams] for n in depths])
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.0, 3.4))
-    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=90)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10.4, 3.8), gridspec_kw={"width_ratios": [1.35, 1]})
+    ax = axes[0]
+    ax.imshow(grid, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=90)
     for i, n in enumerate(depths):
         for j, lam in enumerate(lams):
             v = grid[i, j]
@@ -461,20 +476,36 @@ def plot_lambda_map(rows: Sequence[Mapping], ax: Axes | None = None, factor: flo
                     color="white" if v > 45 else "#111")
             if (lam, n) in b["fails"]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#b00", lw=1.6))
-    for c, style in ((b["max_failing_pow"], "--"), (b["min_training_pow"], ":")):
+    curves = ((b["min_training_pow"], "--", "below: every cell fails"), (b["max_failing_pow"], ":", "above: every cell trains"))
+    for c, style, what in curves:
         if c is None:
             continue
         ys = np.linspace(0, len(depths) - 1, 100)
         ns = np.interp(ys, range(len(depths)), depths)
-        xs = np.interp(c ** (1 / ns), lams, range(len(lams)))          # lambda with lambda^L = c, on the column axis
-        ax.plot(xs, ys, style, color="#1f78b4", lw=1.6, label=f"$\\lambda^L$ = {c:.2g}")
+        lam_c = c ** (1 / ns)                                            # lambda with lambda^L = c at each depth
+        inside = (lam_c >= lams[0]) & (lam_c <= lams[-1])
+        xs = np.interp(lam_c, lams, range(len(lams)))                    # ... on the column axis
+        ax.plot(xs[inside], ys[inside], style, color="#1f78b4", lw=1.8, label=f"$\\lambda^L$ = {c:.2g} ({what})")
     ax.set_xticks(range(len(lams)), [f"{lam:g}" for lam in lams])
     ax.set_yticks(range(len(depths)), [str(n) for n in depths])
     ax.set_xlabel(r"shortcut scale $\lambda$  ($y = \lambda x + F(x)$)")
     ax.set_ylabel("blocks $L$")
-    ax.figure.colorbar(im, ax=ax, label="test error %, median")
-    ax.legend(fontsize=8, frameon=True, loc="upper left")
-    return ax
+    ax.set_title("median test error %", fontsize=10)
+    ax.legend(fontsize=7.5, frameon=True, loc="lower right")
+    ax = axes[1]
+    shades = plt.cm.viridis(np.linspace(0.1, 0.85, len(depths)))
+    for n, color in zip(depths, shades):
+        cells = sorted(k for k in b["ratio"] if k[1] == n and k[0] < 1)
+        ax.plot([k[0] ** n for k in cells], [b["ratio"][k] for k in cells], "o-", ms=4, lw=1, color=color,
+                label=f"L = {n}")
+    ax.axhline(factor, color="#b00", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\lambda^L$ (the input's share at the top, He et al. 2016 eq. 7)")
+    ax.set_ylabel("test error / identity's at the same L")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, frameon=False)
+    return np.asarray(axes)
 
 
 def _by(rows, *keys):

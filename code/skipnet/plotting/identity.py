@@ -348,6 +348,7 @@ def plot_branch_depths(rows: Sequence[Mapping], ax: Axes | None = None, init: st
 
 DECODE_COLORS = {"residual": RESIDUAL, "plain": PLAIN, "dense": "#7570b3"}
 DECODE_NAMES = {"residual": "residual (sum)", "plain": "plain", "dense": "concatenation (DenseNet-like)"}
+TABLE_NAMES = {"residual": "sum", "plain": "plain", "dense": "concatenation"}
 
 
 def plot_decode(rows: Sequence[Mapping], n_blocks: int, ax: Axes | None = None) -> Axes:
@@ -373,19 +374,19 @@ def plot_decode(rows: Sequence[Mapping], n_blocks: int, ax: Axes | None = None) 
 
 
 def decode_table_md(rows: Sequence[Mapping]) -> str:
-    """Medians over seeds, read from the last stream: R^2 of x_0, of the pixels, of the worst-kept F_k, class accuracy."""
-    lines = ["| blocks | network | parameters | test error % | $R^2$: $x_0$ | $R^2$: pixels | $R^2$: worst $F_k$ "
-             "| linear probe: class accuracy % | seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    """Medians over seeds, read from the last stream: R^2 of x_0, of the pixels, of the worst-kept F_k, and the
+    class accuracy of a linear probe (residual = "sum", dense = "concatenation")."""
+    lines = ["| blocks | stream | parameters | test error % | $R^2$ $x_0$ | $R^2$ pixels | $R^2$ worst $F_k$ "
+             "| class, probe % |", "|---|---|---|---|---|---|---|---|"]
     for n in sorted({r["n_blocks"] for r in rows}):
         for kind in DECODE_NAMES:
             sub = [r for r in rows if r["kind"] == kind and r["n_blocks"] == n]
             if not sub:
                 continue
             d = [r["decode"][str(n)] for r in sub]
-            lines.append(f"| {n} | {DECODE_NAMES[kind]} | {sub[0]['params']:,} | {100 * np.median([r['test_err'] for r in sub]):.1f} "
+            lines.append(f"| {n} | {TABLE_NAMES[kind]} | {sub[0]['params']:,} | {100 * np.median([r['test_err'] for r in sub]):.1f} "
                          f"| {np.median([x['x0'] for x in d]):.3f} | {np.median([x['pixels'] for x in d]):.3f} "
-                         f"| {np.median([min(x['writes']) for x in d]):.3f} | {100 * np.median([x['class_acc'] for x in d]):.1f} "
-                         f"| {len(sub)} |")
+                         f"| {np.median([min(x['writes']) for x in d]):.3f} | {100 * np.median([x['class_acc'] for x in d]):.1f} |")
     return "\n".join(lines)
 
 

@@ -25,6 +25,12 @@ def test_dense_block_appends_its_branch_and_keeps_its_input():
     assert net(x).shape == (6, 10) and len(net.main_layers()) == 2 + 2 * 4
 
 
+def test_dense_parameter_count_in_closed_form_matches_the_network():
+    from skipnet.dense import dense_params
+    for n, w, g in ((1, 8, 3), (4, 16, 5), (16, 64, 7)):
+        assert dense_params(n, w, g) == n_params(DenseConfig(n, w, g).build(0))
+
+
 def test_matched_growth_matches_the_residual_parameter_count():
     for n_blocks in (8, 16):
         cfgs = isum.decode_configs(n_blocks)

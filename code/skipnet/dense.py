@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from skipnet.config import Config, check_int
 
-__all__ = ["DenseConfig", "DenseBlock", "DenseNet", "matched_growth", "n_params"]
+__all__ = ["DenseConfig", "DenseBlock", "DenseNet", "matched_growth", "dense_params", "n_params"]
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,17 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def dense_params(n_blocks: int, width: int, growth: int, in_dim: int = 64, n_classes: int = 10) -> int:
+    """The parameter count of :class:`DenseNet` in closed form (tested against the built network)."""
+    total, c = in_dim * width, width                                          # stem, no bias
+    for _ in range(n_blocks):
+        total += 2 * c + c * width + 2 * width + width * growth               # BN(c), W(c->width), BN(width), W(width->g)
+        c += growth
+    return total + 2 * c + c * n_classes + n_classes                           # final BN, classifier with bias
+
+
 def matched_growth(n_blocks: int, target: int, width: int = 64, in_shape: tuple[int, ...] = (64,),
                    n_classes: int = 10) -> int:
-    """The growth whose dense network has the parameter count closest to ``target`` (counted, not estimated)."""
-    def count(g: int) -> int:
-        return n_params(DenseConfig(n_blocks, width, g, in_shape, n_classes).network())
-    return min(range(1, 257), key=lambda g: abs(count(g) - target))
+    """The growth whose dense network has the parameter count closest to ``target``."""
+    in_dim = int(math.prod(in_shape))
+    return min(range(1, 257), key=lambda g: abs(dense_params(n_blocks, width, g, in_dim, n_classes) - target))

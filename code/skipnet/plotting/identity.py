@@ -452,7 +452,9 @@ def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0) -> dict:
 
     def rho(x):
         return float(np.corrcoef(r, _ranks(x))[0, 1])
+    cell = {pw[k]: k for k in below}
     return {"median": med, "ratio": ratio, "fails": fails, "max_failing_pow": worst_fail, "min_training_pow": best_ok,
+            "max_failing_cell": cell.get(worst_fail), "min_training_cell": cell.get(best_ok),
             "fails_above_one": sorted(k for k in fails if k[0] > 1),
             "rho": {"lambda^L": rho([-k[1] * math.log(k[0]) for k in below]), "lambda": rho([-k[0] for k in below]),
                     "L": rho([k[1] for k in below])}}

@@ -1,7 +1,10 @@
 """The chapter *An ensemble of relatively shallow paths*: probes against independent references
-(enumeration vs closed form, path gradients vs autograd), lesion and reordering invariants, the
-stored sweeps and the figures."""
+(path counts vs a popcount and Pascal's triangle, each single path's gradient vs a chain of
+vector-Jacobian products of the block's own parts, sampled lengths vs nets whose short and long paths
+are known to differ), lesion and reordering invariants, stochastic depth, the stored sweeps and the figures.
+"""
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -12,12 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from skipnet.experiments import ensemble as E
-from skipnet.models import build_model, deleted_blocks
+from skipnet.models import ResidualBlock, StochasticDepth, build_model
 from skipnet.plotting import ensemble as P
-from skipnet.probes.lesions import (LesionEvaluator, lesioned_accuracy, random_subsets, random_swap_order,
-                                    reordered_blocks, single_deletion_accuracies, swappable_groups, block_signature)
+from skipnet.probes.lesions import (Deleted, LesionEvaluator, block_signature, check_order, lesioned_accuracy,
+                                    lesioned_blocks, random_subsets, random_swap_accuracies, random_swap_order,
+                                    single_deletion_accuracies, swappable_groups)
 from skipnet.probes.paths import (PathGraph, binomial_length_counts, effective_mean_length, enumerate_paths,
-                                  enumerated_length_counts, gradient_by_length, gradient_window, path_share)
+                                  enumerated_length_counts, gradient_by_length, gradient_window,
+                                  path_gradient_magnitudes, path_share)
+from skipnet.runtime import eval_mode
 from skipnet.store import load_result
 from skipnet.train import History
 
@@ -25,36 +31,148 @@ DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths
 
 
-# -- paths ------------------------------------------------------------------------------------------------
+# -- paths: counting ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n", range(0, 15))
 def test_enumerated_path_lengths_equal_the_binomial_closed_form(n):
+    """Both against references that share no code with them: the popcount of the integers 0 .. 2^n - 1
+    (a path is a bit pattern: 1 = branch) and Pascal's triangle by additions."""
+    popcount = np.bincount([bin(i).count("1") for i in range(2 ** n)], minlength=n + 1)
+    row = [1]
+    for _ in range(n):
+        row = [a + b for a, b in zip([0] + row, row + [0])]
     enum = enumerated_length_counts(n)
     assert enum.sum() == 2 ** n
-    assert np.array_equal(enum, binomial_length_counts(n))
-    assert np.array_equal(enum, [math.comb(n, k) for k in range(n + 1)])
+    assert np.array_equal(enum, popcount)
+    assert np.array_equal(binomial_length_counts(n), row)
 
 
 def test_enumeration_lists_every_path_once_and_refuses_huge_n():
     paths = enumerate_paths(3)
     assert len(paths) == len(set(paths)) == 8 and (0, 0, 0) in paths and (1, 1, 1) in paths
+    assert all(set(p) <= {0, 1} and len(p) == 3 for p in paths)
     with pytest.raises(ValueError, match="n must be between 0 and 20"):
         enumerated_length_counts(21)
 
 
+# -- paths: gradients ----------------------------------------------------------------------------------------
+def _batch(digits, n=48):
+    return digits.X_train[:n], digits.y_train[:n]
+
+
+def _autograd_gradient(net, X, y):
+    """d loss / d (first block's input) of the whole network, by plain autograd."""
+    with eval_mode(net):
+        h0 = net.embed(X).detach().requires_grad_(True)
+        h = h0
+        for block in net.blocks:
+            h = block(h)
+        g, = torch.autograd.grad(F.cross_entropy(net.readout(h), y), h0)
+    return g
+
+
+def _path_gradient_by_hand(net, X, y, branches):
+    """The loss gradient at the first block's input along ONE path (the branch in the blocks listed in
+    ``branches``, the skip elsewhere), as a chain of vector-Jacobian products of each block's own parts at
+    the intact forward pass: through ``post`` at ``branch(x) + shortcut(x)``, then through ``branch`` or
+    ``shortcut`` at the block's input. Shares no code with :class:`PathGraph`."""
+    branches = set(branches)
+
+    def vjp(fn, at, v):
+        at = at.detach().requires_grad_(True)
+        g, = torch.autograd.grad(fn(at), at, v)
+        return g
+
+    with eval_mode(net):
+        with torch.no_grad():
+            states = net.blocks_forward(net.embed(X))
+        g = vjp(lambda h: F.cross_entropy(net.readout(h), y), states[-1], torch.tensor(1.0))
+        for i in reversed(range(len(net.blocks))):
+            block, x = net.blocks[i], states[i]
+            with torch.no_grad():
+                z = block.branch(x) + block.shortcut(x)
+            g = vjp(block.post, z, g)
+            g = vjp(block.branch if i in branches else block.shortcut, x, g)
+    return g
+
+
 def test_path_gradients_add_up_to_the_autograd_gradient(digits):
     net = build_model(**SMALL, seed=1).eval()
-    X, y = digits.X_train[:48], digits.y_train[:48]
+    X, y = _batch(digits)
     graph = PathGraph(net, X, y)
     assert graph.n == 6
     total = sum(graph.gradient([i for i, b in enumerate(p) if b]) for p in itertools.product((0, 1), repeat=6))
-    h0 = net.embed(X).detach().requires_grad_(True)
-    h = h0
-    for block in net.blocks:
-        h = block(h)
-    ref, = torch.autograd.grad(F.cross_entropy(net.readout(h), y), h0)
+    ref = _autograd_gradient(net, X, y)
     assert torch.allclose(total, ref, atol=1e-6 * ref.abs().max().item() + 1e-9)
-    # and no single path is the whole gradient
-    assert not torch.allclose(graph.gradient([]), ref, atol=1e-3 * ref.abs().max().item())
+
+
+def test_each_path_gradient_is_that_path_and_not_its_mirror(digits):
+    """The sum over all 2^n paths is blind to swapping skip and branch; each single path is not. Every one of
+    the 64 paths of a random 6-block net against an independent chain of vector-Jacobian products."""
+    net = build_model(**SMALL, seed=1).eval()
+    X, y = _batch(digits)
+    graph = PathGraph(net, X, y)
+    scale = _autograd_gradient(net, X, y).abs().max().item()
+    for path in enumerate_paths(6):
+        branches = [i for i, b in enumerate(path) if b]
+        got, ref = graph.gradient(branches), _path_gradient_by_hand(net, X, y, branches)
+        assert torch.allclose(got, ref, rtol=1e-4, atol=1e-6 * scale), path
+    skip_only, branch_only = graph.gradient([]), graph.gradient(range(6))
+    assert not torch.allclose(skip_only, branch_only, rtol=0.1, atol=0.01 * scale)   # the test can tell them apart
+
+
+def test_a_zero_gamma_net_sends_its_whole_gradient_down_the_all_skip_path(digits):
+    """Zero-gamma: every branch is exactly zero, and so is its Jacobian. The all-skip path then carries the
+    whole gradient, bit for bit, and every path that uses a branch carries exactly nothing."""
+    net = build_model(**SMALL, init="zero_gamma", seed=0).eval()
+    X, y = _batch(digits)
+    graph = PathGraph(net, X, y)
+    ref = _autograd_gradient(net, X, y)
+    assert ref.abs().max() > 0
+    assert torch.equal(graph.gradient([]), ref)
+    for branches in [[i] for i in range(6)] + [[0, 3], [2, 4, 5], list(range(6))]:
+        assert torch.equal(graph.gradient(branches), torch.zeros_like(ref)), branches
+
+
+def test_sampled_path_lengths_are_k_not_n_minus_k(digits):
+    """path_gradient_magnitudes at length k sends the gradient through k branches: in a zero-gamma net only
+    k = 0 carries anything; and the gradient-weighted mean length is then exactly 0 (n if mirrored)."""
+    net = build_model(**SMALL, init="zero_gamma", seed=0).eval()
+    X, y = _batch(digits)
+    mags = path_gradient_magnitudes(net, X, y, ks=range(7), n_samples=3, seed=0)
+    assert len(mags) == 7 and len(mags[0]) == 1 and mags[0][0] > 0
+    assert all((m == 0).all() for m in mags[1:])
+    study = E.path_study(net, digits, n_samples=2, seed=0)
+    assert study.magnitude[0] > 0 and study.weights[0] == 1.0 and study.mean_length == 0.0
+
+
+def test_sampled_path_norms_are_norms_of_enumerated_paths_of_that_length(digits):
+    """Every norm sampled at length k is the norm of some path of length k in the exact enumeration (a path of
+    length n - k has other norms in a random net; at k = n/2 the two coincide, so k = 3 is uninformative)."""
+    net = build_model(**SMALL, seed=1).eval()
+    X, y = _batch(digits)
+    graph = PathGraph(net, X, y)
+    exact = {k: [] for k in range(7)}
+    for path in enumerate_paths(6):
+        exact[sum(path)].append(graph.gradient([i for i, b in enumerate(path) if b]).norm().item())
+    mags = path_gradient_magnitudes(net, X, y, ks=range(7), n_samples=4, seed=0)
+    for k, sampled in enumerate(mags):
+        for v in sampled:
+            assert np.isclose(exact[k], v, rtol=1e-6, atol=0).any(), (k, v)
+        if k != 3:
+            assert not any(np.isclose(exact[6 - k], v, rtol=1e-5, atol=0).any() for v in sampled), k
+
+
+@pytest.mark.parametrize("branch_scale,short", [(0.2, True), (5.0, False)])
+def test_the_gradient_weighted_length_follows_the_branch_gain(digits, branch_scale, short):
+    """Known orientation: a small branch gain (0.2) shrinks the gradient by about 0.2 per branch taken, so
+    short paths carry it (mean length < n/4); a large one (5) makes the long paths carry it (> 3n/4)."""
+    net = build_model(**SMALL, branch_scale=branch_scale, seed=1)
+    study = E.path_study(net, digits, n_samples=3, seed=0)
+    mags = np.array(study.magnitude)
+    if short:
+        assert study.mean_length < study.n / 4 and (np.diff(mags) < 0).all(), (study.mean_length, mags)
+    else:
+        assert study.mean_length > 3 * study.n / 4 and (np.diff(mags) > 0).all(), (study.mean_length, mags)
 
 
 def test_path_gradients_need_a_residual_network(digits):
@@ -81,20 +199,47 @@ def test_gradient_window_and_path_share():
 
 
 # -- lesions ------------------------------------------------------------------------------------------------
-def test_deleting_a_zero_branch_changes_nothing_and_deletion_is_undone(digits):
+def _forward_by_hand(net, X, deleted=(), order=None):
+    """The network with the blocks at ``deleted`` replaced by their shortcut (residual) and the blocks in
+    ``order``, written out from the blocks' parts."""
+    blocks = list(net.blocks) if order is None else [net.blocks[i] for i in order]
+    with torch.no_grad(), eval_mode(net):
+        h = net.embed(X)
+        for i, block in enumerate(blocks):
+            h = block.post(block.shortcut(h)) if i in deleted else block(h)
+        return net.readout(h)
+
+
+def test_deleting_a_block_keeps_its_shortcut_and_leaves_the_model_alone(digits):
+    net = build_model(**SMALL, seed=2).eval()
+    X = digits.X_test[:32]
+    blocks = list(net.blocks)
+    with torch.no_grad():
+        states = net.blocks_forward(net.embed(X))
+        for i, (block, x) in enumerate(zip(net.blocks, states)):
+            out = Deleted(block)(x)
+            if block.c_in == block.c_out and block.stride == 1:       # same shape: the identity, to the bit
+                assert torch.equal(out, x), i                           # (the stream after a ReLU is >= 0)
+            else:                                                       # downsampling: subsample, zero-pad
+                assert torch.equal(out[:, :block.c_in], x[:, :, ::2, ::2]) and not out[:, block.c_in:].any()
+            assert not torch.equal(out, block(x))                       # and the branch is gone
+    assert list(net.blocks) == blocks and all(isinstance(b, ResidualBlock) for b in net.blocks)
+    with pytest.raises(ValueError, match="block indices must be in 0..5"):
+        lesioned_blocks(net, [6])
+
+
+def test_deleting_a_zero_branch_changes_nothing(digits):
     net = build_model(**SMALL, init="zero_gamma", seed=0).eval()      # every branch is exactly zero
     X, y = digits.X_test, digits.y_test
     with torch.no_grad():
         before = net(X)
-        with deleted_blocks(net, [1, 3]):
-            during = net(X)
+        during = net.readout(net.blocks_forward(net.embed(X), blocks=lesioned_blocks(net, [1, 3]))[-1])
     assert torch.equal(before, during)
-    assert not any(b.deleted for b in net.blocks)
     acc = single_deletion_accuracies(net, X, y)
     assert np.all(acc == lesioned_accuracy(net, X, y, []))
 
 
-def test_fast_lesion_evaluator_matches_the_plain_forward_pass(digits):
+def test_fast_lesion_evaluator_matches_the_forward_pass_written_out(digits):
     net = build_model(**SMALL, seed=3).eval()
     for m in net.modules():                                # non-trivial BN statistics so deletions matter
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -106,7 +251,8 @@ def test_fast_lesion_evaluator_matches_the_plain_forward_pass(digits):
     for k in range(7):
         for s in random_subsets(6, k, 3, gen):
             acc = ev.accuracy(s)
-            assert acc == lesioned_accuracy(net, X, y, s)
+            ref = (_forward_by_hand(net, X, s).argmax(-1) == y).float().mean().item()
+            assert acc == ref == lesioned_accuracy(net, X, y, s)
             seen.add(round(acc, 4))
     assert len(seen) > 3                                   # the deletions did change the predictions
 
@@ -120,7 +266,7 @@ def test_random_subsets_are_distinct_sorted_and_validated():
         random_subsets(5, 6, 1, gen)
 
 
-def test_reordering_keeps_shapes_and_restores_the_order(digits):
+def test_reordering_keeps_shapes_and_never_changes_the_model(digits):
     net = build_model(arch="cnn", depth=20, width=4, seed=0).eval()
     original = list(net.blocks)
     groups = swappable_groups(net)
@@ -128,15 +274,18 @@ def test_reordering_keeps_shapes_and_restores_the_order(digits):
     order = random_swap_order(net, 5, torch.Generator().manual_seed(1))
     assert sorted(order) == list(range(9)) and order != list(range(9))
     assert all(block_signature(original[i]) == block_signature(original[j]) for j, i in enumerate(order))
+    assert check_order(net, order) == order
+    assert lesioned_blocks(net, order=order) == [original[i] for i in order]
     X = digits.X_test[:16]
     with torch.no_grad():
-        with reordered_blocks(net, order):
-            assert list(net.blocks) == [original[i] for i in order]
-            net(X)
-        assert list(net.blocks) == original
-        with reordered_blocks(net, list(range(9))):
-            same = net(X)
+        swapped = net.readout(net.blocks_forward(net.embed(X), blocks=lesioned_blocks(net, order=order))[-1])
+        assert torch.equal(swapped, _forward_by_hand(net, X, order=order))
+        assert not torch.equal(swapped, net(X))
+        same = net.readout(net.blocks_forward(net.embed(X), blocks=lesioned_blocks(net, order=range(9)))[-1])
         assert torch.equal(same, net(X))
+    assert list(net.blocks) == original
+    acc = random_swap_accuracies(net, digits.X_test, digits.y_test, [0], 3, seed=0)
+    assert acc[0].tolist() == [lesioned_accuracy(net, digits.X_test, digits.y_test)]
 
 
 def test_reordering_a_downsampling_block_is_refused():
@@ -144,29 +293,54 @@ def test_reordering_a_downsampling_block_is_refused():
     order = list(range(9))
     order[0], order[3] = 3, 0                                # block 3 halves the resolution
     with pytest.raises(ValueError, match="position 0"):
-        with reordered_blocks(net, order):
-            pass
+        check_order(net, order)
+    with pytest.raises(ValueError, match="position 0"):
+        lesioned_blocks(net, order=order)
     with pytest.raises(ValueError, match="permutation"):
-        with reordered_blocks(net, [0, 0, 1, 2, 3, 4, 5, 6, 7]):
-            pass
-    assert [b.index for b in net.blocks] == list(range(9))
+        check_order(net, [0, 0, 1, 2, 3, 4, 5, 6, 7])
 
 
 def test_identity_blocks_commute(digits):
     net = build_model(arch="cnn", depth=20, width=4, init="zero_gamma", seed=0).eval()
     order = random_swap_order(net, 6, torch.Generator().manual_seed(2))
+    assert order != list(range(9))
     with torch.no_grad():
         base = net(digits.X_test)
-        with reordered_blocks(net, order):
-            assert torch.allclose(net(digits.X_test), base, atol=1e-6)
+        swapped = net.readout(net.blocks_forward(net.embed(digits.X_test), blocks=lesioned_blocks(net, order=order))[-1])
+    assert torch.allclose(swapped, base, atol=1e-6)
 
 
 # -- experiments --------------------------------------------------------------------------------------------
-def test_stochastic_depth_trains_with_every_optimizer_step(digits):
-    net = E.train_net(14, True, seed=0, drop_prob=0.5, model=E.DEFAULT_MODEL.with_(width=4),
-                      train=E.DEFAULT_TRAIN.with_(steps=8, eval_every=0), data=digits)
-    assert net.history.status == "finished" and math.isfinite(net.train_loss)
-    assert not net.model.training
+def test_stochastic_depth_drops_branches_in_training_and_scales_them_at_test_time(digits):
+    """Huang et al. (2016): block l of L survives with probability 1 - p l / L (linear decay, the last block
+    1 - p); in training a dropped branch is absent, at test time each branch is scaled by its survival."""
+    small, short = E.DEFAULT_MODEL.with_(width=4), E.DEFAULT_TRAIN.with_(steps=8, eval_every=0)
+    run = E.train_net(14, True, seed=0, drop_prob=0.5, model=small, train=short, data=digits)
+    again = E.train_net(14, True, seed=0, drop_prob=0.5, model=small, train=short, data=digits)
+    without = E.train_net(14, True, seed=0, drop_prob=0.0, model=small, train=short, data=digits)
+    assert run.status == "finished" and math.isfinite(run.train_loss) and run.label == "residual-14 (drop 0.5)"
+    assert run.history.loss == again.history.loss            # the drops are seeded: bit for bit in one process
+    assert run.history.loss != without.history.loss          # ... and they happen
+    assert not run.net.training
+    n = run.model.n_blocks
+    survival = [1 - 0.5 * (i + 1) / n for i in range(n)]
+    assert all(isinstance(b.branch, StochasticDepth) for b in run.net.blocks)
+    assert [b.branch.survival for b in run.net.blocks] == pytest.approx(survival)
+    X = digits.X_test[:64]
+    with torch.no_grad():                                     # eval: post(survival * F(x) + shortcut(x))
+        states = run.net.blocks_forward(run.net.embed(X))
+        for block, x, out in zip(run.net.blocks, states, states[1:]):
+            expected = block.post(block.branch.survival * block.branch.inner(x) + block.shortcut(x))
+            assert torch.allclose(out, expected, rtol=1e-6, atol=1e-6)
+    fresh = small.with_(depth=14, drop_prob=0.5).build(seed=0).train()
+    torch.manual_seed(0)
+    x = digits.X_train[:4]
+    with torch.no_grad():
+        h = fresh.embed(x)
+        for block, s in zip(fresh.blocks, survival):          # train mode: dropped with probability 1 - s
+            kept = np.mean([bool(block.branch(h).any()) for _ in range(400)])
+            assert abs(kept - s) < 0.1, (s, kept)
+            h = block(h)
 
 
 def test_gap_at_losses_picks_the_first_evaluation_below_each_level():
@@ -192,12 +366,16 @@ def test_deletion_curve_and_largest_step_drop():
     assert a.share_within(0.15) == 0.5 and a.median_single == pytest.approx(0.75)
 
 
-# -- the stored sweep ---------------------------------------------------------------------------------------
+# -- the stored sweep: checks of the stored DATA (a code regression cannot fail these; the live re-runs of
+#    the chapter's nets are in test_ensemble_claims.py and test_ensemble_widgets.py, inside the seed band) ------
 def test_stored_sweeps_hold_their_command_config_and_several_seeds():
     for name in ("lesions", "paths", "streams", "gaps"):
         rec = load_result(DATA / f"ensemble_{name}.json")
         assert rec["command"].startswith("python scripts/precompute_ensemble.py")
         assert len(rec["config"]["seeds"]) >= 3
+        # the sweep is of the chapter's nets: the package's defaults, as they are now
+        assert rec["config"]["model"] == json.loads(json.dumps(E.DEFAULT_MODEL.as_dict()))
+        assert rec["config"]["train"] == json.loads(json.dumps(E.DEFAULT_TRAIN.as_dict()))
         for label, runs in rec["data"].items():
             assert sorted(r["seed"] for r in runs) == sorted(rec["config"]["seeds"]), (name, label)
     lesions = load_result(DATA / "ensemble_lesions.json")["data"]
@@ -207,6 +385,17 @@ def test_stored_sweeps_hold_their_command_config_and_several_seeds():
 
 def _stored(name):
     return load_result(DATA / f"ensemble_{name}.json")["data"]
+
+
+def test_stored_path_studies_are_consistent_with_the_code_that_reads_them():
+    """The stored weights and mean lengths are what the package computes from the stored magnitudes."""
+    for label, runs in _stored("paths").items():
+        for r in runs:
+            s = E.PathStudy(**{k: v for k, v in r.items() if k != "seed"})
+            assert s.ks == list(range(s.n + 1)) and s.counts == binomial_length_counts(s.n).tolist()
+            assert s.weights == pytest.approx(gradient_by_length(s.n, s.ks, s.magnitude).tolist(), rel=1e-9)
+            assert s.mean_length == pytest.approx(effective_mean_length(s.ks, s.weights), rel=1e-9)
+            assert all(lo <= m <= hi for m, (lo, hi) in zip(s.magnitude, s.magnitude_spread)), label
 
 
 def test_stored_lesions_support_the_chapter():

@@ -41,3 +41,20 @@ def test_chapters_were_executed_and_show_figures(site, page):
     text = (site / f"{page}.html").read_text()
     assert "cell_output" in text, f"{page} shows no executed output"
     assert re.search(r'<img[^>]+src="[^"]+\.png"', text), f"{page} shows no figure"
+
+
+@pytest.mark.parametrize("page", [p for p in toc_files() if not p.endswith("references")])
+def test_no_glued_value_shows_as_a_stray_output(site, page):
+    """A glued value is for the text: in the executed notebook its output carries only myst-nb's hidden
+    ``application/papermill.record/...`` data, never a displayed ``text/plain`` under a visible cell."""
+    import json
+    executed = site.parent / "jupyter_execute" / f"{page}.ipynb"
+    assert executed.exists(), f"{executed} missing: the build did not execute {page}"
+    stray = []
+    for cell in json.loads(executed.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            name = (out.get("metadata") or {}).get("scrapbook", {}).get("name")
+            shown = [k for k in (out.get("data") or {}) if not k.startswith("application/papermill.record/")]
+            if name and shown:
+                stray.append(name)
+    assert not stray, f"{page}: glued values displayed as outputs: {stray[:10]}"

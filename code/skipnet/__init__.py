@@ -2,7 +2,11 @@
 
 Modules, each depending only on the ones before it::
 
-    runtime -> data -> models -> train -> probes -> experiments -> plotting -> widgets
+    config, runtime -> data -> models (transformer, recurrent) -> history, train -> probes -> experiments
+        -> plotting -> widgets
+
+``config`` holds the frozen-config base and its range checks; ``notebook`` the chapters' glue; ``store`` the
+stored sweeps.
 
 Importing the package sets torch to one CPU thread (see :mod:`skipnet.runtime`).
 """

@@ -337,3 +337,13 @@ def test_shortcut_scale_above_one_scales_the_shortcut():
     net = build_model(**MLP, shortcut="scale", shortcut_scale=1.2, seed=0).eval()
     x = torch.randn(3, 16)
     assert torch.allclose(net.blocks[0].shortcut(x), 1.2 * x)
+
+
+def test_as_dict_leaves_out_the_rerun_options_at_their_defaults():
+    cfg = ModelConfig(**MLP)
+    d = cfg.as_dict()
+    assert not {"shortcut_init", "final_norm", "zero_head"} & set(d)
+    assert ModelConfig(**d) == cfg
+    set_ = ModelConfig(**MLP, shortcut="conv1x1", shortcut_init="identity", final_norm=True).as_dict()
+    assert set_["shortcut_init"] == "identity" and set_["final_norm"] is True and "zero_head" not in set_
+    assert ModelConfig(**set_) == ModelConfig(**MLP, shortcut="conv1x1", shortcut_init="identity", final_norm=True)

@@ -45,6 +45,7 @@ PLACEMENTS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
 SHORTCUTS = ("identity", "scale", "exclusive_gate", "shortcut_gate", "conv1x1", "dropout")
 INITS = ("standard", "zero_gamma", "zero_last", "rezero", "fixup")
 SHORTCUT_INITS = ("default", "identity", "orthogonal")    # of the 1x1 (``conv1x1``) shortcut
+OPTIONAL_FIELDS = {"shortcut_init": "default", "final_norm": False, "zero_head": False}   # left out of as_dict at default
 MAX_DEPTH = 1202              # weight layers of the CNN (He et al. 2015's deepest); MLPs: MAX_MLP_BLOCKS blocks
 MAX_MLP_BLOCKS = 1000
 MAX_WIDTH = 1024
@@ -171,6 +172,15 @@ class ModelConfig(Config):
             raise ValueError(f"depth={self.depth} does not match n_blocks={self.n_blocks} (give one of them)")
         object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "n_blocks", blocks)
+
+    def as_dict(self) -> dict:
+        """The fields as a dict. The options added for the identity chapter's reruns (``OPTIONAL_FIELDS``) appear
+        only when set, so the configs recorded by earlier sweeps still equal the package's."""
+        d = super().as_dict()
+        for name, default in OPTIONAL_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def with_(self, **changes) -> "ModelConfig":
         """A copy with some fields changed; changing ``depth`` re-derives ``n_blocks`` and vice versa."""

@@ -4,20 +4,21 @@
     python scripts/precompute_identity.py --seeds 5                      # every section (use the seeds below)
 
 Writes book/data/identity_<section>.json (skipnet.store.save_result: command, config, data). Sections, the seeds
-the book uses and their one-thread CPU time on the shared 2-core project machine (upper bounds, it was busy):
+the book uses and the wall time of the stored run (one thread, nice 10, on the shared 2-core project machine while
+other jobs ran: upper bounds):
 
-    fit              5 seeds   ~3 min   identity fit over depth, lr 0.05
-    fit_fair         3 seeds   ~8 min   the same with a learning-rate sweep, and on the lifted stream [x, -x]
-    variants         5 seeds   ~6 min   He et al. (2016) Tables 1 and 2 on the 110-layer MLP
-    variants_fair    5 seeds   ~8 min   the 1x1 shortcut started at I / orthogonal; placements with a norm before
-                                        the classifier (5 seeds) or a zero classifier (3 seeds)
-    lambda           3 seeds   ~7 min   the shortcut lambda x over lambda and depth
-    decode           5 seeds   ~6 min   linear probes of residual, plain and dense MLPs (8 and 16 blocks)
-    zero_gamma       5 seeds   ~5 min   residual-20/56, standard and zero-gamma, 10 epochs, branch sizes
-    zero_gamma_long  3 seeds  ~12 min   the same for 40 epochs
-    init             5 seeds   ~2 min   no normalization, four branch inits, lr 0.05
-    init_lr          3 seeds  ~12 min   the same over learning rates
-    rezero_alpha     5 seeds   ~1 min   ReZero at lr 0.05 with its largest alpha logged every step
+    fit              5 seeds  20 min   identity fit over depth, lr 0.05
+    fit_fair         3 seeds  10 min   the same with a learning-rate sweep, and on the lifted stream [x, -x]
+    variants         5 seeds  34 min   He et al. (2016) Tables 1 and 2 on the 110-layer MLP
+    variants_fair    5 seeds  11 min   the 1x1 shortcut started at I / orthogonal; placements with a norm before
+                                       the classifier (5 seeds) or a zero classifier (3 seeds)
+    lambda           3 seeds  10 min   the shortcut lambda x over lambda and depth
+    decode           5 seeds  12 min   linear probes of residual, plain and dense MLPs (8 and 16 blocks)
+    zero_gamma       5 seeds   4 min   residual-20/56, standard and zero-gamma, 10 epochs, branch sizes
+    zero_gamma_long  3 seeds  17 min   the same for 40 epochs
+    init             5 seeds   7 min   no normalization, four branch inits, lr 0.05
+    init_lr          3 seeds  10 min   the same over learning rates
+    rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
 
 The "seconds" stored in each file is the wall time of the run that made it. The chapter re-runs seed 0 of some
 of them live, and tests/test_identity_claims.py checks the chapter's claims on the stored seeds.

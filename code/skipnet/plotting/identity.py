@@ -461,15 +461,15 @@ def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0) -> dict:
 
 
 def plot_lambda_map(rows: Sequence[Mapping], axes: Sequence[Axes] | None = None, factor: float = 2.0) -> np.ndarray:
-    """Left: median test error over seeds for the shortcut lambda x, over lambda (columns) and blocks (rows); failing
+    """Top: median test error over seeds for the shortcut lambda x, over lambda (columns) and blocks (rows); failing
     cells (:func:`lambda_boundary`) outlined, and the curves lambda^L = c for the two thresholds of lambda_boundary.
-    Right: each lambda < 1 cell's error over the identity's at its depth against lambda^L, one colour per depth."""
+    Bottom: each lambda < 1 cell's error over the identity's at its depth against lambda^L, one colour per depth."""
     b = lambda_boundary(rows, factor)
     lams = sorted({k[0] for k in b["median"]})
     depths = sorted({k[1] for k in b["median"]})
     grid = np.array([[100 * b["median"][(lam, n)] for lam in lams] for n in depths])
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10.4, 3.8), gridspec_kw={"width_ratios": [1.35, 1]})
+        _, axes = plt.subplots(2, 1, figsize=(7.0, 7.6), gridspec_kw={"height_ratios": [1.1, 1]})
     ax = axes[0]
     ax.imshow(grid, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=90)
     for i, n in enumerate(depths):

@@ -1,13 +1,27 @@
 """Precompute the multi-seed sweeps of the chapter *The identity mapping* (book/identity.md).
 
-    python scripts/precompute_identity.py                     # every section, 5 seeds
-    python scripts/precompute_identity.py --section variants  # one section
+    python scripts/precompute_identity.py --section variants --seeds 5   # one section
+    python scripts/precompute_identity.py --seeds 5                      # every section (use the seeds below)
 
-Writes book/data/identity_<section>.json (skipnet.store.save_result: command, config, data).
-Sections and their one-thread CPU cost (estimated from runs on the shared project machine): fit ~3 min,
-variants ~6 min, zero_gamma ~2 min, init ~2 min; the "seconds" stored in each file is the wall time of the
-run that made it, on a busy machine. The chapter re-runs seed 0 of some of them live, and
-tests/test_identity_claims.py checks that those seeds still reproduce.
+Writes book/data/identity_<section>.json (skipnet.store.save_result: command, config, data). Sections, the seeds
+the book uses and the wall time of the stored run (one thread, nice 10, on the shared 2-core project machine while
+other jobs ran: upper bounds):
+
+    fit              5 seeds  20 min   identity fit over depth, lr 0.05
+    fit_fair         3 seeds  10 min   the same with a learning-rate sweep, and on the lifted stream [x, -x]
+    variants         5 seeds  34 min   He et al. (2016) Tables 1 and 2 on the 110-layer MLP
+    variants_fair    5 seeds  11 min   the 1x1 shortcut started at I / orthogonal; placements with a norm before
+                                       the classifier (5 seeds) or a zero classifier (3 seeds)
+    lambda           3 seeds  10 min   the shortcut lambda x over lambda and depth
+    decode           5 seeds  12 min   linear probes of residual, plain and dense MLPs (8 and 16 blocks)
+    zero_gamma       5 seeds   4 min   residual-20/56, standard and zero-gamma, 10 epochs, branch sizes
+    zero_gamma_long  3 seeds  17 min   the same for 40 epochs
+    init             5 seeds   7 min   no normalization, four branch inits, lr 0.05
+    init_lr          3 seeds  10 min   the same over learning rates
+    rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
+
+The "seconds" stored in each file is the wall time of the run that made it. The chapter re-runs seed 0 of some
+of them live, and tests/test_identity_claims.py checks the chapter's claims on the stored seeds.
 """
 from __future__ import annotations
 
@@ -19,17 +33,25 @@ from pathlib import Path
 import numpy as np
 
 from skipnet.data import load_digits
-from skipnet.experiments.identity import (BRANCH_MODEL, INIT_VARIANTS, NO_NORM_MODEL, NO_NORM_TRAIN,
-                                          IdentityFitConfig, final_rel_error, fit_identity, init_config, train_digits)
+from skipnet.experiments.identity import (BRANCH_MODEL, INIT_LRS, INIT_VARIANTS, LONG_TRAIN, NO_NORM_MODEL,
+                                          NO_NORM_TRAIN, IdentityFitConfig, final_rel_error, fit_identity, init_config,
+                                          train_digits, train_init_traced)
 from skipnet.experiments.degradation import DEFAULT_TRAIN
-from skipnet.experiments.identity_variants import STUDY_MODEL, STUDY_TRAIN, VARIANTS, summarize, train_variant
-from skipnet.probes.branches import branch_stats
+from skipnet.experiments.identity_sum import (DECODE_KINDS, DECODE_TRAIN, LAMBDA_BLOCKS, LAMBDAS, decode_row,
+                                              lambda_row)
+from skipnet.experiments.identity_variants import (FAIR_VARIANTS, STUDY_MODEL, STUDY_TRAIN, VARIANTS, summarize,
+                                                   train_traced, train_variant)
+from skipnet.probes.branches import branch_stats, shortcut_product_norm
 from skipnet.store import save_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
-SECTIONS = ("fit", "variants", "zero_gamma", "init")
+SECTIONS = ("fit", "variants", "zero_gamma", "init", "fit_fair", "zero_gamma_long", "init_lr", "variants_fair",
+            "decode", "lambda", "rezero_alpha")
+DECODE_BLOCKS = (8, 16)
 FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
+FAIR_BLOCKS = (1, 4, 16)
+FAIR_LRS = (0.05, 0.1, 0.2, 0.5)
 ZG_DEPTHS = (20, 56)
 ZG_INITS = ("standard", "zero_gamma")
 
@@ -52,6 +74,29 @@ def section_fit(seeds, log):
     return {"runs": rows}, {"fit": cfg.as_dict(), "n_blocks": FIT_BLOCKS, "seeds": list(seeds)}
 
 
+def section_fit_fair(seeds, log):
+    """The identity fit without the plain stack's handicaps: a learning-rate sweep for both stacks, and the
+    lifted task (stream [x, -x]) where a ReLU block can pass negative pixels."""
+    rows = []
+    for lift in (False, True):
+        for n_blocks in FAIR_BLOCKS:
+            for residual in (False, True):
+                for lr in FAIR_LRS:
+                    cfg = IdentityFitConfig(lr=lr, lift=lift, eval_every=300)
+                    for seed in seeds:
+                        f = fit_identity(n_blocks, residual, seed, cfg)
+                        err = f.curve("rel_error")[1]
+                        final = final_rel_error(f)
+                        rows.append({"lift": lift, "n_blocks": n_blocks, "residual": residual, "lr": lr, "seed": seed,
+                                     "status": f.status, "rel_error_init": _r(err[0]),
+                                     "rel_error": None if final == float("inf") else _r(final),
+                                     "seconds": round(f.seconds, 2)})
+                        log(f"fit_fair lift={lift} n_blocks={n_blocks} residual={residual} lr={lr} seed={seed}: "
+                            f"{err[0]:.3g} -> {final:.3g}")
+    return {"runs": rows}, {"fit": IdentityFitConfig().as_dict(), "n_blocks": FAIR_BLOCKS, "lrs": FAIR_LRS,
+                            "lift": [False, True], "seeds": list(seeds)}
+
+
 def section_variants(seeds, log):
     runs = []
     for key in VARIANTS:
@@ -66,26 +111,93 @@ def section_variants(seeds, log):
              "variants": {k: v.fields for k, v in VARIANTS.items()}})
 
 
-def section_zero_gamma(seeds, log):
+def _branch_fields(net, at_init, X_test) -> dict:
+    """Per-block branch sizes and cosines of a trained net and of its initialization, plain and mean-centred."""
+    out = {}
+    for suffix, model, train_mode in (("", net, False), ("_init", at_init, True)):
+        for c, tag in ((False, ""), (True, "_c")):
+            st = branch_stats(model, X_test, train_mode=train_mode, centre=c)
+            out[f"rel_norm{tag}{suffix}"] = [_r(v, 5) for v in st.rel_norm]
+            out[f"cosine{tag}{suffix}"] = [_r(v, 5) for v in st.cosine]
+    return out
+
+
+def _zero_gamma_rows(seeds, log, train, tag):
     X_test = load_digits().X_test
     rows = []
     for depth in ZG_DEPTHS:
         for init in ZG_INITS:
             cfg = BRANCH_MODEL.with_(depth=depth, init=init)
             for seed in seeds:
-                at_init = branch_stats(cfg.build(seed), X_test, train_mode=True)
-                run = train_digits(cfg, seed)
-                st = branch_stats(run.net, X_test)
+                at_init = cfg.build(seed)
+                run = train_digits(cfg, seed, train)
                 row = run.row()
-                row.update({"depth": depth, "init": init, "loss": [_r(v, 5) for v in run.history.loss],
-                            "rel_norm": [_r(v, 5) for v in st.rel_norm], "cosine": [_r(v, 5) for v in st.cosine],
-                            "rel_norm_init": [_r(v, 5) for v in at_init.rel_norm],
-                            "cosine_init": [_r(v, 5) for v in at_init.cosine]})
+                row.update({"depth": depth, "init": init, "loss": [_r(v, 5) for v in run.history.loss]})
+                if train.eval_every:
+                    row["evals"] = [{k: _r(v) for k, v in e.items()} for e in run.history.evals]
+                row.update(_branch_fields(run.net, at_init, X_test))
                 rows.append(row)
-                log(f"zero_gamma depth={depth} init={init} seed={seed}: train_loss={row['train_loss']:.4f} "
-                    f"median rel norm {st.median_rel_norm:.3f}")
-    return {"runs": rows}, {"model": BRANCH_MODEL.as_dict(), "train": DEFAULT_TRAIN.as_dict(), "depths": ZG_DEPTHS,
+                log(f"{tag} depth={depth} init={init} seed={seed}: train_loss={row['train_loss']:.4f} "
+                    f"median rel norm {np.median(row['rel_norm']):.3f} ({run.seconds:.0f} s)")
+    return {"runs": rows}, {"model": BRANCH_MODEL.as_dict(), "train": train.as_dict(), "depths": ZG_DEPTHS,
                             "inits": ZG_INITS, "seeds": list(seeds)}
+
+
+def section_variants_fair(seeds, log):
+    """The confounded comparisons rerun (``FAIR_VARIANTS``): the 1x1 shortcut started at I or orthogonal, with
+    the spectral norm of the product of its 54 maps after every step; every placement with a norm before the
+    classifier; every placement with a zero-initialized classifier (the first three seeds)."""
+    runs = []
+    for key, v in FAIR_VARIANTS.items():
+        for seed in (seeds if v.group != "placement_zero_head" else seeds[:3]):
+            probe = shortcut_product_norm if v.group == "shortcut_fair" else None
+            r = train_traced(key, seed, probe)
+            if probe:
+                r["prod_norm"] = [float(f"{x:.4g}") for x in r.pop("trace")]
+            runs.append(r)
+            log(f"variant {key} seed={seed}: {r['status']} test_err={r['test_err']} first loss {r['first_loss']} "
+                f"max loss {r['max_loss']} ({r['seconds']:.0f} s)")
+    return ({"runs": runs, "summary": summarize(runs)},
+            {"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "seeds": list(seeds),
+             "variants": {k: v.fields for k, v in FAIR_VARIANTS.items()}})
+
+
+def section_decode(seeds, log):
+    """Linear probes of the stream of residual, plain and dense MLPs of 8 and 16 blocks at matched parameters."""
+    rows = []
+    for n_blocks in DECODE_BLOCKS:
+        for kind in DECODE_KINDS:
+            for seed in seeds:
+                r = decode_row(kind, n_blocks, seed)
+                rows.append(r)
+                top = r["decode"][str(n_blocks)]
+                log(f"decode {kind} n_blocks={n_blocks} seed={seed}: test_err={r['test_err']:.3f} top: x0 {top['x0']:.3f} "
+                    f"writes min {min(top['writes']):.3f} class {top['class_acc']:.3f} ({r['seconds']:.0f} s)")
+    return {"runs": rows}, {"train": DECODE_TRAIN.as_dict(), "n_blocks": DECODE_BLOCKS, "kinds": DECODE_KINDS,
+                            "seeds": list(seeds), "probe": "ridge, standardized features, lam = 1e-2 N, test R^2"}
+
+
+def section_lambda(seeds, log):
+    """The shortcut y = lambda x + F(x) over lambda and depth (the trainability map)."""
+    rows = []
+    for n_blocks in LAMBDA_BLOCKS:
+        for lam in LAMBDAS:
+            for seed in seeds:
+                r = lambda_row(lam, n_blocks, seed)
+                rows.append(r)
+                log(f"lambda {lam} n_blocks={n_blocks} seed={seed}: {r['status']} test_err={r['test_err']} "
+                    f"({r['seconds']:.0f} s)")
+    return {"runs": rows}, {"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lambdas": LAMBDAS,
+                            "n_blocks": LAMBDA_BLOCKS, "seeds": list(seeds)}
+
+
+def section_zero_gamma(seeds, log):
+    return _zero_gamma_rows(seeds, log, DEFAULT_TRAIN, "zero_gamma")
+
+
+def section_zero_gamma_long(seeds, log):
+    """The same four networks trained four times longer (40 epochs): a budget at which all of them converge."""
+    return _zero_gamma_rows(seeds, log, LONG_TRAIN, "zero_gamma_long")
 
 
 def section_init(seeds, log):
@@ -99,6 +211,38 @@ def section_init(seeds, log):
             log(f"init {key} seed={seed}: {row['status']} train_loss={row['train_loss']}")
     return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
                             "inits": INIT_VARIANTS}
+
+
+def section_init_lr(seeds, log):
+    """The no-normalization inits over learning rates (``INIT_LRS``); ReZero's largest alpha logged each step."""
+    rows = []
+    for key, lrs in INIT_LRS.items():
+        for lr in lrs:
+            for seed in seeds:
+                run = train_init_traced(key, seed, lr)
+                row = run.row()
+                row.update({"init": key, "lr": lr, "first_loss": _r(run.history.loss[0], 4) if run.history.loss else None,
+                            "loss": [_r(v, 4) for v in run.history.loss]})
+                if "alpha_max" in run.extra:
+                    row["alpha_max"] = [_r(v, 4) for v in run.extra["alpha_max"]]
+                rows.append(row)
+                log(f"init_lr {key} lr={lr} seed={seed}: {row['status']} train_loss={row['train_loss']} "
+                    f"({run.seconds:.0f} s)")
+    return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
+                            "inits": INIT_VARIANTS, "lrs": INIT_LRS}
+
+
+def section_rezero_alpha(seeds, log):
+    """ReZero at the chapter's learning rate (0.05), every seed of the init sweep, with its largest alpha each step."""
+    rows = []
+    for seed in seeds:
+        run = train_init_traced("rezero", seed, NO_NORM_TRAIN.lr)
+        row = run.row()
+        row.update({"init": "rezero", "lr": NO_NORM_TRAIN.lr, "loss": [_r(v, 4) for v in run.history.loss],
+                    "alpha_max": [_r(v, 4) for v in run.extra["alpha_max"]]})
+        rows.append(row)
+        log(f"rezero_alpha seed={seed}: {row['status']} train_loss={row['train_loss']} max alpha {max(row['alpha_max']):.3g}")
+    return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds)}
 
 
 def main(argv=None) -> int:

@@ -148,3 +148,39 @@ def test_init_variants_start_near_the_identity_without_normalization():
     assert growth["standard"] > 100 * max(growth[k] for k in ("1/sqrt(L)", "rezero", "fixup"))
     with pytest.raises(ValueError, match="init"):
         ie.init_config("orthogonal")
+
+
+def _growth(cfg, X, seed):
+    with torch.no_grad():
+        net = build_model(cfg, seed=seed)
+        states = net.blocks_forward(net.embed(X))
+    second = np.array([s.pow(2).mean().item() for s in states])
+    return second[1:] / second[:-1], (states[-1].norm() / states[0].norm()).item()
+
+
+def test_the_stream_grows_faster_in_the_original_block_than_in_pre_activation_without_norm():
+    """Exercise 3: ~sqrt(2)^30 in full pre-activation, several times more in the original (post) block."""
+    from skipnet.data import load_digits
+    X = load_digits(flatten=True).X_test[:128]
+    mlp30 = ie.NO_NORM_MODEL.with_(arch="mlp", n_blocks=30, width=64, in_shape=(64,))
+    for seed in SEEDS:
+        _, post = _growth(ie.init_config("standard", mlp30.with_(placement="post")), X, seed)
+        _, pre = _growth(ie.init_config("standard", mlp30.with_(placement="pre")), X, seed)
+        assert 2 ** 15 / 4 < pre < 2 ** 15 * 4, seed                       # measured 1.2e4 to 5.2e4
+        assert post > 4 * pre, seed                                           # measured 5x to 24x
+
+
+def test_the_cnn_without_norm_grows_less_per_block_in_its_last_stage():
+    """The chapter: not the ReLU after the addition holds the CNN's growth back (the post MLP has one and grows
+    faster per block), but the zero-padded stage changes and the small maps of the last stages."""
+    from skipnet.data import load_digits
+    X = load_digits().X_test[:128]
+    Xf = load_digits(flatten=True).X_test[:128]
+    mlp = ie.NO_NORM_MODEL.with_(arch="mlp", n_blocks=27, width=64, in_shape=(64,))
+    for seed in SEEDS:
+        f, _ = _growth(ie.init_config("standard"), X, seed)
+        n = len(f) // 3
+        first, last = np.median(f[1:n]), np.median(f[2 * n + 1:])
+        mlp_f, _ = _growth(ie.init_config("standard", mlp), Xf, seed)
+        assert last < 0.8 * first and last < 1.5, seed                        # measured 1.16-1.32 vs 1.66-2.30
+        assert np.median(mlp_f) > 1.3 * last, seed

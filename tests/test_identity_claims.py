@@ -4,6 +4,7 @@ Two kinds of check: live trainings over three seeds (the identity fit, the branc
 without normalization, the trained branches of residual-56), and the precomputed five-seed sweeps in
 ``book/data/identity_*.json`` that the chapter reads. A live run is compared with a stored sweep only
 through the band its seeds span (``tests/bands.py``): on another CPU a seed is, in effect, another seed."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,23 @@ def test_stored_identity_fits_agree_with_live_ones_and_hold_over_depth(fits8):
     assert min(finals[(16, False)]) > 4 * max(finals[(16, True)])    # the chapter's 16 blocks: 6x and more
     assert np.median(finals[(32, False)]) > 0.8                       # the deepest plain stack: near "the mean"
     assert max(max(v) for (d, res), v in finals.items() if res) < 0.4
+
+
+def test_the_plain_stacks_depth_trend_survives_a_learning_rate_sweep_and_the_lifted_stream():
+    """Each stack at its best of four learning rates, on x and on [x, -x]: the plain stack's error grows several
+    times from 1 to 16 blocks in every seed, and stays far above the residual stack's; one plain block is handicapped."""
+    from skipnet.plotting.identity import best_lr_errors
+    rows = stored("fit_fair")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3 and {r["lift"] for r in rows} == {False, True}
+    for lift in (False, True):
+        plain, res = best_lr_errors(rows, lift, False), best_lr_errors(rows, lift, True)
+        deep = max(plain)
+        assert min(plain[deep][1]) > 4 * max(plain[1][1]), lift               # measured: about 8x, every seed
+        assert min(plain[deep][1]) > 8 * max(res[deep][1]), lift               # measured: 18x (lifted) to 190x
+        assert min(plain[1][1]) > 20 * max(res[1][1]), lift                     # the one-block handicap
+        assert all(math.isfinite(v) for v in plain[deep][1] + res[deep][1])
+    std, lifted = best_lr_errors(rows, False, False), best_lr_errors(rows, True, False)
+    assert np.median(lifted[1][1]) < np.median(std[1][1])                      # lifting helps the plain block
 
 
 # -- trained branches are small corrections --------------------------------------------------------
@@ -153,7 +171,7 @@ def test_one_by_one_shortcut_fails_here(variants):
     assert s["fails"] >= s["n"] - 1
 
 
-def test_placements_follow_the_papers_order(variants):
+def test_as_built_placements_full_preactivation_best_and_bn_after_addition_worst(variants):
     s = variants["summary"]
     err = {k: s[k]["test_err"] for k in iv.PLACEMENT_KEYS}
     assert err["pre"] == min(err.values()) or err["pre"] < min(err.values()) + 0.01
@@ -172,13 +190,205 @@ def test_a_live_variant_run_falls_within_the_stored_seeds(variants):
 
 
 # -- zero-gamma ------------------------------------------------------------------------------------
-def test_zero_gamma_lets_residual56_beat_residual20():
-    rows = stored("zero_gamma")["data"]["runs"]
+def _zg(rows):
     loss = {}
     for r in rows:
-        loss.setdefault((r["depth"], r["init"]), {})[r["seed"]] = r["train_loss"]
-    seeds = sorted(loss[(56, "zero_gamma")])
-    assert len(seeds) >= 3
-    wins = sum(loss[(56, "zero_gamma")][s] < loss[(20, "zero_gamma")][s] for s in seeds)
-    assert wins >= len(seeds) - 1
-    assert np.median(list(loss[(56, "zero_gamma")].values())) < np.median(list(loss[(20, "zero_gamma")].values()))
+        loss.setdefault((r["depth"], r["init"]), {})[r["seed"]] = r
+    return loss
+
+
+def test_zero_gamma_at_110_steps_deeper_wins_within_zero_gamma_only_and_in_training_loss_only():
+    """The chapter: with zero-gamma residual-56 ends below residual-20 in (almost) every seed; with the standard init
+    it does not; zero-gamma-56 stays above standard-20; zero-gamma-56's test error is not below zero-gamma-20's."""
+    by = _zg(stored("zero_gamma")["data"]["runs"])
+    seeds = sorted(by[(56, "zero_gamma")])
+    assert len(seeds) >= 5
+    wins = {k: sum(by[(56, k)][s]["train_loss"] < by[(20, k)][s]["train_loss"] for s in seeds)
+            for k in ("standard", "zero_gamma")}
+    assert wins["zero_gamma"] >= len(seeds) - 1 and wins["standard"] <= 1, wins
+    med = {key: np.median([r["train_loss"] for r in v.values()]) for key, v in by.items()}
+    assert med[(56, "standard")] > 1.3 * med[(20, "standard")]               # "about twice", not "no worse"
+    assert med[(56, "zero_gamma")] > 2 * med[(20, "standard")]               # the zero-gamma group is slower
+    err = {key: np.median([r["test_err"] for r in v.values()]) for key, v in by.items()}
+    assert err[(56, "zero_gamma")] >= err[(20, "zero_gamma")]
+    assert sum(r["train_err"] == 0 for r in by[(20, "standard")].values()) >= len(seeds) - 1
+
+
+def test_zero_gamma_and_standard_converge_together_at_40_epochs():
+    by = _zg(stored("zero_gamma_long")["data"]["runs"])
+    assert all(len(v) >= 3 for v in by.values())
+    med40 = {key: np.median([r["train_loss"] for r in v.values()]) for key, v in by.items()}
+    med10 = {key: np.median([r["train_loss"] for r in v.values()])
+             for key, v in _zg(stored("zero_gamma")["data"]["runs"]).items()}
+    assert max(med40.values()) / min(med40.values()) < 3.5                   # measured: 2.6
+    for init in ("standard", "zero_gamma"):                                   # deeper ends lower, every seed
+        assert all(by[(56, init)][s]["train_loss"] < by[(20, init)][s]["train_loss"] for s in by[(56, init)]), init
+    for d in (20, 56):                                                        # the standard init ends lower
+        assert med40[(d, "standard")] < med40[(d, "zero_gamma")], d
+    for key in med40:
+        assert med40[key] < 0.5 * med10[key], key                            # all four still had room at 10 epochs
+        assert all(r["status"] == "finished" and r["train_err"] <= 0.002 for r in by[key].values()), key
+        steps = [e["step"] for e in next(iter(by[key].values()))["evals"]]
+        assert steps == [110, 220, 330, 440]
+
+
+# -- branch sizes: a property of depth --------------------------------------------------------------
+def test_trained_branches_are_about_twice_as_large_at_20_layers_as_at_56():
+    rows = [r for r in stored("zero_gamma")["data"]["runs"] if r["init"] == "standard"]
+    med = {(d, k): [np.median(r[k]) for r in rows if r["depth"] == d]
+           for d in (20, 56) for k in ("rel_norm", "rel_norm_c", "rel_norm_init", "rel_norm_c_init")}
+    for k in ("rel_norm", "rel_norm_c"):
+        assert min(med[(20, k)]) > 1.7 * max(med[(56, k)]), k                 # every seed of 20 vs every seed of 56
+        assert min(med[(20, k)]) > 0.5 and max(med[(56, k)]) < 0.4, k          # "not small" vs "about a third"
+    ratio = np.median(med[(20, "rel_norm_init")]) / np.median(med[(56, "rel_norm_init")])
+    assert 1.4 < ratio < 2.3                                                  # De & Smith: sqrt(27/9) = 1.73
+    for r in rows:
+        assert r["rel_norm"][0] > 1.5 * np.median(r["rel_norm"][1:]), (r["depth"], r["seed"])   # the first block
+        assert np.median(r["rel_norm_c"]) > np.median(r["rel_norm"])          # the mean inflates ||x||
+
+
+# -- the no-normalization inits over learning rates ------------------------------------------------
+def test_standard_init_trains_at_no_learning_rate_and_the_others_do():
+    rows = stored("init_lr")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3
+    std = [r for r in rows if r["init"] == "standard"]
+    assert {r["lr"] for r in std} >= {1e-4, 1e-3, 0.01, 0.05, 0.1}
+    for r in std:
+        if r["lr"] >= 0.01:
+            assert r["status"].startswith("diverged"), r["lr"]
+        if r["status"] == "finished":
+            assert r["train_loss"] > 2.0, r["lr"]                              # chance is ln 10 = 2.30
+        else:
+            assert int(r["status"].rsplit(" ", 1)[-1]) <= 20
+    others = [r for r in rows if r["init"] != "standard"]
+    assert sum(r["status"] != "finished" for r in others) <= 2
+    for key in ("1/sqrt(L)", "rezero", "fixup"):
+        best = min(0.9 if r["train_loss"] is None else np.median([x["train_loss"] for x in rows
+                   if (x["init"], x["lr"]) == (key, r["lr"]) and x["train_loss"] is not None])
+                   for r in rows if r["init"] == key)
+        assert best < 0.2, key
+        at_best = [r for r in rows if r["init"] == key]
+        assert sum(r["train_loss"] is not None and r["train_loss"] < 1 for r in at_best) >= len(at_best) // 2, key
+
+
+def test_rezero_failures_at_lr_005_come_with_a_jump_of_alpha():
+    rows = stored("rezero_alpha")["data"]["runs"]
+    assert len(rows) >= 5
+    init = {r["seed"]: r for r in stored("init")["data"]["runs"] if r["init"] == "rezero"}
+    for r in rows:
+        assert len(r["alpha_max"]) == len(r["loss"]) == 110 and r["alpha_max"][0] < 0.1
+        assert r["train_loss"] == pytest.approx(init[r["seed"]]["train_loss"], rel=1e-6)   # the same runs as --section init
+    bad = [r for r in rows if r["train_loss"] >= 1.0]
+    good = [r for r in rows if r["train_loss"] < 1.0]
+    assert 1 <= len(bad) <= 2 and len(good) >= 3
+    assert min(max(r["alpha_max"]) for r in bad) > 1.5 * max(max(r["alpha_max"]) for r in good)
+
+
+# -- the reruns without confounds ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fair():
+    return stored("variants_fair")["data"]
+
+
+def test_the_1x1_shortcut_started_at_the_identity_still_fails_through_its_product(fair):
+    s = fair["summary"]
+    base = stored("variants")["data"]["summary"]["identity"]
+    for key in ("conv1x1_identity", "conv1x1_orthogonal"):
+        assert s[key]["n"] >= 5 and s[key]["fails"] >= s[key]["n"] - 1, key
+        assert s[key]["test_err"] > 5 * base["test_err"], key
+        for r in (x for x in fair["runs"] if x["key"] == key):
+            assert r["prod_norm"][0] == pytest.approx(1.0, rel=1e-5)          # the product starts at norm 1
+            assert max(r["prod_norm"]) > 1e3, (key, r["seed"])               # and explodes during training
+    default = stored("variants")["data"]["summary"]["conv1x1"]
+    assert sum(r["status"] != "finished" for r in fair["runs"] if r["key"].startswith("conv1x1")) < default["n"]
+
+
+def test_a_live_identity_started_1x1_run_fails_like_the_stored_ones(fair):
+    from skipnet.probes.branches import shortcut_product_norm
+    live = iv.train_traced("conv1x1_identity", 0, shortcut_product_norm)
+    refs = [r for r in fair["runs"] if r["key"] == "conv1x1_identity"]
+    assert live["trace"][0] == pytest.approx(1.0) and max(live["trace"]) > 1e3
+    if live["test_err"] is not None:
+        assert live["test_err"] > iv.FAIL_ERR
+        assert_in_seed_band(live["test_err"], [0.9 if r["test_err"] is None else r["test_err"] for r in refs],
+                            floor=0.05, what="test error")
+
+
+PLACES = ("pre", "post", "relu_only_pre", "relu_before_add", "bn_after_add")
+
+
+def test_placements_from_the_same_loss_reorder_as_the_chapter_says(fair):
+    built = stored("variants")["data"]
+    arms = {"built": built["summary"],
+            "final_norm": {k: fair["summary"][f"{k}_final_norm"] for k in PLACES},
+            "zero_head": {k: fair["summary"][f"{k}_zero_head"] for k in PLACES}}
+    for arm, s in arms.items():
+        err = {k: s[k]["test_err"] for k in PLACES}
+        assert err["bn_after_add"] == max(err.values()) and err["bn_after_add"] > 0.7, arm   # worst in every arm
+        assert sorted(err, key=err.get).index("pre") <= 1, arm                               # at or near the top
+        assert min(v["n"] for v in s.values()) >= 3, arm
+    fn, b = arms["final_norm"], arms["built"]
+    first = {k: next(r for r in built["runs"] if r["key"] == k and r["loss"])["loss"][0] for k in PLACES}
+    assert min(first["post"], first["relu_before_add"]) > 3 * first["pre"]                   # the confound
+    assert all(r["first_loss"] < 4 for r in fair["runs"] if r["key"].endswith("_final_norm"))
+    assert fn["relu_before_add"]["fails"] == 0 and fn["relu_before_add"]["test_err"] < 2 * fn["pre"]["test_err"]
+    assert fn["relu_before_add"]["test_err"] < fn["post"]["test_err"]                        # ranks 2nd, not 4th
+    assert fn["post"]["test_err"] < b["post"]["test_err"] / 2 and fn["post"]["fails"] == 0
+    assert fn["post"]["test_err"] > fn["pre"]["test_err"]                                     # still costs points
+    for k in ("pre", "relu_only_pre"):                                                       # the same networks
+        assert fn[k]["test_err"] == b[k]["test_err"]
+    zh = arms["zero_head"]
+    for k in ("post", "relu_before_add"):
+        spikes = [r["max_loss"] for r in fair["runs"] if r["key"] == f"{k}_zero_head"]
+        assert min(spikes) > 5 and zh[k]["test_err"] > 5 * zh["pre"]["test_err"], k
+    assert all(r["first_loss"] == pytest.approx(np.log(10), abs=1e-3) for r in fair["runs"] if r["key"].endswith("zero_head"))
+
+
+# -- is the sum messy? -----------------------------------------------------------------------------
+def test_the_sum_keeps_its_terms_readable_and_the_plain_stream_loses_them():
+    rows = stored("decode")["data"]["runs"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["kind"], r["n_blocks"]), {})[r["seed"]] = r
+    for n in (8, 16):
+        seeds = sorted(by[("residual", n)])
+        assert len(seeds) >= 5
+        res, plain, dense = (by[(k, n)] for k in ("residual", "plain", "dense"))
+        assert abs(dense[0]["params"] - res[0]["params"]) / res[0]["params"] < 0.03     # matched parameters
+        for s in seeds:
+            top = str(n)
+            r, p, d = res[s]["decode"][top], plain[s]["decode"][top], dense[s]["decode"][top]
+            assert r["x0"] > 0.8 and min(r["writes"]) > 0.75, (n, s)                   # the sum keeps its terms
+            assert d["x0"] > 0.99 and min(d["writes"]) > 0.99, (n, s)                   # concatenation: all of them
+            assert p["x0"] < r["x0"] - 0.1, (n, s)                                      # the plain stream loses x_0
+            assert r["class_acc"] > 0.9 and d["class_acc"] > 0.9, (n, s)
+            writes = r["writes"]                                                        # early terms as readable as late
+            assert min(writes[:n // 4]) > max(writes[-n // 4:]) - 0.1, (n, s)
+            assert p["writes"][0] < p["writes"][-1] - 0.1, (n, s)                       # the plain stream forgets early
+    plain16 = [r["decode"]["16"]["class_acc"] for r in by[("plain", 16)].values()]
+    res16 = [r["decode"]["16"]["class_acc"] for r in by[("residual", 16)].values()]
+    assert np.median(plain16) < np.median(res16) - 0.1
+
+
+def test_a_live_residual_decode_falls_within_the_stored_seeds():
+    from skipnet.experiments.identity_sum import decode_row
+    live = decode_row("residual", 8, seed=0)
+    refs = [r for r in stored("decode")["data"]["runs"] if r["kind"] == "residual" and r["n_blocks"] == 8]
+    for what in ("x0", "pixels"):
+        assert_in_seed_band(live["decode"]["8"][what], [r["decode"]["8"][what] for r in refs], floor=0.02, what=what)
+    assert_in_seed_band(min(live["decode"]["8"]["writes"]), [min(r["decode"]["8"]["writes"]) for r in refs],
+                        floor=0.02, what="worst F_k")
+
+
+# -- the lambda map --------------------------------------------------------------------------------
+def test_the_scaled_shortcut_fails_along_lambda_to_the_L_and_not_above_one():
+    from skipnet.plotting.identity import lambda_boundary
+    rows = stored("lambda")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3 and {r["lam"] for r in rows} >= {0.5, 0.9, 1.0, 1.1, 1.2}
+    b = lambda_boundary(rows)
+    rho = b["rho"]
+    assert rho["lambda^L"] > 0.8 and rho["lambda^L"] > rho["lambda"] + 0.2 and rho["lambda^L"] > rho["L"] + 0.1
+    assert b["fails_above_one"] == []                                        # lambda > 1 never fails here
+    assert b["min_training_pow"] is not None and b["max_failing_pow"] is not None
+    assert b["ratio"][(0.5, 54)] > 10 and b["ratio"][(0.9, 8)] < 1.5          # far from and near the identity
+    assert 1e-4 < b["min_training_pow"] < 0.01 and b["max_failing_pow"] < 0.2   # a band of lambda^L, not all of it

@@ -275,3 +275,75 @@ def test_one_builder_for_every_config():
 def test_invalid_parameters_raise_a_named_value_error(fields, name):
     with pytest.raises(ValueError, match=name):
         ModelConfig(**fields)
+
+
+# -- options of the identity chapter's reruns -----------------------------------------------------------------
+def test_projection_shortcut_starts_at_identity_or_orthogonal_and_keeps_the_branch_draws():
+    base = ModelConfig(**MLP, shortcut="conv1x1")
+    nets = {init: build_model(base.with_(shortcut_init=init), seed=0) for init in ("default", "identity", "orthogonal")}
+    for block in nets["identity"].blocks:
+        assert torch.equal(block.shortcut.proj.weight, torch.eye(16))
+    for block in nets["orthogonal"].blocks:
+        W = block.shortcut.proj.weight
+        assert torch.allclose(W @ W.T, torch.eye(16), atol=1e-5)
+    for block in nets["default"].blocks:                                  # PyTorch's own draw: far from orthogonal
+        W = block.shortcut.proj.weight
+        assert W.std().item() == pytest.approx(1 / math.sqrt(3 * 16), rel=0.25)
+    for a, b in zip(nets["default"].blocks, nets["identity"].blocks):     # same branch weights: one draw sequence
+        for p, q in zip(a.branch.parameters(), b.branch.parameters()):
+            assert torch.equal(p, q)
+    x = torch.randn(4, 16)
+    block = nets["identity"].blocks[0].eval()
+    assert torch.allclose(block.shortcut(x), x)
+
+
+def test_identity_projection_in_a_cnn_keeps_the_first_channels_at_a_stage_change():
+    net = build_model(**CNN, shortcut="conv1x1", shortcut_init="identity", seed=0).eval()
+    block = next(b for b in net.blocks if b.c_out > b.c_in)
+    x = torch.randn(2, block.c_in, 8, 8)
+    out = block.shortcut(x)                                             # (2, c_out, 4, 4)
+    assert torch.equal(out[:, :block.c_in], x[:, :, ::2, ::2]) and torch.all(out[:, block.c_in:] == 0)
+
+
+def test_final_norm_and_zero_head():
+    post = ModelConfig(**MLP, placement="post")
+    assert isinstance(build_model(post, seed=0).final_norm, torch.nn.Identity)
+    with_norm = build_model(post.with_(final_norm=True), seed=0)
+    assert isinstance(with_norm.final_norm, torch.nn.BatchNorm1d) and isinstance(with_norm.final_act, torch.nn.Identity)
+    pre = ModelConfig(**MLP, placement="pre")
+    a, b = build_model(pre, seed=0), build_model(pre.with_(final_norm=True), seed=0)   # pre already has one
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+    x = torch.randn(8, 64)
+    assert torch.equal(a.eval()(x), b.eval()(x))
+    zero = build_model(post.with_(zero_head=True), seed=0).eval()
+    logits = zero(x)
+    assert torch.all(logits == 0)
+    assert F.cross_entropy(logits, torch.zeros(8, dtype=torch.long)).item() == pytest.approx(math.log(10))
+
+
+@pytest.mark.parametrize("fields,name", [
+    (dict(shortcut_init="identity"), "shortcut_init='identity' needs shortcut='conv1x1'"),
+    (dict(shortcut="conv1x1", shortcut_init="eye"), "shortcut_init must be one of"),
+    (dict(shortcut="scale", shortcut_scale=2.5), "shortcut_scale must be a number in"),
+    (dict(final_norm=1), "final_norm must be True or False"),
+    (dict(zero_head="yes"), "zero_head must be True or False"),
+])
+def test_rerun_options_are_validated(fields, name):
+    with pytest.raises(ValueError, match=name):
+        ModelConfig(**fields)
+
+
+def test_shortcut_scale_above_one_scales_the_shortcut():
+    net = build_model(**MLP, shortcut="scale", shortcut_scale=1.2, seed=0).eval()
+    x = torch.randn(3, 16)
+    assert torch.allclose(net.blocks[0].shortcut(x), 1.2 * x)
+
+
+def test_as_dict_leaves_out_the_rerun_options_at_their_defaults():
+    cfg = ModelConfig(**MLP)
+    d = cfg.as_dict()
+    assert not {"shortcut_init", "final_norm", "zero_head"} & set(d)
+    assert ModelConfig(**d) == cfg
+    set_ = ModelConfig(**MLP, shortcut="conv1x1", shortcut_init="identity", final_norm=True).as_dict()
+    assert set_["shortcut_init"] == "identity" and set_["final_norm"] is True and "zero_head" not in set_
+    assert ModelConfig(**set_) == ModelConfig(**MLP, shortcut="conv1x1", shortcut_init="identity", final_norm=True)

@@ -35,7 +35,7 @@ from skipnet.config import Config, check_choice, check_float, check_int
 __all__ = [
     "ModelConfig", "ResidualNet", "ResidualBlock", "PlainBlock", "Branch", "StochasticDepth",
     "OptionA", "Scaled", "Gate", "GatedShortcut", "GatedBranch", "Projection", "DropMask", "build_model",
-    "ARCHS", "NORMS", "ACTIVATIONS", "PLACEMENTS", "SHORTCUTS", "INITS", "MAX_DEPTH",
+    "ARCHS", "NORMS", "ACTIVATIONS", "PLACEMENTS", "SHORTCUTS", "INITS", "SHORTCUT_INITS", "MAX_DEPTH",
 ]
 
 ARCHS = ("cnn", "mlp")
@@ -44,6 +44,8 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 PLACEMENTS = ("post", "pre", "bn_after_add", "relu_before_add", "relu_only_pre")
 SHORTCUTS = ("identity", "scale", "exclusive_gate", "shortcut_gate", "conv1x1", "dropout")
 INITS = ("standard", "zero_gamma", "zero_last", "rezero", "fixup")
+SHORTCUT_INITS = ("default", "identity", "orthogonal")    # of the 1x1 (``conv1x1``) shortcut
+OPTIONAL_FIELDS = {"shortcut_init": "default", "final_norm": False, "zero_head": False}   # left out of as_dict at default
 MAX_DEPTH = 1202              # weight layers of the CNN (He et al. 2015's deepest); MLPs: MAX_MLP_BLOCKS blocks
 MAX_MLP_BLOCKS = 1000
 MAX_WIDTH = 1024
@@ -64,7 +66,15 @@ class ModelConfig(Config):
         al. 2015, ReLU after the addition) for the CNN and ``pre`` (full pre-activation) for the MLP.
     branch_scale: a constant multiplying the residual branch, or ``"1/sqrt(L)"`` (one over the square
         root of the number of blocks).
-    shortcut_scale: the constant of the ``scale`` shortcut (He et al. 2016 use 0.5).
+    shortcut_scale: the constant lambda of the ``scale`` shortcut, ``y = lambda x + F(x)`` (He et al. 2016
+        use 0.5; up to 2, so that the identity chapter's lambda map can cross lambda = 1).
+    shortcut_init: how the 1x1 (``conv1x1``) shortcut starts: ``default`` (PyTorch's own init, entries of
+        std 1/sqrt(3 fan_in): the product of many such maps shrinks the signal), ``identity`` (I, or its
+        first c_in columns where the width grows) or ``orthogonal`` (a random orthogonal matrix).
+    final_norm: give every placement a norm before the head. Pre-activation placements already end
+        in a norm and an activation; with ``final_norm=True`` the others get a norm (no activation) on
+        the stream before pooling, so that every placement's classifier reads a normalized signal.
+    zero_head: start the classifier at zero (weight and bias): every placement starts at the same loss, log C.
     gate_bias: initial bias of the gates of ``exclusive_gate`` / ``shortcut_gate`` shortcuts.
     drop_prob: stochastic depth (Huang et al. 2016): the last block's branch is dropped with this
         probability during training, earlier blocks' linearly less often.
@@ -82,11 +92,14 @@ class ModelConfig(Config):
     block_layers: int = 2
     branch_scale: float | str = 1.0
     shortcut_scale: float = 0.5
+    shortcut_init: str = "default"
     gate_bias: float = 0.0
     init: str = "standard"
     drop_prob: float = 0.0
     in_shape: tuple[int, ...] = (1, 8, 8)
     n_classes: int = 10
+    final_norm: bool = False
+    zero_head: bool = False
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ARCHS)
@@ -104,7 +117,14 @@ class ModelConfig(Config):
                 raise ValueError(f"branch_scale must be a positive number or '{_INV_SQRT}', got {self.branch_scale!r}")
         else:
             check_float("branch_scale", self.branch_scale, 0, 10, low_open=True)
-        check_float("shortcut_scale", self.shortcut_scale, 0, 1, low_open=True)
+        check_float("shortcut_scale", self.shortcut_scale, 0, 2, low_open=True)
+        check_choice("shortcut_init", self.shortcut_init, SHORTCUT_INITS)
+        if self.shortcut_init != "default" and self.shortcut != "conv1x1":
+            raise ValueError(f"shortcut_init={self.shortcut_init!r} needs shortcut='conv1x1' (only the 1x1 shortcut "
+                             f"has weights), got shortcut={self.shortcut!r}")
+        for name in ("final_norm", "zero_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_float("gate_bias", self.gate_bias, -100, 100)
         check_float("drop_prob", self.drop_prob, 0, 1, high_open=True)
         check_int("n_classes", self.n_classes, 1)
@@ -152,6 +172,15 @@ class ModelConfig(Config):
             raise ValueError(f"depth={self.depth} does not match n_blocks={self.n_blocks} (give one of them)")
         object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "n_blocks", blocks)
+
+    def as_dict(self) -> dict:
+        """The fields as a dict. The options added for the identity chapter's reruns (``OPTIONAL_FIELDS``) appear
+        only when set, so the configs recorded by earlier sweeps still equal the package's."""
+        d = super().as_dict()
+        for name, default in OPTIONAL_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def with_(self, **changes) -> "ModelConfig":
         """A copy with some fields changed; changing ``depth`` re-derives ``n_blocks`` and vice versa."""
@@ -228,8 +257,8 @@ class Branch(nn.Module):
     * ``relu_before_add``:             ``act(N(W2 act(N(W1 x))))``
     * ``relu_only_pre``:               ``N(W2 act(N(W1 act(x))))``
 
-    The output is multiplied by ``branch_scale`` (and by a ReZero scalar ``alpha`` or Fixup's multiplier
-    where the init asks for one).
+    The output is multiplied by ``branch_scale`` (and by a ReZero scalar ``alpha`` or the Fixup-style
+    multiplier where the init asks for one).
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool):
@@ -259,6 +288,10 @@ class Branch(nn.Module):
         elif cfg.init == "rezero":
             self.alpha = _Scalar(0.0, multiply=True)        # SkipInit / ReZero: x + alpha F(x), alpha = 0
         elif cfg.init == "fixup":
+            # Fixup-style (Zhang et al. 2019, the branch part only): the last layer at zero, the others scaled by
+            # L^(-1/(2m-2)), a scalar bias before each weight layer and a scalar multiplier. Not done here (full
+            # Fixup): the zeroed classifier, the scalar biases before each activation and after the multiplier,
+            # bias-free weight layers (these keep a per-channel bias, which stands in for the missing scalars).
             m, L = cfg.block_layers, cfg.n_blocks
             if m > 1:
                 for w in self.weights[:-1]:
@@ -373,11 +406,19 @@ class GatedBranch(nn.Module):
 
 
 class Projection(nn.Module):
-    """A learned 1x1 convolution (or linear map) on the shortcut."""
+    """A learned 1x1 convolution (or linear map) on the shortcut, started by ``init`` (see
+    ``ModelConfig.shortcut_init``). PyTorch's default draw is made in every case, so that the branches of
+    the ``default`` and ``identity`` networks of one seed start from the same weights."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, conv: bool):
+    def __init__(self, c_in: int, c_out: int, stride: int, conv: bool, init: str = "default"):
         super().__init__()
         self.proj = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if conv else nn.Linear(c_in, c_out, bias=False)
+        with torch.no_grad():
+            w = self.proj.weight.view(c_out, c_in)                          # (c_out, c_in): a 1x1 conv is a matrix
+            if init == "identity":
+                w.copy_(torch.eye(c_out, c_in))
+            elif init == "orthogonal":
+                nn.init.orthogonal_(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -445,7 +486,7 @@ def make_block(c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool,
     elif kind == "scale":
         shortcut = Scaled(skip, cfg.shortcut_scale)
     elif kind == "conv1x1":
-        shortcut = Projection(c_in, c_out, stride, conv)
+        shortcut = Projection(c_in, c_out, stride, conv, cfg.shortcut_init)
     elif kind == "dropout":
         shortcut = DropMask(skip)
     else:                                                   # exclusive_gate / shortcut_gate
@@ -501,11 +542,13 @@ class ResidualNet(nn.Module):
         self.stem_norm = nn.Identity() if pre else _norm(cfg.norm, cfg.width, conv)
         self.stem_act = nn.Identity() if pre else _activation(cfg.activation)
         self.blocks = nn.ModuleList(blocks)
-        self.final_norm = _norm(cfg.norm, c_final, conv) if pre else nn.Identity()
+        self.final_norm = _norm(cfg.norm, c_final, conv) if pre or cfg.final_norm else nn.Identity()
         self.final_act = _activation(cfg.activation) if pre else nn.Identity()
         self.head = nn.Linear(c_final, cfg.n_classes)
         _init_weight(self.head, "sigmoid" if cfg.activation in ("sigmoid", "tanh") else "relu")
         nn.init.zeros_(self.head.bias)
+        if cfg.zero_head:
+            nn.init.zeros_(self.head.weight)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.arch == "mlp":

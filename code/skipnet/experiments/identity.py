@@ -6,7 +6,8 @@
 * :func:`train_digits`: train any :class:`~skipnet.models.ModelConfig` on the digits (the trained
   branches, the zero-gamma comparison, the branch initializations without normalization).
 * :data:`INIT_VARIANTS` / :func:`train_init`: a deep residual CNN without normalization and four
-  ways to initialize its branches (SkipInit / ReZero, Fixup, 1/sqrt(L)).
+  ways to initialize its branches (SkipInit / ReZero, Fixup-style, 1/sqrt(L)); :func:`train_init_traced`
+  also records each step's largest ReZero scalar (the learning-rate sweep).
 
 The shortcut and activation-placement study of He et al. (2016) is in :mod:`skipnet.experiments.identity_variants`.
 """
@@ -30,6 +31,7 @@ from skipnet.train import Progress, Run, TrainConfig, Trainer, train_run
 __all__ = [
     "IdentityFitConfig", "IdentityTask", "identity_target", "fit_identity", "final_rel_error", "train_digits",
     "BRANCH_MODEL", "NO_NORM_MODEL", "NO_NORM_TRAIN", "INIT_VARIANTS", "INIT_LABELS", "init_config", "train_init",
+    "train_init_traced", "INIT_LRS", "LONG_TRAIN", "lifted",
 ]
 
 
@@ -39,6 +41,10 @@ class IdentityFitConfig(Config):
     """The identity-fitting task: blocks of ``width`` = 64 units (one per pixel) map the standardized
     digits ``X`` (N, 64) to ``X + eps * tanh(X A)`` (``eps = 0``: the identity itself).
     The error is measured on the test digits, with BatchNorm using the statistics of that batch.
+
+    ``lift=True`` is the control for the plain stack's handicap: a ReLU block cannot pass a negative
+    pixel, so the stream is 128 wide and holds ``[x, -x]``; only the first 64 coordinates are scored,
+    and ``x = relu(x) - relu(-x)`` is within reach of a single weight layer.
 
     The blocks are the book's MLP blocks (``norm``, ``placement``) without the stem and the classifier,
     so the network is ``x -> block_L(... block_1(x))`` and nothing else has to be learned.
@@ -55,6 +61,7 @@ class IdentityFitConfig(Config):
     batch_size: int = 128
     eps: float = 0.0
     eval_every: int = 25
+    lift: bool = False
 
     def __post_init__(self) -> None:
         check_int("width", self.width, 64, 64)           # one unit per pixel of the 8x8 digits
@@ -62,11 +69,18 @@ class IdentityFitConfig(Config):
         check_float("lr", self.lr, 0, 1, low_open=True)
         check_float("eps", self.eps, 0, 2)
         check_int("eval_every", self.eval_every, 1)
+        if not isinstance(self.lift, bool):
+            raise ValueError(f"lift must be True or False, got {self.lift!r}")
+
+    @property
+    def stream_width(self) -> int:
+        """Units of every block: 64, or 128 for the lifted stream ``[x, -x]``."""
+        return 2 * self.width if self.lift else self.width
 
     def model(self, n_blocks: int, residual: bool) -> ModelConfig:
-        return ModelConfig(arch="mlp", n_blocks=n_blocks, width=self.width, norm=self.norm, placement=self.placement,
-                           residual=residual, block_layers=self.block_layers, in_shape=(self.width,),
-                           n_classes=self.width)
+        w = self.stream_width
+        return ModelConfig(arch="mlp", n_blocks=n_blocks, width=w, norm=self.norm, placement=self.placement,
+                           residual=residual, block_layers=self.block_layers, in_shape=(w,), n_classes=w)
 
     @property
     def train(self) -> TrainConfig:
@@ -99,14 +113,22 @@ class IdentityTask:
 
     @staticmethod
     def loss(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean squared error, and the batch's R^2 as the score."""
+        """Mean squared error on the target's coordinates (the first ``y.shape[1]`` of the stream), and the
+        batch's R^2 as the score."""
+        out = out[:, :y.shape[1]]
         loss = F.mse_loss(out, y)
         return loss, 1 - ((out - y) ** 2).sum().detach() / ((y - y.mean(0)) ** 2).sum()
 
     @torch.no_grad()
     def evaluate(self, body: nn.Module, seed: int = 0) -> dict:
-        err = ((body(self.X_test) - self.Y_test) ** 2).sum() / ((self.Y_test - self.Y_test.mean(0)) ** 2).sum()
+        out = body(self.X_test)[:, :self.Y_test.shape[1]]
+        err = ((out - self.Y_test) ** 2).sum() / ((self.Y_test - self.Y_test.mean(0)) ** 2).sum()
         return {"rel_error": float(err)}
+
+
+def lifted(X: torch.Tensor) -> torch.Tensor:
+    """``[x, -x]``: the stream of the lifted identity task (N, 128)."""
+    return torch.cat([X, -X], dim=1)
 
 
 def fit_identity(n_blocks: int, residual: bool, seed: int = 0, cfg: IdentityFitConfig = IdentityFitConfig(),
@@ -118,7 +140,9 @@ def fit_identity(n_blocks: int, residual: bool, seed: int = 0, cfg: IdentityFitC
     """
     check_int("n_blocks", n_blocks, 1, 200)
     ds = load_digits(flatten=True)
-    task = IdentityTask(ds.X_train, identity_target(ds.X_train, cfg.eps), ds.X_test, identity_target(ds.X_test, cfg.eps))
+    lift = lifted if cfg.lift else (lambda Z: Z)
+    task = IdentityTask(lift(ds.X_train), identity_target(ds.X_train, cfg.eps), lift(ds.X_test),
+                        identity_target(ds.X_test, cfg.eps))
     model = cfg.model(n_blocks, residual)
     body = nn.Sequential(*build_model(model, seed=seed).blocks)        # (B, 64) -> (B, 64): blocks only
     train = cfg.train.with_(seed=seed)
@@ -126,7 +150,7 @@ def fit_identity(n_blocks: int, residual: bool, seed: int = 0, cfg: IdentityFitC
     at_init = {"step": 0, **task.evaluate(body)}
     history = Trainer(body, task, train, progress).run()
     history.evals.insert(0, at_init)
-    label = f"{'residual' if residual else 'plain'}, {n_blocks} blocks"
+    label = f"{'residual' if residual else 'plain'}, {n_blocks} blocks" + (", [x, -x]" if cfg.lift else "")
     return Run(model, train, history, time.perf_counter() - t0, body, label)
 
 
@@ -137,6 +161,7 @@ def final_rel_error(run: Run) -> float:
 
 # -- 2. training on the digits ----------------------------------------------------------------------
 BRANCH_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")            # post-activation, He et al. 2015
+LONG_TRAIN = DEFAULT_TRAIN.with_(epochs=40, eval_every=110)     # 440 steps: every network reaches its floor
 
 
 def train_digits(cfg: ModelConfig, seed: int = 0, train: TrainConfig = DEFAULT_TRAIN,
@@ -157,7 +182,10 @@ INIT_VARIANTS: dict[str, dict] = {
     "fixup": {"init": "fixup"},
 }
 INIT_LABELS = {"standard": "standard (He) init", "1/sqrt(L)": "branch x 1/sqrt(L)",
-               "rezero": "SkipInit / ReZero (alpha = 0)", "fixup": "Fixup"}
+               "rezero": "SkipInit / ReZero (alpha = 0)", "fixup": "Fixup-style"}
+INIT_LRS = {"standard": (1e-4, 1e-3, 5e-3, 0.01, 0.02, 0.05, 0.1), "1/sqrt(L)": (0.02, 0.05, 0.1, 0.2),
+            "rezero": (0.02, 0.05, 0.1, 0.2), "fixup": (0.02, 0.05, 0.1, 0.2)}
+"""The learning rates of the stored sweep: the standard init from far below to above 0.05, the others around it."""
 
 
 def init_config(key: str, base: ModelConfig = NO_NORM_MODEL, **changes) -> ModelConfig:
@@ -171,3 +199,22 @@ def train_init(key: str, seed: int = 0, base: ModelConfig = NO_NORM_MODEL, train
                progress: Progress | None = None, **changes) -> Run:
     """Train the no-normalization network with branch initialization ``key``; a divergence is a result."""
     return train_digits(init_config(key, base, **changes), seed, train, progress, keep_model=False)
+
+
+def train_init_traced(key: str, seed: int = 0, lr: float = NO_NORM_TRAIN.lr, base: ModelConfig = NO_NORM_MODEL,
+                      train: TrainConfig = NO_NORM_TRAIN) -> Run:
+    """:func:`train_init` at learning rate ``lr``, step by step; for ReZero ``run.extra["alpha_max"]`` holds the
+    largest ``|alpha|`` over the blocks after every step (the same run as ``train_init``: same build, same seed)."""
+    cfg = init_config(key, base)
+    net = cfg.build(seed)
+    train = train.with_(lr=lr, seed=seed)
+    t0 = time.perf_counter()
+    trainer = Trainer(net, load_digits(flatten=cfg.arch == "mlp"), train)
+    alphas = [b.branch.alpha.value for b in net.blocks] if cfg.init == "rezero" else []
+    alpha_max = []
+    while trainer.step():
+        if alphas:
+            alpha_max.append(float(torch.stack(alphas).detach().abs().max()))
+    if alphas and len(alpha_max) < trainer.history.steps_done:       # the last step (step() returned False)
+        alpha_max.append(float(torch.stack(alphas).detach().abs().max()))
+    return Run(cfg, train, trainer.history, time.perf_counter() - t0, None, extra={"alpha_max": alpha_max} if alphas else {})

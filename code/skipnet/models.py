@@ -10,9 +10,9 @@ initial weights. The parts are small modules of their own:
 * the branch ``F`` (:class:`Branch`): two 3x3 convolutions (CNN) or one or two linear maps (MLP), with
   norms and activations where ``placement`` puts them (He et al. 2016, Fig. 4), times a constant
   ``branch_scale`` or a learnable ReZero scalar, optionally dropped by stochastic depth;
-* the shortcut: :class:`OptionA` (the identity; subsample + zero-pad where the shape changes, He et al.
-  2015's parameter-free "option A"), :class:`Scaled`, :class:`GatedShortcut`, :class:`Projection` (1x1
-  conv) and :class:`DropMask`: the variants of He et al. (2016), Table 1;
+* the shortcut, from :mod:`skipnet.shortcuts`: ``OptionA`` (the identity; subsample + zero-pad where the shape
+  changes, He et al. 2015's parameter-free "option A"), ``Scaled``, ``GatedShortcut``, ``Projection`` (1x1
+  conv) and ``DropMask``: the variants of He et al. (2016), Table 1;
 * ``post``: what acts on the stream after the addition (a ReLU for the original post-activation block).
 
 Everything the chapters vary is a field of the frozen :class:`ModelConfig`. Probes (lesions, paths,
@@ -20,6 +20,11 @@ branch sizes) do not live here: they run the stream with :meth:`ResidualNet.bloc
 
 Chapters: the opening chapter (degradation), *The gradient highway* (activations, norms), *The
 identity mapping* (placements, shortcuts, inits) and *An ensemble of relatively shallow paths*.
+
+Why one module of about 500 lines: the config and its validation, the branch with its five placements and
+identity-preserving inits, the two blocks and the builder that picks one, and the network, kept together so
+that a reader follows ``y = F(x) + x`` from a config field to the forward pass in one file (the shortcut
+variants live in :mod:`skipnet.shortcuts`, the DenseNet-like twin in :mod:`skipnet.dense`).
 """
 from __future__ import annotations
 
@@ -28,9 +33,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from skipnet.config import Config, check_choice, check_float, check_int
+from skipnet.shortcuts import DropMask, Gate, GatedBranch, GatedShortcut, OptionA, Projection, Scaled
 
 __all__ = [
     "ModelConfig", "ResidualNet", "ResidualBlock", "PlainBlock", "Branch", "StochasticDepth",
@@ -339,103 +344,6 @@ class StochasticDepth(nn.Module):
         if torch.rand(()) >= self.survival:
             return torch.zeros(())                          # dropped this step: the block is its shortcut
         return self.inner(x)
-
-
-# -- shortcuts (He et al. 2016, Table 1) ------------------------------------------------------------------
-class OptionA(nn.Module):
-    """The identity shortcut. Where a block changes shape it subsamples and zero-pads the new channels
-    (He et al. 2015's parameter-free "option A"); otherwise it returns ``x`` itself."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, conv: bool):
-        super().__init__()
-        self.c_in, self.c_out, self.stride, self.conv = c_in, c_out, stride, conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
-            x = x[:, :, ::self.stride, ::self.stride]                      # (B, C_in, H/2, W/2)
-        if self.c_out > self.c_in:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.c_out - self.c_in) if self.conv else (0, self.c_out - self.c_in))
-        return x
-
-
-class Scaled(nn.Module):
-    """Constant scaling: ``lambda * x`` (He et al. 2016 use lambda = 0.5)."""
-
-    def __init__(self, skip: OptionA, scale: float):
-        super().__init__()
-        self.skip, self.scale = skip, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.skip(x)
-
-
-class Gate(nn.Module):
-    """``g(x) = sigmoid(W s + b)`` of the shortcut signal ``s``; W starts at 0, so g starts at sigmoid(b)."""
-
-    def __init__(self, skip: OptionA, channels: int, conv: bool, bias: float):
-        super().__init__()
-        self.skip = skip
-        self.linear = nn.Conv2d(channels, channels, 1) if conv else nn.Linear(channels, channels)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.constant_(self.linear.bias, bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.linear(self.skip(x)))
-
-
-class GatedShortcut(nn.Module):
-    """``(1 - g(x)) * x``: the shortcut of both gated variants."""
-
-    def __init__(self, gate: Gate):
-        super().__init__()
-        self.gate = gate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (1 - self.gate(x)) * self.gate.skip(x)
-
-
-class GatedBranch(nn.Module):
-    """``g(x) * F(x)``: the branch of the exclusive gate (Highway networks' coupled gates)."""
-
-    def __init__(self, branch: nn.Module, gate: Gate):
-        super().__init__()
-        self.inner, self.gate = branch, gate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gate(x) * self.inner(x)
-
-
-class Projection(nn.Module):
-    """A learned 1x1 convolution (or linear map) on the shortcut, started by ``init`` (see
-    ``ModelConfig.shortcut_init``). PyTorch's default draw is made in every case, so that the branches of
-    the ``default`` and ``identity`` networks of one seed start from the same weights."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, conv: bool, init: str = "default"):
-        super().__init__()
-        self.proj = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if conv else nn.Linear(c_in, c_out, bias=False)
-        with torch.no_grad():
-            w = self.proj.weight.view(c_out, c_in)                          # (c_out, c_in): a 1x1 conv is a matrix
-            if init == "identity":
-                w.copy_(torch.eye(c_out, c_in))
-            elif init == "orthogonal":
-                nn.init.orthogonal_(w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class DropMask(nn.Module):
-    """Dropout on the shortcut: an UNSCALED Bernoulli(1/2) mask in training, 0.5 at test time (expected
-    scale 0.5, as in He et al. 2016; ``nn.Dropout`` would rescale by 2)."""
-
-    def __init__(self, skip: OptionA):
-        super().__init__()
-        self.skip = skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.skip(x)
-        keep = torch.bernoulli(torch.full_like(s, 0.5)) if self.training else 0.5
-        return keep * s
 
 
 def _after_add(cfg: ModelConfig, c_out: int, conv: bool) -> nn.Module:

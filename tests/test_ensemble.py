@@ -271,7 +271,7 @@ def test_reordering_keeps_shapes_and_never_changes_the_model(digits):
     original = list(net.blocks)
     groups = swappable_groups(net)
     assert [len(g) for g in groups] == [3, 2, 2]           # stage 1: 3 blocks; stages 2, 3: all but the downsampler
-    order = random_swap_order(net, 5, torch.Generator().manual_seed(1))
+    order = random_swap_order(net, 3, torch.Generator().manual_seed(1))
     assert sorted(order) == list(range(9)) and order != list(range(9))
     assert all(block_signature(original[i]) == block_signature(original[j]) for j, i in enumerate(order))
     assert check_order(net, order) == order
@@ -302,7 +302,7 @@ def test_reordering_a_downsampling_block_is_refused():
 
 def test_identity_blocks_commute(digits):
     net = build_model(arch="cnn", depth=20, width=4, init="zero_gamma", seed=0).eval()
-    order = random_swap_order(net, 6, torch.Generator().manual_seed(2))
+    order = random_swap_order(net, 3, torch.Generator().manual_seed(2))
     assert order != list(range(9))
     with torch.no_grad():
         base = net(digits.X_test)
@@ -355,14 +355,12 @@ def test_gap_at_losses_picks_the_first_evaluation_below_each_level():
     assert summary["train_loss"]["lo"] == 0.05 and summary["train_loss"]["hi"] == 0.3
 
 
-def test_deletion_curve_and_largest_step_drop():
+def test_deletion_curve_means_over_seeds():
     a = E.LesionStudy("x", 0.9, [0.8, 0.7], [0, 1, 2], [[0.9], [0.8, 0.6], [0.1]])
     b = E.LesionStudy("x", 0.9, [0.8, 0.7], [0, 1, 2], [[0.9], [0.6, 0.6], [0.3]])
     c = E.deletion_curve([a, b])
     assert c.ks == [0, 1, 2] and c.mean == pytest.approx([0.9, 0.65, 0.2])
     assert c.lo == pytest.approx([0.9, 0.6, 0.1]) and c.hi == pytest.approx([0.9, 0.7, 0.3])
-    assert E.largest_step_drop(c.ks, c.mean) == pytest.approx(0.45)
-    assert E.largest_step_drop(c.ks, c.mean, k_max=1) == pytest.approx(0.25)
     assert a.share_within(0.15) == 0.5 and a.median_single == pytest.approx(0.75)
 
 

@@ -428,24 +428,6 @@ def test_stored_stochastic_depth_shortens_paths_but_not_consistently_the_lesion_
         assert np.mean(r["single"][:3]) < np.mean(r["single"][13:]) - 0.05   # the first blocks stay the weak point
 
 
-def test_stored_overfitting_trial():
-    G = {k: E.gap_summary(v) for k, v in _stored("gaps").items()}
-    gap = {k: g["loss_gap"]["mean"] for k, g in G.items()}
-    acc = {k: g["test_acc"]["mean"] for k, g in G.items()}
-    assert all(r["evals"][-1]["train_loss"] > 1 for r in _stored("gaps")["plain-56"])   # underfits
-    assert gap["plain-56"] == min(gap.values())
-    assert gap["residual-56"] > gap["residual-8"]
-    for d in (8, 20):
-        assert gap[f"residual-{d}"] < gap[f"plain-{d}"] < gap[f"residual-{d}"] + 0.06    # smaller, but slightly
-    at = {k: E.gap_summary(_stored("gaps")[k], (0.1, 0.05, 0.02))["at_loss"] for k in ("plain-20", "residual-20")}
-    gap_at = {k: {lv: v["loss_gap"]["mean"] for lv, v in a.items()} for k, a in at.items()}
-    assert abs(gap_at["residual-20"][0.1] - gap_at["plain-20"][0.1]) < 0.02         # alike at a loss of 0.1
-    for lv in (0.05, 0.02):
-        assert gap_at["residual-20"][lv] < gap_at["plain-20"][lv] - 0.01             # smaller from 0.05 down
-    assert 0.005 < acc["residual-20"] - acc["plain-20"] < 0.02 and abs(acc["residual-8"] - acc["plain-8"]) < 0.005
-    assert max(acc[f"residual-{d}"] for d in (8, 20, 56)) - min(acc[f"residual-{d}"] for d in (8, 20, 56)) < 0.015
-
-
 def test_stored_streams_branches_are_small_and_the_stream_gets_more_readable():
     S = _stored("streams")
     for r in S["residual-56"]:

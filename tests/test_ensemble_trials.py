@@ -281,14 +281,18 @@ def test_lesion_study_keeps_its_sets_and_stratifies_by_block_1(digits):
     assert [len(a) for a in s.k_sets] == [1, 6, 6] and all(len(x) == k for k, sets in zip(s.ks, s.k_sets) for x in sets)
     ev = LesionEvaluator(net, digits.X_test, digits.y_test)
     assert [[ev.accuracy(x) for x in sets] for sets in s.k_sets] == s.k_accs       # the sets are the ones tested
-    cut, kept = s.stratified(0)
-    for j, (accs, sets) in enumerate(zip(s.k_accs, s.k_sets)):
-        with_0 = [a for a, x in zip(accs, sets) if 0 in x]
-        assert (np.isnan(cut[j]) and not with_0) or cut[j] == pytest.approx(np.mean(with_0))
+    t = E.lesion_study(net, digits, "x", ks=[0, 1, 3], n_samples=6, seed=1)
+    c = E.stratified_curve([s, t], block=0)
+    for j in range(3):                                                     # pooled over both studies, by hand
+        pooled = [(a, 0 in x) for st in (s, t) for a, x in zip(st.k_accs[j], st.k_sets[j])]
+        cut, kept = [a for a, f in pooled if f], [a for a, f in pooled if not f]
+        assert c["n_with"][j] == len(cut) and c["n_without"][j] == len(kept)
+        assert (np.isnan(c["with"][j]) and not cut) or c["with"][j] == pytest.approx(np.mean(cut))
+        assert c["without"][j] == pytest.approx(np.mean(kept))
     assert len(s.swap_kendall) == 2 and s.swap_kendall[0] == [0] and all(d >= 1 for d in s.swap_kendall[1])
     assert len(s.swap_fixed_accs) == 2
     with pytest.raises(ValueError, match="k_sets"):
-        E.LesionStudy("x", 0.9, [0.5], [0], [[0.9]]).stratified()
+        E.stratified_curve([E.LesionStudy("x", 0.9, [0.5], [0], [[0.9]])])
 
 
 # -- a real ensemble and the statistics ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from skipnet.train import History, Progress, Run, TrainConfig, train_run
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesion_study",
            "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study",
-           "Curve", "deletion_curve", "PROBE_DIMS"]
+           "Curve", "deletion_curve", "stratified_curve", "PROBE_DIMS"]
 
 DEFAULT_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
 DEFAULT_TRAIN = _DEGRADATION_TRAIN.with_(eval_every=5)       # evaluations along the way: gaps at matched loss
@@ -84,15 +84,6 @@ class LesionStudy:
     @property
     def swap_fixed_means(self) -> np.ndarray:
         return np.array([np.mean(a) for a in self.swap_fixed_accs])
-
-    def stratified(self, block: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Mean accuracy at each k over the deleted sets WITH ``block`` and over those WITHOUT it (NaN where none)."""
-        if not self.k_sets:
-            raise ValueError("this study did not keep its deleted sets (k_sets)")
-        cut = [[a for a, s in zip(accs, sets) if block in s] for accs, sets in zip(self.k_accs, self.k_sets)]
-        kept = [[a for a, s in zip(accs, sets) if block not in s] for accs, sets in zip(self.k_accs, self.k_sets)]
-        mean = lambda v: float(np.mean(v)) if v else float("nan")
-        return np.array([mean(v) for v in cut]), np.array([mean(v) for v in kept])
 
     @property
     def median_single(self) -> float:
@@ -252,6 +243,24 @@ def deletion_curve(studies: Sequence, kind: str = "delete", label: str | None = 
     per_seed = np.array([s.k_means if kind == "delete" else s.swap_means for s in studies])   # (seeds, len(ks))
     return Curve(label or studies[0].label, list(ks), per_seed.mean(0).tolist(), per_seed.min(0).tolist(),
                  per_seed.max(0).tolist())
+
+
+def stratified_curve(studies: Sequence, block: int = 0) -> dict:
+    """k-deletion accuracy over several seeds' studies, the deleted sets pooled and split by whether ``block`` is
+    among them: ``ks``, ``with`` / ``without`` (mean accuracy, NaN where no set falls in the group) and the number
+    of sets in each group, ``n_with`` / ``n_without``."""
+    studies = [_as_study(s) for s in studies]
+    if not studies or not all(s.k_sets for s in studies):
+        raise ValueError("need studies that kept their deleted sets (k_sets)")
+    ks = studies[0].ks
+    out = {"ks": list(ks), "with": [], "without": [], "n_with": [], "n_without": []}
+    for j in range(len(ks)):
+        pairs = [(a, block in sets) for s in studies for a, sets in zip(s.k_accs[j], s.k_sets[j])]
+        for key, flag in (("with", True), ("without", False)):
+            accs = [a for a, cut in pairs if cut == flag]
+            out[key].append(float(np.mean(accs)) if accs else float("nan"))
+            out[f"n_{key}"].append(len(accs))
+    return out
 
 
 def gap_summary(records: Sequence[dict], levels: Sequence[float] = (0.2, 0.1, 0.05, 0.02)) -> dict:

@@ -130,7 +130,7 @@ def plot_swaps(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], ax
     for label, (dist, acc) in curves.items():
         kw = style(label)
         if "block 1 fixed" in label:
-            kw = dict(kw, ls="--")
+            kw = dict(kw, ls=":")
         ax.plot(dist, acc, marker="o", ms=3.5, lw=1.5, label=label, **kw)
     return _finish(ax, "Kendall distance to the built order (pairs of blocks out of order)", "test accuracy",
                    legend="lower left")
@@ -169,7 +169,7 @@ def plot_short_paths(rows: Sequence[tuple[str, Sequence[float]]], ax: Axes | Non
     """Test accuracy per training variant (one dot per seed, bar: mean): ``[(name, accuracies)]``."""
     ax = _ax(ax, (6, 3.2))
     for j, (name, accs) in enumerate(rows):
-        color = RESIDUAL if "normal" in name else "#7570b3" if "updates" in name else "#e7298a"
+        color = RESIDUAL if "normal" in name else "#7570b3" if "update" in name else "#e7298a"
         ax.bar(j, np.mean(accs), color=color, alpha=0.35, width=0.6)
         ax.scatter(np.full(len(accs), j) + np.linspace(-0.12, 0.12, len(accs)), accs, s=14, color=color, zorder=3)
     ax.set_xticks(range(len(rows)), [name for name, _ in rows], fontsize=8)

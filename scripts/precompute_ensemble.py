@@ -18,7 +18,7 @@ Parts (each file records the command that wrote it):
   only k random blocks a step, and its update-only control), ensemble_members.json (five residual-8 nets as a real
   ensemble, members deleted).
 
-On one core shared with other jobs: about 8 minutes a seed for ``lesions trials``.
+On one core shared with other jobs: about 10 minutes a seed for ``lesions trials`` (53 minutes for seeds 0-4).
 """
 from __future__ import annotations
 

@@ -88,15 +88,16 @@ def test_stored_recalibration_gives_back_much_of_block_1s_cost():
 # -- deletions stratified by block 1, disjoint swaps ------------------------------------------------------------------
 def test_stored_deletions_are_gradual_while_block_1_is_kept():
     """Sets that keep block 1 (pooled over seeds): above 0.8 at k = 4 (stored 0.84), and each k step from 1 to 6 costs less
-    than 0.1 (stored: at most 0.08; the step from 6 to 7 costs 0.19); sets that delete it start far lower; the mean curve falls more from k = 6 to 13 than
-    from 0 to 6."""
+    than 0.1 (stored: at most 0.08; the step from 6 to 7 costs 0.19); sets that delete it start far lower; the mean
+    curve loses between 3 and 9 points per deleted block from 0 to 6 and from 6 to 13 (stored: about 6 in both)."""
     studies = _lesions("residual-56")
     c = E.stratified_curve(studies)
     cut, kept, ks = np.array(c["with"]), np.array(c["without"]), c["ks"]
     assert kept[ks.index(4)] > 0.8 and np.all(-np.diff(kept[ks.index(1):ks.index(6) + 1]) < 0.1)
     assert cut[ks.index(2)] < kept[ks.index(2)] - 0.2
     mean = np.mean([s.k_means for s in studies], 0)
-    assert mean[0] - mean[ks.index(6)] < mean[ks.index(6)] - mean[ks.index(13)]
+    per_block = [(mean[0] - mean[ks.index(6)]) / 6, (mean[ks.index(6)] - mean[ks.index(13)]) / 7]
+    assert all(0.03 < v < 0.09 for v in per_block), per_block                # steady: no cliff, no plateau
     assert mean[-1] < 0.2                                                    # every branch gone: near chance
 
 

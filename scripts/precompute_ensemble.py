@@ -1,17 +1,24 @@
 """Multi-seed sweeps for the chapter *An ensemble of relatively shallow paths* -> book/data/ensemble_*.json.
 
-    .venv/bin/python scripts/precompute_ensemble.py --seeds 0 1 2 3 4
+    .venv/bin/python scripts/precompute_ensemble.py --seeds 0 1 2 3 4                 # every part
+    .venv/bin/python scripts/precompute_ensemble.py --seeds 0 1 2 3 4 --parts lesions trials
 
-For each seed: train residual-56, residual-56 with stochastic depth, residual-20 and plain-20 (the
-lesion, path and stream studies), and plain/residual nets of depth 8, 20 and 56 with evaluations
-every 5 steps (the generalization gap). Writes
+Parts (each file records the command that wrote it):
 
-* ensemble_lesions.json: per net and seed, the LesionStudy (single deletions, k random deletions, swaps);
-* ensemble_paths.json: per residual net and seed, the PathStudy (gradient by path length);
-* ensemble_streams.json: per net and seed, the StreamStudy (linear probes, branch / stream sizes);
-* ensemble_gaps.json: per net and seed, the evaluation history (train / test loss and accuracy).
+* ``gaps``: plain/residual nets of depth 8, 20 and 56 with evaluations every 5 steps -> ensemble_gaps.json
+  (the evaluation histories: the generalization gap).
+* ``lesions``: residual-56, residual-56 with stochastic depth, residual-20, plain-20 -> ensemble_lesions.json
+  (single deletions, k random deletions with their sets, k disjoint swaps with their Kendall distances, and for
+  the residual nets swaps with block 1 held in place) and ensemble_streams.json (linear probes, also on a fixed
+  number of principal components, and branch / stream sizes; plus a fresh residual-56 with calibrated BN).
+* ``paths``: Veit et al.'s sampled estimate of the gradient by path length -> ensemble_paths.json.
+* ``trials``: -> ensemble_spectra.json (the exact path-length spectrum of trained, fresh, zero-gamma and
+  stochastic-depth nets), ensemble_recal.json (lesions with BN recalibrated), ensemble_noise.json (branch outputs
+  replaced by another image's or by matched noise; the refinement cosine), ensemble_short.json (training through
+  only k random blocks a step, and its update-only control), ensemble_members.json (five residual-8 nets as a real
+  ensemble, members deleted).
 
-About 80 s a seed on one idle core.
+On one core shared with other jobs: about 10 minutes a seed for ``lesions trials`` (53 minutes for seeds 0-4).
 """
 from __future__ import annotations
 
@@ -22,58 +29,139 @@ from pathlib import Path
 
 from skipnet.data import load_digits
 from skipnet.experiments import ensemble as E
+from skipnet.experiments import ensemble_trials as T
+from skipnet.probes.lesions import recalibrated
 from skipnet.store import save_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 
+PARTS = ("gaps", "lesions", "paths", "trials")
 LESION_NETS = [(56, True, 0.0), (56, True, 0.5), (20, True, 0.0), (20, False, 0.0)]   # (depth, residual, drop_prob)
 GAP_NETS = [(8, False), (8, True), (20, False), (20, True), (56, False), (56, True)]
 N_SAMPLES = 10          # random block sets (or swap orders) per k
-SWAP_KS = [0, 1, 2, 3, 4, 6, 8, 12, 16]
-PATH_SAMPLES = 10       # random paths per length
+SWAP_KS = {27: [0, 1, 2, 4, 8, 12], 9: [0, 1, 2, 3]}           # disjoint pairs: at most 12 (27 blocks), 3 (9 blocks)
+PATH_SAMPLES = 10       # random paths per length (Veit's estimate)
+RECAL_KS = [2, 4, 8, 13]
+NOISE_MS = {27: [1, 2, 4, 6, 9, 13, 27], 9: [1, 2, 3, 4, 6, 9]}
+SHORT = [(3, "paths"), (7, "paths"), (13, "paths"), (7, "updates")]
+MEMBERS = 5             # residual-8 nets in the real ensemble (seeds 5 s .. 5 s + 4 for sweep seed s)
+ZERO_GAMMA = E.DEFAULT_MODEL.with_(init="zero_gamma")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--out", default=str(DATA))
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out, parts = Path(args.out), set(args.parts)
     command = "python scripts/precompute_ensemble.py --seeds " + " ".join(map(str, args.seeds))
+    if parts != set(PARTS):
+        command += " --parts " + " ".join(p for p in PARTS if p in parts)
     config = {"model": E.DEFAULT_MODEL.as_dict(), "train": E.DEFAULT_TRAIN.as_dict(), "seeds": args.seeds,
               "lesion_nets": LESION_NETS, "gap_nets": GAP_NETS, "n_samples": N_SAMPLES, "swap_ks": SWAP_KS,
-              "path_samples": PATH_SAMPLES, "path_batch": 128}
+              "path_samples": PATH_SAMPLES, "path_batch": T.SPECTRUM_BATCH, "probe_dims": E.PROBE_DIMS,
+              "recal_ks": RECAL_KS, "noise_ms": NOISE_MS, "short": SHORT, "members": MEMBERS,
+              "short_train": T.DEFAULT_TRAIN.with_(eval_every=0).as_dict()}
     data = load_digits()
-    lesions, paths, streams, gaps = {}, {}, {}, {}
+    files = {name: {} for name in ("gaps", "lesions", "streams", "paths", "spectra", "recal", "noise", "short",
+                                   "members")}
+    wanted = {"gaps": {"gaps"}, "lesions": {"lesions", "streams"}, "paths": {"paths"},
+              "trials": {"spectra", "recal", "noise", "short", "members"}}
+    written = set().union(*(wanted[p] for p in parts))
     t_start = time.perf_counter()
-    trained = {}
+
+    def put(name, label, seed, record):
+        files[name].setdefault(label, []).append({"seed": seed, **record})
+
     for seed in args.seeds:
-        for depth, residual in GAP_NETS:
-            net = E.train_net(depth, residual, seed=seed, data=data)
-            trained[(depth, residual, 0.0)] = net
-            gaps.setdefault(net.label, []).append({"seed": seed, "seconds": net.seconds, "status": net.history.status,
-                                                   "evals": net.history.evals})
-            print(f"seed {seed} {net.label}: {net.history.status}, train loss {net.train_loss:.4f}, "
-                  f"test acc {net.test_acc:.3f}, {net.seconds:.1f} s", flush=True)
-        for depth, residual, drop in LESION_NETS:
-            net = trained.get((depth, residual, drop)) or E.train_net(depth, residual, seed=seed, drop_prob=drop, data=data)
-            t0 = time.perf_counter()
-            study = E.lesion_study(net.net, data, net.label, n_samples=N_SAMPLES,
-                                   swap_ks=SWAP_KS if residual else SWAP_KS[:5], seed=seed)
-            lesions.setdefault(net.label, []).append({"seed": seed, **study.as_dict()})
-            streams.setdefault(net.label, []).append({"seed": seed, **E.stream_study(net.net, data, net.label).as_dict()})
-            if residual:
-                p = E.path_study(net.net, data, n_samples=PATH_SAMPLES, seed=seed)
-                paths.setdefault(net.label, []).append({"seed": seed, **p.as_dict()})
-            print(f"seed {seed} {net.label}: intact {study.intact:.3f}, median single {study.median_single:.3f}, "
-                  f"studies {time.perf_counter() - t0:.1f} s", flush=True)
-        trained.clear()
+        trained = {}
+        if "gaps" in parts:
+            for depth, residual in GAP_NETS:
+                net = E.train_net(depth, residual, seed=seed, data=data)
+                trained[(depth, residual, 0.0)] = net
+                put("gaps", net.label, seed, {"seconds": net.seconds, "status": net.history.status,
+                                              "evals": net.history.evals})
+                print(f"seed {seed} {net.label}: {net.history.status}, train loss {net.train_loss:.4f}, "
+                      f"test acc {net.test_acc:.3f}, {net.seconds:.1f} s", flush=True)
+        if parts & {"lesions", "paths", "trials"}:
+            for depth, residual, drop in LESION_NETS:
+                net = trained.get((depth, residual, drop)) or E.train_net(depth, residual, seed=seed, drop_prob=drop,
+                                                                          data=data)
+                trained[(depth, residual, drop)] = net
+                t0 = time.perf_counter()
+                n = net.model.n_blocks
+                if "lesions" in parts:
+                    study = E.lesion_study(net.net, data, net.label, n_samples=N_SAMPLES, swap_ks=SWAP_KS[n],
+                                           seed=seed, fixed_swaps=residual)
+                    put("lesions", net.label, seed, study.as_dict())
+                    put("streams", net.label, seed, E.stream_study(net.net, data, net.label).as_dict())
+                if "paths" in parts and residual:
+                    put("paths", net.label, seed, E.path_study(net.net, data, n_samples=PATH_SAMPLES,
+                                                               seed=seed).as_dict())
+                print(f"seed {seed} {net.label}: test acc {net.test_acc:.3f} ({net.seconds:.0f} s), "
+                      f"studies {time.perf_counter() - t0:.1f} s", flush=True)
+        if "lesions" in parts:
+            fresh = E.DEFAULT_MODEL.build(seed)
+            calibrated, _ = recalibrated(fresh, data.X_train)
+            put("streams", "residual-56, fresh", seed, E.stream_study(calibrated, data, "residual-56, fresh").as_dict())
+        if "trials" in parts:
+            trials(seed, data, trained, put)
         seconds = time.perf_counter() - t_start
-        for name, d in (("lesions", lesions), ("paths", paths), ("streams", streams), ("gaps", gaps)):
-            save_result(out / f"ensemble_{name}.json", d, config, command, seconds)
+        for name in written:
+            save_result(out / f"ensemble_{name}.json", files[name], config, command, seconds)
+        print(f"seed {seed} saved after {seconds:.0f} s", flush=True)
     print(f"done in {time.perf_counter() - t_start:.0f} s")
     return 0
+
+
+def trials(seed, data, trained, put) -> None:
+    t0 = time.perf_counter()
+    r56, sd, r20, p20 = (trained[k] for k in LESION_NETS)
+    fresh56, fresh20 = E.DEFAULT_MODEL.build(seed), E.DEFAULT_MODEL.with_(depth=20).build(seed)
+    zg = E.train_net(56, True, seed=seed, model=ZERO_GAMMA, data=data)
+    spectra = {"residual-56": (r56.net, {}), "residual-56 (drop 0.5)": (sd.net, {}),
+               "residual-56 (zero-gamma)": (zg.net, {}), "residual-20": (r20.net, {}),
+               "residual-56, fresh, BN off": (fresh56, {}), "residual-56, fresh, batch statistics": (fresh56,
+                                                                                                   {"bn": "batch"}),
+               "residual-56, fresh, calibrated BN": (fresh56, {"calibrate": True}),
+               "residual-56, trained, batch statistics": (r56.net, {"bn": "batch"}),
+               "residual-56 (zero-gamma), fresh": (ZERO_GAMMA.build(seed), {}),
+               "residual-20, fresh, calibrated BN": (fresh20, {"calibrate": True})}
+    for label, (model, kw) in spectra.items():
+        put("spectra", label, seed, T.spectrum_study(model, data, seed, label=label, **kw).as_dict())
+    put("spectra", "zero-gamma run", seed, {"test_acc": zg.test_acc, "train_loss": zg.train_loss,
+                                            "status": zg.status, "seconds": zg.seconds})
+    print(f"seed {seed} spectra {time.perf_counter() - t0:.0f} s", flush=True)
+    for run in (r56, r20, p20):
+        t1 = time.perf_counter()
+        put("recal", run.label, seed, T.recal_study(run.net, data, run.label, RECAL_KS, N_SAMPLES, seed).as_dict())
+        print(f"seed {seed} recal {run.label} {time.perf_counter() - t1:.0f} s", flush=True)
+    t1 = time.perf_counter()
+    for run in (r56, r20, sd):
+        n = run.model.n_blocks
+        rec = {"all": T.noise_study(run.net, data, NOISE_MS[n], N_SAMPLES, seed),
+               "cos": T.refinement_study(run.net, data)}
+        if run is not sd:
+            rec["no_first"] = T.noise_study(run.net, data, NOISE_MS[n], N_SAMPLES, seed, exclude_first=True)
+        put("noise", run.label, seed, rec)
+    calibrated, _ = recalibrated(E.DEFAULT_MODEL.build(seed), data.X_train)
+    put("noise", "residual-56, fresh", seed, {"cos": T.refinement_study(calibrated, data)})
+    print(f"seed {seed} noise {time.perf_counter() - t1:.0f} s", flush=True)
+    put("short", "normal", seed, {"k": 27, "mode": "normal", "test_acc": r56.test_acc, "train_loss": r56.train_loss,
+                                  "status": r56.status, "seconds": r56.seconds})
+    for k, mode in SHORT:
+        run = T.train_short_paths(k, mode, seed=seed, data=data)
+        put("short", f"k={k} ({mode})", seed, {"k": k, "mode": mode, "test_acc": run.test_acc,
+                                               "train_loss": run.train_loss, "status": run.status,
+                                               "seconds": run.seconds})
+        print(f"seed {seed} short k={k} {mode}: test acc {run.test_acc:.3f}, {run.seconds:.0f} s", flush=True)
+    members = [E.train_net(8, True, seed=MEMBERS * seed + j, data=data) for j in range(MEMBERS)]
+    put("members", "residual-8", seed, {"member_seeds": [m.seed for m in members],
+                                        "seconds": sum(m.seconds for m in members),
+                                        **T.ensemble_deletion([m.net for m in members], data.X_test, data.y_test)})
+    print(f"seed {seed} trials {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

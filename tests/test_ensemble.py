@@ -271,7 +271,7 @@ def test_reordering_keeps_shapes_and_never_changes_the_model(digits):
     original = list(net.blocks)
     groups = swappable_groups(net)
     assert [len(g) for g in groups] == [3, 2, 2]           # stage 1: 3 blocks; stages 2, 3: all but the downsampler
-    order = random_swap_order(net, 5, torch.Generator().manual_seed(1))
+    order = random_swap_order(net, 3, torch.Generator().manual_seed(1))
     assert sorted(order) == list(range(9)) and order != list(range(9))
     assert all(block_signature(original[i]) == block_signature(original[j]) for j, i in enumerate(order))
     assert check_order(net, order) == order
@@ -302,7 +302,7 @@ def test_reordering_a_downsampling_block_is_refused():
 
 def test_identity_blocks_commute(digits):
     net = build_model(arch="cnn", depth=20, width=4, init="zero_gamma", seed=0).eval()
-    order = random_swap_order(net, 6, torch.Generator().manual_seed(2))
+    order = random_swap_order(net, 3, torch.Generator().manual_seed(2))
     assert order != list(range(9))
     with torch.no_grad():
         base = net(digits.X_test)
@@ -355,14 +355,12 @@ def test_gap_at_losses_picks_the_first_evaluation_below_each_level():
     assert summary["train_loss"]["lo"] == 0.05 and summary["train_loss"]["hi"] == 0.3
 
 
-def test_deletion_curve_and_largest_step_drop():
+def test_deletion_curve_means_over_seeds():
     a = E.LesionStudy("x", 0.9, [0.8, 0.7], [0, 1, 2], [[0.9], [0.8, 0.6], [0.1]])
     b = E.LesionStudy("x", 0.9, [0.8, 0.7], [0, 1, 2], [[0.9], [0.6, 0.6], [0.3]])
     c = E.deletion_curve([a, b])
     assert c.ks == [0, 1, 2] and c.mean == pytest.approx([0.9, 0.65, 0.2])
     assert c.lo == pytest.approx([0.9, 0.6, 0.1]) and c.hi == pytest.approx([0.9, 0.7, 0.3])
-    assert E.largest_step_drop(c.ks, c.mean) == pytest.approx(0.45)
-    assert E.largest_step_drop(c.ks, c.mean, k_max=1) == pytest.approx(0.25)
     assert a.share_within(0.15) == 0.5 and a.median_single == pytest.approx(0.75)
 
 
@@ -430,29 +428,13 @@ def test_stored_stochastic_depth_shortens_paths_but_not_consistently_the_lesion_
         assert np.mean(r["single"][:3]) < np.mean(r["single"][13:]) - 0.05   # the first blocks stay the weak point
 
 
-def test_stored_overfitting_trial():
-    G = {k: E.gap_summary(v) for k, v in _stored("gaps").items()}
-    gap = {k: g["loss_gap"]["mean"] for k, g in G.items()}
-    acc = {k: g["test_acc"]["mean"] for k, g in G.items()}
-    assert all(r["evals"][-1]["train_loss"] > 1 for r in _stored("gaps")["plain-56"])   # underfits
-    assert gap["plain-56"] == min(gap.values())
-    assert gap["residual-56"] > gap["residual-8"]
-    for d in (8, 20):
-        assert gap[f"residual-{d}"] < gap[f"plain-{d}"] < gap[f"residual-{d}"] + 0.06    # smaller, but slightly
-    at = {k: E.gap_summary(_stored("gaps")[k], (0.1, 0.05, 0.02))["at_loss"] for k in ("plain-20", "residual-20")}
-    gap_at = {k: {lv: v["loss_gap"]["mean"] for lv, v in a.items()} for k, a in at.items()}
-    assert abs(gap_at["residual-20"][0.1] - gap_at["plain-20"][0.1]) < 0.02         # alike at a loss of 0.1
-    for lv in (0.05, 0.02):
-        assert gap_at["residual-20"][lv] < gap_at["plain-20"][lv] - 0.01             # smaller from 0.05 down
-    assert 0.005 < acc["residual-20"] - acc["plain-20"] < 0.02 and abs(acc["residual-8"] - acc["plain-8"]) < 0.005
-    assert max(acc[f"residual-{d}"] for d in (8, 20, 56)) - min(acc[f"residual-{d}"] for d in (8, 20, 56)) < 0.015
-
-
 def test_stored_streams_branches_are_small_and_the_stream_gets_more_readable():
     S = _stored("streams")
     for r in S["residual-56"]:
         assert np.median(r["ratio"]) < 0.5 and r["ratio"][0] > 2 * np.median(r["ratio"])
     for label, runs in S.items():
+        if "fresh" in label:                                                  # the untrained control: no rise
+            continue
         for r in runs:
             assert r["probe_acc"][-1] > r["probe_acc"][0] + 0.2, label
 

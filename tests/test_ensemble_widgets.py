@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from bands import assert_in_seed_band
 from skipnet.experiments import ensemble as E
+from skipnet.probes.lesions import recalibrated
 from skipnet.runtime import eval_mode, generator
 from skipnet.store import load_result
 from skipnet.widgets.ensemble import LesionLab, LesionState, PathExplorer
@@ -210,10 +211,14 @@ def test_path_explorer_at_initialization_and_bad_seed(digits):
     assert "at initialization" in lab.message.value and "n/2 = 3" in lab.message.value
     # length k means k branches: the one path of length 0 is the all-skip path, the one of length n the
     # all-branch path (a probe that mirrored k and n - k would swap them)
-    skip_only, branch_only = _end_path_norms(E.DEFAULT_MODEL.with_(depth=14).build(seed=0), digits, seed=0)
+    fresh, _ = recalibrated(E.DEFAULT_MODEL.with_(depth=14).build(seed=0), digits.X_train)   # BN as it would run
+    skip_only, branch_only = _end_path_norms(fresh, digits, seed=0)
     assert abs(skip_only - branch_only) > 0.1 * skip_only
     assert study.magnitude[0] == pytest.approx(skip_only, rel=1e-4)
     assert study.magnitude[6] == pytest.approx(branch_only, rel=1e-4)
+    exact = lab.result["spectrum"]                          # the exact spectrum beside the sampled estimate
+    assert exact.n == 6 and exact.sum_error < 1e-4 and exact.norms[0] == pytest.approx(skip_only, rel=1e-4)
+    assert "exact spectrum" in lab.message.value
     lab.seed.value = -2
     lab.run_button.click()
     assert lab.result is None and "seed must be an integer between 0 and" in lab.error

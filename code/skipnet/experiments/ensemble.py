@@ -16,8 +16,7 @@ import torch
 from skipnet.data import Dataset, load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN as _DEGRADATION_TRAIN
 from skipnet.models import ModelConfig, ResidualNet
-from skipnet.probes.lesions import accuracy, random_deletion_accuracies, random_swap_accuracies, \
-    single_deletion_accuracies
+from skipnet.probes.lesions import LesionEvaluator, random_subsets, random_swap_accuracies
 from skipnet.probes.paths import binomial_length_counts, effective_mean_length, gradient_by_length, \
     path_gradient_magnitudes
 from skipnet.probes.streams import branch_stream_ratios, linear_probe_accuracies
@@ -25,11 +24,12 @@ from skipnet.runtime import generator
 from skipnet.train import History, Progress, Run, TrainConfig, train_run
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesion_study",
-           "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study", "largest_step_drop",
-           "Curve", "deletion_curve"]
+           "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study",
+           "Curve", "deletion_curve", "stratified_curve", "PROBE_DIMS"]
 
 DEFAULT_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
 DEFAULT_TRAIN = _DEGRADATION_TRAIN.with_(eval_every=5)       # evaluations along the way: gaps at matched loss
+PROBE_DIMS = 8                                                # the fixed-size probe: the first stage's width
 
 
 def train_net(depth: int = 56, residual: bool = True, seed: int = 0, drop_prob: float = 0.0,
@@ -53,7 +53,9 @@ class LesionStudy:
     """Test accuracy of one trained net under lesions (Veit et al. Fig. 3-5).
 
     single[i]: block i deleted alone. k_accs[j]: accuracies over random sets of ks[j] deleted
-    blocks. swap_accs[j]: accuracies over random orders with swap_ks[j] pairs swapped.
+    blocks (k_sets[j]: those sets). swap_accs[j]: accuracies over random orders with swap_ks[j] disjoint
+    pairs swapped (swap_kendall[j]: their Kendall distances); swap_fixed_accs: the same with block 1 held
+    in place.
     """
 
     label: str
@@ -63,6 +65,9 @@ class LesionStudy:
     k_accs: list[list[float]]
     swap_ks: list[int] = field(default_factory=list)
     swap_accs: list[list[float]] = field(default_factory=list)
+    k_sets: list[list[list[int]]] = field(default_factory=list)
+    swap_kendall: list[list[int]] = field(default_factory=list)
+    swap_fixed_accs: list[list[float]] = field(default_factory=list)
 
     @property
     def n_blocks(self) -> int:
@@ -77,6 +82,10 @@ class LesionStudy:
         return np.array([np.mean(a) for a in self.swap_accs])
 
     @property
+    def swap_fixed_means(self) -> np.ndarray:
+        return np.array([np.mean(a) for a in self.swap_fixed_accs])
+
+    @property
     def median_single(self) -> float:
         return float(np.median(self.single))
 
@@ -89,22 +98,24 @@ class LesionStudy:
 
 
 def lesion_study(model: ResidualNet, data: Dataset, label: str = "", ks: Sequence[int] | None = None,
-                 n_samples: int = 10, swap_ks: Sequence[int] = (), seed: int = 0) -> LesionStudy:
-    """Delete each block, then k random blocks for each k in ``ks`` (default 0..n), then swap pairs."""
+                 n_samples: int = 10, swap_ks: Sequence[int] = (), seed: int = 0,
+                 fixed_swaps: bool = False) -> LesionStudy:
+    """Delete each block, then k random blocks for each k in ``ks`` (default 0..n), then swap k disjoint pairs
+    (and, with ``fixed_swaps``, again with block 1 held in place)."""
     X, y = _test_tensors(model, data)
     n = len(model.blocks)
     ks = list(range(n + 1)) if ks is None else [int(k) for k in ks]
-    k_accs = random_deletion_accuracies(model, X, y, ks, n_samples, seed)
-    swap_accs = random_swap_accuracies(model, X, y, list(swap_ks), n_samples, seed + 1) if swap_ks else []
-    return LesionStudy(label, accuracy(model, X, y), single_deletion_accuracies(model, X, y).tolist(), ks,
-                       [a.tolist() for a in k_accs], [int(k) for k in swap_ks], [a.tolist() for a in swap_accs])
-
-
-def largest_step_drop(ks: Sequence[int], means: Sequence[float], k_max: int | None = None) -> float:
-    """The largest fall in mean accuracy between consecutive k (up to ``k_max``): a cliff shows as a big one."""
-    ks, means = np.asarray(ks), np.asarray(means, dtype=np.float64)
-    keep = ks <= (ks.max() if k_max is None else k_max)
-    return float(np.max(means[keep][:-1] - means[keep][1:]))
+    gen = generator(seed)
+    sets = [random_subsets(n, k, n_samples, gen) for k in ks]
+    ev = LesionEvaluator(model, X, y)
+    kendall, swap_accs, fixed_accs = [], [], []
+    if swap_ks:
+        swap_accs = random_swap_accuracies(model, X, y, list(swap_ks), n_samples, seed + 1, kendall=kendall)
+        if fixed_swaps:
+            fixed_accs = random_swap_accuracies(model, X, y, list(swap_ks), n_samples, seed + 2, fixed=(0,))
+    return LesionStudy(label, ev.intact, [ev.accuracy([i]) for i in range(n)], ks,
+                       [[ev.accuracy(s) for s in ss] for ss in sets], [int(k) for k in swap_ks],
+                       [a.tolist() for a in swap_accs], sets, kendall, [a.tolist() for a in fixed_accs])
 
 
 # -- paths ------------------------------------------------------------------------------------------
@@ -177,11 +188,13 @@ def gap_at_losses(history: History, levels: Sequence[float]) -> list[dict | None
 @dataclass
 class StreamStudy:
     """probe_acc[i]: linear-probe test accuracy of the pooled stream after the stem (i = 0) and after
-    block i; ratio[i]: ||branch|| / ||shortcut|| of block i (residual nets only, else empty)."""
+    block i; probe_fixed[i]: the same probe on the PROBE_DIMS leading principal components (a probe of one size
+    in every stage); ratio[i]: ||branch|| / ||shortcut|| of block i (residual nets only, else empty)."""
 
     label: str
     probe_acc: list[float]
     ratio: list[float]
+    probe_fixed: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -192,8 +205,9 @@ def stream_study(model: ResidualNet, data: Dataset, label: str = "") -> StreamSt
     Xtr, ytr = data.X_train.to(dev), data.y_train.to(dev)
     Xte, yte = _test_tensors(model, data)
     probe = linear_probe_accuracies(model, Xtr, ytr, Xte, yte).tolist()
+    fixed = linear_probe_accuracies(model, Xtr, ytr, Xte, yte, dims=PROBE_DIMS).tolist()
     ratio = branch_stream_ratios(model, Xte).tolist() if model.cfg.residual else []
-    return StreamStudy(label, probe, ratio)
+    return StreamStudy(label, probe, ratio, fixed)
 
 
 # -- summaries over seeds (for the precomputed sweeps) ------------------------------------------------------
@@ -229,6 +243,24 @@ def deletion_curve(studies: Sequence, kind: str = "delete", label: str | None = 
     per_seed = np.array([s.k_means if kind == "delete" else s.swap_means for s in studies])   # (seeds, len(ks))
     return Curve(label or studies[0].label, list(ks), per_seed.mean(0).tolist(), per_seed.min(0).tolist(),
                  per_seed.max(0).tolist())
+
+
+def stratified_curve(studies: Sequence, block: int = 0) -> dict:
+    """k-deletion accuracy over several seeds' studies, the deleted sets pooled and split by whether ``block`` is
+    among them: ``ks``, ``with`` / ``without`` (mean accuracy, NaN where no set falls in the group) and the number
+    of sets in each group, ``n_with`` / ``n_without``."""
+    studies = [_as_study(s) for s in studies]
+    if not studies or not all(s.k_sets for s in studies):
+        raise ValueError("need studies that kept their deleted sets (k_sets)")
+    ks = studies[0].ks
+    out = {"ks": list(ks), "with": [], "without": [], "n_with": [], "n_without": []}
+    for j in range(len(ks)):
+        pairs = [(a, block in sets) for s in studies for a, sets in zip(s.k_accs[j], s.k_sets[j])]
+        for key, flag in (("with", True), ("without", False)):
+            accs = [a for a, cut in pairs if cut == flag]
+            out[key].append(float(np.mean(accs)) if accs else float("nan"))
+            out[f"n_{key}"].append(len(accs))
+    return out
 
 
 def gap_summary(records: Sequence[dict], levels: Sequence[float] = (0.2, 0.1, 0.05, 0.02)) -> dict:

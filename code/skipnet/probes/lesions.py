@@ -6,10 +6,15 @@ changes). The model is never modified: a lesioned network is a list of blocks, s
 :class:`Deleted`, run by ``model.blocks_forward``. Reordering swaps blocks of identical shape (same input
 and output channels, same stride), so every reordered network still runs.
 
+A lesion also leaves every BatchNorm after it with statistics measured on the intact stream.
+:func:`recalibrated` recomputes them on the lesioned network (weights unchanged), the control that
+separates what the deleted block computed from what the stale normalization costs.
+
 Chapter: *An ensemble of relatively shallow paths* (Veit et al. 2016, Fig. 3-5 analogues).
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -21,7 +26,8 @@ from skipnet.runtime import eval_mode, generator
 
 __all__ = ["accuracy", "Deleted", "lesioned_blocks", "lesioned_accuracy", "LesionEvaluator",
            "single_deletion_accuracies", "random_subsets", "random_deletion_accuracies", "block_signature",
-           "swappable_groups", "check_order", "random_swap_order", "random_swap_accuracies"]
+           "swappable_groups", "check_order", "random_swap_order", "max_disjoint_swaps", "kendall_distance",
+           "random_swap_accuracies", "recalibrated", "recalibrated_accuracy"]
 
 
 @torch.no_grad()
@@ -150,28 +156,80 @@ def check_order(model: ResidualNet, order: Sequence[int]) -> list[int]:
     return order
 
 
-def random_swap_order(model: ResidualNet, k: int, gen: torch.Generator) -> list[int]:
-    """A block order made by swapping ``k`` random pairs of same-signature blocks (Veit et al. Fig. 5b)."""
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    groups = swappable_groups(model)
-    order = list(range(len(model.blocks)))
-    if not groups:
-        return order
-    sizes = torch.tensor([len(g) * (len(g) - 1) / 2 for g in groups], dtype=torch.float64)
-    for _ in range(k):
-        g = groups[int(torch.multinomial(sizes, 1, generator=gen))]      # a pair chosen uniformly over all pairs
-        a, b = (g[int(i)] for i in torch.randperm(len(g), generator=gen)[:2])
+def max_disjoint_swaps(model: ResidualNet, fixed: Iterable[int] = ()) -> int:
+    """How many disjoint same-signature pairs the blocks allow (half of each group, ``fixed`` left out)."""
+    fixed = set(int(i) for i in fixed)
+    return sum(len([i for i in g if i not in fixed]) // 2 for g in swappable_groups(model))
+
+
+def random_swap_order(model: ResidualNet, k: int, gen: torch.Generator, fixed: Iterable[int] = ()) -> list[int]:
+    """A block order made by swapping ``k`` DISJOINT random pairs of same-signature blocks (no block moves twice,
+    so no swap undoes another); the positions in ``fixed`` stay in place. The pairs are taken in a random order
+    of all allowed pairs, each when neither of its blocks is used yet (within a group every pair is allowed,
+    so this always finds ``k`` pairs when :func:`max_disjoint_swaps` allows them)."""
+    fixed = set(int(i) for i in fixed)
+    most = max_disjoint_swaps(model, fixed)
+    if not 0 <= k <= most:
+        raise ValueError(f"k must be between 0 and {most} (disjoint same-shape pairs of this network), got {k}")
+    pairs = [(a, b) for g in swappable_groups(model) for a in g for b in g if a < b and not {a, b} & fixed]
+    order, used, taken = list(range(len(model.blocks))), set(), 0
+    for j in torch.randperm(len(pairs), generator=gen).tolist():
+        if taken == k:
+            break
+        a, b = pairs[j]
+        if a in used or b in used:
+            continue
         order[a], order[b] = order[b], order[a]
+        used |= {a, b}
+        taken += 1
     return order
 
 
+def kendall_distance(order: Sequence[int]) -> int:
+    """Number of inverted pairs of ``order`` (Kendall's distance to the built order; Veit et al. Fig. 5b plot
+    against Kendall's tau, which is 1 - 4 distance / (n (n - 1)))."""
+    order = list(order)
+    return sum(order[i] > order[j] for i in range(len(order)) for j in range(i + 1, len(order)))
+
+
 def random_swap_accuracies(model: ResidualNet, X: torch.Tensor, y: torch.Tensor, ks: Sequence[int],
-                           n_samples: int = 10, seed: int = 0) -> list[np.ndarray]:
-    """For each k in ``ks``: accuracies after ``n_samples`` random orders of k swapped pairs."""
+                           n_samples: int = 10, seed: int = 0, fixed: Iterable[int] = (),
+                           kendall: list | None = None) -> list[np.ndarray]:
+    """For each k in ``ks``: accuracies after ``n_samples`` random orders of k disjoint swapped pairs
+    (``fixed`` positions stay). ``kendall``, if given a list, receives each order's Kendall distance."""
     gen, out = generator(seed), []
     for k in ks:
-        accs = [_accuracy_of(model, X, y, lesioned_blocks(model, order=random_swap_order(model, k, gen)))
-                for _ in range(1 if k == 0 else n_samples)]
-        out.append(np.array(accs))
+        orders = [random_swap_order(model, k, gen, fixed) for _ in range(1 if k == 0 else n_samples)]
+        out.append(np.array([_accuracy_of(model, X, y, lesioned_blocks(model, order=o)) for o in orders]))
+        if kendall is not None:
+            kendall.append([kendall_distance(o) for o in orders])
     return out
+
+
+# -- recalibrated normalization ------------------------------------------------------------------------
+@torch.no_grad()
+def recalibrated(model: ResidualNet, X: torch.Tensor, deleted: Iterable[int] = (), order: Sequence[int] | None = None,
+                 batch_size: int = 2048) -> tuple[ResidualNet, list]:
+    """A deep copy of ``model`` whose BatchNorm running statistics are recomputed on ``X`` for the network
+    lesioned by ``deleted`` / ``order``: reset, then cumulative averages (``momentum=None``) over no-grad
+    passes with batch statistics, every other module in its test-time form. Returns the copy (eval mode,
+    weights unchanged) and its lesioned block list, to pass to ``blocks_forward(..., blocks=)``."""
+    net = copy.deepcopy(model).eval()
+    blocks = lesioned_blocks(net, deleted, order)
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    for i in range(0, len(X), batch_size):
+        net.readout(net.blocks_forward(net.embed(X[i:i + batch_size]), blocks=blocks)[-1])
+    for m in layers:
+        m.momentum = 0.1
+    return net.eval(), blocks
+
+
+def recalibrated_accuracy(model: ResidualNet, X_calib: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                          deleted: Iterable[int] = ()) -> float:
+    """Accuracy on ``(X, y)`` with the blocks at ``deleted`` removed and BatchNorm recalibrated on ``X_calib``."""
+    net, blocks = recalibrated(model, X_calib, deleted)
+    return _accuracy_of(net, X, y, blocks)

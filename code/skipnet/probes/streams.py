@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from skipnet.config import check_int
 from skipnet.models import ResidualNet
 from skipnet.runtime import eval_mode
 
-__all__ = ["branch_stream_ratios", "block_representations", "ridge_probe_accuracy", "linear_probe_accuracies"]
+__all__ = ["branch_stream_ratios", "block_representations", "ridge_probe_accuracy", "principal_components",
+           "linear_probe_accuracies"]
 
 
 @torch.no_grad()
@@ -47,10 +49,25 @@ def ridge_probe_accuracy(Z_train: torch.Tensor, y_train: torch.Tensor, Z_test: t
     return ((B @ W).argmax(1) == y_test).double().mean().item()
 
 
+def principal_components(Z_train: torch.Tensor, Z_test: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both feature sets projected onto the ``dims`` leading principal directions of the training features."""
+    mu = Z_train.mean(0)
+    _, _, V = torch.linalg.svd((Z_train - mu).double(), full_matrices=False)      # rows of V: directions
+    P = V[:dims].T.to(Z_train.dtype)                                                # (D, dims)
+    return (Z_train - mu) @ P, (Z_test - mu) @ P
+
+
 def linear_probe_accuracies(model: ResidualNet, X_train: torch.Tensor, y_train: torch.Tensor, X_test: torch.Tensor,
-                            y_test: torch.Tensor, pooled: bool = True) -> np.ndarray:
-    """Linear-probe test accuracy of the stream after the stem (entry 0) and after each block: (n_blocks + 1,)."""
+                            y_test: torch.Tensor, pooled: bool = True, dims: int | None = None) -> np.ndarray:
+    """Linear-probe test accuracy of the stream after the stem (entry 0) and after each block: (n_blocks + 1,).
+
+    ``dims`` fixes the probe's input size: the features are first projected onto their ``dims`` leading principal
+    components, so that a stage with more channels does not get a bigger probe."""
     n_classes = model.cfg.n_classes
     train_reps = block_representations(model, X_train, pooled)
     test_reps = block_representations(model, X_test, pooled)
+    if dims is not None:
+        check_int("dims", dims, 1, min(r.shape[1] for r in train_reps))
+        pairs = [principal_components(a, b, dims) for a, b in zip(train_reps, test_reps)]
+        train_reps, test_reps = [a for a, _ in pairs], [b for _, b in pairs]
     return np.array([ridge_probe_accuracy(a, y_train, b, y_test, n_classes) for a, b in zip(train_reps, test_reps)])

@@ -14,7 +14,8 @@ from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deleti
     train_net
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_study
-from skipnet.probes.lesions import LesionEvaluator
+from skipnet.experiments.ensemble_trials import spectrum_study
+from skipnet.probes.lesions import LesionEvaluator, recalibrated
 from skipnet.train import Run, sub_progress
 from skipnet.widgets.base import Lab
 
@@ -195,7 +196,9 @@ class LesionLab(_NoLiveFigure, Lab):
 
 class PathExplorer(_NoLiveFigure, Lab):
     """Depth -> how many paths of each length a residual CNN has, and how much gradient each length
-    carries (Veit et al. Fig. 6), measured on a net trained for a few epochs or at initialization."""
+    carries: Veit et al.'s sampled estimate (Fig. 6) beside the exact spectrum (the backward dynamic programme
+    of :mod:`skipnet.probes.path_spectrum`), on a net trained for a few epochs or at initialization (BatchNorm
+    statistics then calibrated on the training set, as the network would use them)."""
 
     title = "Path explorer: gradient by path length"
     run_label = "Measure"
@@ -221,10 +224,14 @@ class PathExplorer(_NoLiveFigure, Lab):
                 return {"depth": depth, "status": net.history.status, "study": None}
             model, status = net.net, f"trained 10 epochs, test accuracy {net.test_acc:.3f}"
         else:
-            model, status = cfg.build(seed).eval(), "at initialization"
+            model, _ = recalibrated(cfg.build(seed), data.X_train)
+            status = "at initialization, BN statistics calibrated"
         study = path_study(model, data, n_samples=samples, seed=seed,
-                           progress=sub_progress(self.report_progress, share, 1.0, "sending gradients down paths: "))
-        return {"depth": depth, "status": status if study is not None else "stopped", "study": study}
+                           progress=sub_progress(self.report_progress, share, 0.95, "sending gradients down paths: "))
+        if study is None:
+            return {"depth": depth, "status": "stopped", "study": None, "spectrum": None}
+        self.update(0.97, "exact spectrum...")
+        return {"depth": depth, "status": status, "study": study, "spectrum": spectrum_study(model, data, seed)}
 
     def render(self, result: dict):
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
@@ -234,6 +241,13 @@ class PathExplorer(_NoLiveFigure, Lab):
             axes[1].text(0.5, 0.5, result["status"], ha="center", va="center")
             return fig
         plot_path_study(result["study"], axes)
+        spectrum = result.get("spectrum")
+        if spectrum is not None:
+            ks = np.arange(spectrum.n + 1)
+            axes[2].plot(ks, spectrum.shares, "o-", color="#d95f02", ms=3, lw=1.4,
+                         label=f"exact spectrum, mean {spectrum.mean_length:.1f}")
+            axes[2].legend(fontsize=8, framealpha=0.9, loc="upper right")
+            axes[2].set_title("(c) bars: Veit's estimate (a) x (b); line: exact", fontsize=10)
         fig.tight_layout()
         return fig
 
@@ -242,6 +256,8 @@ class PathExplorer(_NoLiveFigure, Lab):
         if s is None:
             return f"residual-{result['depth']}: {result['status']}."
         top = int(np.argmax(s.weights))
-        return (f"<b>residual-{result['depth']}</b> ({s.n} blocks, {result['status']}): the gradient-weighted mean "
-                f"path length is <b>{s.mean_length:.1f}</b> blocks, against n/2 = {s.n / 2:g} for all paths; "
-                f"the largest share comes from paths of length {top}.")
+        exact = result.get("spectrum")
+        tail = f"; exact spectrum: mean <b>{exact.mean_length:.1f}</b>" if exact is not None else ""
+        return (f"<b>residual-{result['depth']}</b> ({s.n} blocks, {result['status']}): Veit's sampled estimate of "
+                f"the gradient-weighted mean path length is <b>{s.mean_length:.1f}</b> blocks{tail}, against "
+                f"n/2 = {s.n / 2:g} for all paths; the sampled estimate's largest share comes from length {top}.")

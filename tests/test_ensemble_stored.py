@@ -1,0 +1,221 @@
+"""The stored sweeps of *An ensemble of relatively shallow paths* support the sentences the chapter draws from them.
+
+Each test reads book/data/ensemble_*.json (a missing file fails) and checks a claim of the chapter over every stored
+seed, with margins taken from the data: if a regenerated sweep stops supporting a sentence, a test here fails. The
+code that computes these numbers is tested against independent references in test_ensemble_trials.py.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from skipnet.experiments import ensemble as E
+from skipnet.experiments import ensemble_trials as T
+from skipnet.probes.path_spectrum import gains_prediction, mean_of
+from skipnet.store import load_result
+
+DATA = Path(__file__).resolve().parents[1] / "book" / "data"
+TRIALS = ("spectra", "recal", "noise", "short", "members")
+
+
+def _stored(name):
+    return load_result(DATA / f"ensemble_{name}.json")["data"]
+
+
+def _by_seed(name, label):
+    return sorted(_stored(name)[label], key=lambda r: r["seed"])
+
+
+def _lesions(label):
+    return [E.LesionStudy(**{k: v for k, v in r.items() if k != "seed"}) for r in _by_seed("lesions", label)]
+
+
+def test_stored_trials_hold_their_command_config_and_the_same_seeds():
+    seeds = load_result(DATA / "ensemble_lesions.json")["config"]["seeds"]
+    assert len(seeds) >= 5
+    for name in TRIALS + ("lesions", "streams"):
+        rec = load_result(DATA / f"ensemble_{name}.json")
+        assert rec["command"].startswith("python scripts/precompute_ensemble.py")
+        assert rec["config"]["model"] == json.loads(json.dumps(E.DEFAULT_MODEL.as_dict()))
+        assert rec["config"]["seeds"] == seeds
+        for label, runs in rec["data"].items():
+            assert sorted(r["seed"] for r in runs) == sorted(seeds), (name, label)
+
+
+# -- single deletions, per depth (the caption of fig-ensemble-single) ------------------------------------------------
+def test_stored_single_deletions_per_depth():
+    """Residual-56: at least 20 of 27 single deletions within 5 points of intact in every seed (stored: 24-26);
+    residual-20: at most 6 of 9 (stored 3-6); plain-20: every single deletion far below intact (at most 0.35)."""
+    within = lambda s: int(np.sum(np.asarray(s.single) >= s.intact - 0.05))
+    assert all(within(s) >= 20 for s in _lesions("residual-56"))
+    assert all(within(s) <= 6 for s in _lesions("residual-20"))
+    assert all(max(s.single) < 0.35 and s.intact > 0.9 for s in _lesions("plain-20"))
+    single = np.mean([s.single for s in _lesions("residual-56")], axis=0)
+    assert np.argmin(single) == 0                                           # block 1 is the costly one
+
+
+def test_stored_lesion_cost_tracks_branch_size():
+    """Spearman(lesion cost, branch / shortcut size) positive in every seed (stored: 0.36-0.89 residual-56,
+    0.80-0.97 residual-20); block 1's branch is the largest of residual-56."""
+    for label, floor in (("residual-56", 0.2), ("residual-20", 0.5)):
+        for les, st in zip(_lesions(label), _by_seed("streams", label)):
+            rho = spearmanr(np.array(les.intact) - np.array(les.single), st["ratio"])[0]
+            assert rho > floor, (label, rho)
+    assert all(np.argmax(r["ratio"]) == 0 for r in _by_seed("streams", "residual-56"))
+
+
+# -- recalibration ---------------------------------------------------------------------------------------------
+def test_stored_recalibration_gives_back_much_of_block_1s_cost():
+    """Residual-56: recalibrated, block 1 leaves more than 0.7 in every seed (stored 0.73-0.90) and the control gives
+    back more than half of its cost on average (stored 53-89 %); k = 8 gains more than 0.1 (stale statistics are not
+    a block-1 effect only); block 1 stays the costliest single deletion of both residual nets; plain-20 stays far
+    below intact."""
+    back = []
+    for r in _by_seed("recal", "residual-56"):
+        assert r["single_recal"][0] > 0.7 and r["single_recal"][0] > r["single"][0] + 0.1, r["seed"]
+        back.append((r["single_recal"][0] - r["single"][0]) / (r["intact"] - r["single"][0]))
+        j8 = r["ks"].index(8)
+        assert np.mean(r["k_recal"][j8]) > np.mean(r["k_stale"][j8]) + 0.1, r["seed"]
+        assert abs(r["intact_recal"] - r["intact"]) < 0.02
+    assert np.mean(back) > 0.5
+    for label in ("residual-56", "residual-20"):
+        assert all(int(np.argmin(r["single_recal"])) == 0 for r in _by_seed("recal", label)), label
+    assert max(max(r["single_recal"]) for r in _by_seed("recal", "plain-20")) < 0.5
+
+
+# -- deletions stratified by block 1, disjoint swaps ------------------------------------------------------------------
+def test_stored_deletions_are_gradual_while_block_1_is_kept():
+    """Sets that keep block 1 (pooled over seeds): above 0.8 at k = 4 (stored 0.84), and each k step from 1 to 6 costs less
+    than 0.1 (stored: at most 0.08; the step from 6 to 7 costs 0.19); sets that delete it start far lower; the mean
+    curve loses between 3 and 9 points per deleted block from 0 to 6 and from 6 to 13 (stored: about 6 in both)."""
+    studies = _lesions("residual-56")
+    c = E.stratified_curve(studies)
+    cut, kept, ks = np.array(c["with"]), np.array(c["without"]), c["ks"]
+    assert kept[ks.index(4)] > 0.8 and np.all(-np.diff(kept[ks.index(1):ks.index(6) + 1]) < 0.1)
+    assert cut[ks.index(2)] < kept[ks.index(2)] - 0.2
+    mean = np.mean([s.k_means for s in studies], 0)
+    per_block = [(mean[0] - mean[ks.index(6)]) / 6, (mean[ks.index(6)] - mean[ks.index(13)]) / 7]
+    assert all(0.03 < v < 0.09 for v in per_block), per_block                # steady: no cliff, no plateau
+    assert mean[-1] < 0.2                                                    # every branch gone: near chance
+
+
+def test_stored_swaps_are_disjoint_and_cheaper_with_block_1_in_place():
+    for s in _lesions("residual-56"):
+        assert s.swap_ks == [0, 1, 2, 4, 8, 12]
+        assert all(min(d) >= k for k, d in zip(s.swap_ks, s.swap_kendall))   # k disjoint swaps: >= k inversions
+    free = np.mean([s.swap_means for s in _lesions("residual-56")], 0)
+    fixed = np.mean([s.swap_fixed_means for s in _lesions("residual-56")], 0)
+    assert fixed[-1] > free[-1] + 0.05 and fixed[3] > 0.85                   # 12 swaps; 4 swaps, block 1 fixed
+    assert max(np.mean([s.swap_means for s in _lesions("plain-20")], 0)[1:]) < 0.2
+
+
+# -- the exact spectrum -----------------------------------------------------------------------------------------
+def test_stored_spectra_are_exact_and_say_what_the_chapter_says():
+    S = {label: _by_seed("spectra", label) for label in _stored("spectra") if label != "zero-gamma run"}
+    for label, runs in S.items():
+        for r in runs:
+            assert r["sum_error"] < 1e-4 and sum(r["projection"]) == pytest.approx(1, abs=1e-4), label
+            assert r["mean_length"] == pytest.approx(mean_of(r["shares"]))
+    mean = {label: np.array([r["mean_length"] for r in runs]) for label, runs in S.items()}
+    n2 = 13.5
+    assert np.all(mean["residual-56"] < 0.4 * n2)
+    for label in ("residual-56, fresh, batch statistics", "residual-56, fresh, calibrated BN"):
+        assert np.all((0.45 * n2 < mean[label]) & (mean[label] < 0.75 * n2)), label
+    assert np.all(mean["residual-56, fresh, BN off"] > mean["residual-56, fresh, batch statistics"] + 2)
+    assert np.all(mean["residual-56"] < mean["residual-56, fresh, batch statistics"] - 2)
+    assert np.all(mean["residual-56 (drop 0.5)"] < mean["residual-56"])     # shorter in every seed
+    assert np.all(mean["residual-56 (zero-gamma), fresh"] == 0)
+    assert np.mean(mean["residual-56 (zero-gamma)"]) < np.mean(mean["residual-56"])
+    veit = np.array([r["mean_length"] for r in _by_seed("paths", "residual-56")])
+    assert np.all(veit > mean["residual-56"] + 0.3)                          # the sampled estimate overstates
+    for r in S["residual-56"]:                                               # gains predict longer than exact
+        assert mean_of(gains_prediction(r["gains"])) > r["mean_length"] + 0.5
+    frac20, frac56 = np.mean(mean["residual-20"]) / 9, np.mean(mean["residual-56"]) / 27
+    assert frac20 > frac56 + 0.1                                             # residual-20: a larger share of n
+    assert np.median(np.concatenate([r["gains"] for r in S["residual-20"]])) > \
+        np.median(np.concatenate([r["gains"] for r in S["residual-56"]]))    # ... because its branches are stronger
+
+
+# -- useful noise and refinement -----------------------------------------------------------------------------------
+def test_stored_replacement_puts_useful_noise_to_rest():
+    """Block 1 never replaced: another image's branch outputs leave less than deletion in every seed, by more than
+    0.05 (residual-56, six branches, stored 0.09-0.34; residual-20, two branches, stored 0.09-0.4); matched noise less
+    than deletion on average; the per-channel mean within 0.05 of deletion in every seed."""
+    for label, m, margin in (("residual-56", 6, 0.05), ("residual-20", 2, 0.05)):
+        deletes, noises = [], []
+        for r in _by_seed("noise", label):
+            rec = r["no_first"]
+            j = rec["ms"].index(m)
+            delete, other, noise, mean = (np.mean(rec[v][j]) for v in ("delete", "other image", "noise",
+                                                                       "channel mean"))
+            assert other < delete - margin, (label, r["seed"], delete, other)
+            assert abs(mean - delete) < 0.05, (label, r["seed"], delete, mean)
+            deletes.append(delete)
+            noises.append(noise)
+        assert np.mean(noises) < np.mean(deletes) - 0.03, label
+    for r in _by_seed("noise", "residual-56"):                             # block 1 allowed too: other still lower
+        j = r["all"]["ms"].index(4)
+        assert np.mean(r["all"]["other image"][j]) < np.mean(r["all"]["delete"][j]), r["seed"]
+
+
+def test_stored_refinement_cosines_are_positive_after_training_only():
+    trained = np.concatenate([np.ravel([r["cos"] for r in _by_seed("noise", label)])
+                              for label in ("residual-56", "residual-20", "residual-56 (drop 0.5)")])
+    assert np.mean(trained > 0) >= 0.95 and trained.min() > -0.02
+    c56 = np.array([r["cos"] for r in _by_seed("noise", "residual-56")])
+    assert c56[:, 18:].mean() > 2 * c56[:, :9].mean()                      # larger in the last stage
+    fresh = np.array([r["cos"] for r in _by_seed("noise", "residual-56, fresh")])
+    assert fresh.mean() < 0.005 and np.mean(fresh > 0) < 0.5 and np.abs(fresh).max() < 0.1    # stored: -0.02, 4 %
+
+
+# -- Veit's causal test and a real ensemble ----------------------------------------------------------------------
+def test_stored_training_through_few_blocks_costs_accuracy_and_sparse_updates_do_not_explain_it():
+    acc = {label: np.array([r["test_acc"] for r in _by_seed("short", label)]) for label in _stored("short")}
+    normal = acc["normal"]
+    assert np.mean(acc["k=13 (paths)"]) < np.mean(normal) and T.paired(normal, acc["k=13 (paths)"])["ahead"] >= 4
+    assert np.all(acc["k=7 (paths)"] < normal) and np.all(acc["k=3 (paths)"] < acc["k=7 (paths)"])
+    assert np.mean(acc["k=7 (updates)"]) > np.mean(acc["k=7 (paths)"]) + 0.03
+    assert all(r["status"] == "finished" for label in _stored("short") for r in _by_seed("short", label))
+
+
+def test_stored_real_ensemble_keeps_its_accuracy_to_one_member():
+    runs = _by_seed("members", "residual-8")
+    r56 = E.deletion_curve(_lesions("residual-56"))
+    for r in runs:
+        assert r["mean"][0] >= max(r["members"]) - 0.01 and r["lo"][-1] > 0.95
+    assert np.interp(0.8 * 27, r56.ks, r56.mean) < 0.5 and r56.mean[-1] < 0.2
+
+
+# -- the overfitting trial (paired over seeds, matched training loss interpolated) ------------------------------------
+def test_stored_overfitting_trial():
+    G = _stored("gaps")
+    runs = lambda label: sorted(G[label], key=lambda r: r["seed"])
+    final = lambda label, f: [f(r["evals"][-1]) for r in runs(label)]
+    gap = lambda e: e["test_loss"] - e["train_loss"]
+    summary = {k: E.gap_summary(v) for k, v in G.items()}
+    mean_gap = {k: g["loss_gap"]["mean"] for k, g in summary.items()}
+    assert all(r["evals"][-1]["train_loss"] > 1 for r in G["plain-56"])       # underfits
+    assert mean_gap["plain-56"] == min(mean_gap.values()) and mean_gap["residual-56"] > mean_gap["residual-8"]
+    end20 = T.paired(final("plain-20", gap), final("residual-20", gap))
+    assert end20["ahead"] == 5 and end20["p"] < 0.05                          # depth 20: smaller at the end
+    assert T.paired(final("plain-8", gap), final("residual-8", gap))["p"] > 0.05   # depth 8: not resolved
+    assert np.mean(final("residual-20", lambda e: e["train_loss"])) < 0.5 * np.mean(final("plain-20", lambda e: e["train_loss"]))
+    for d in (8, 20):                                                        # at matched training loss: no difference
+        for level in (0.1, 0.05, 0.03, 0.02):
+            a = [T.interpolated_gap(r["evals"], level) for r in runs(f"plain-{d}")]
+            b = [T.interpolated_gap(r["evals"], level) for r in runs(f"residual-{d}")]
+            assert None not in a + b and T.paired(a, b)["p"] > 0.1, (d, level)
+    acc = {k: g["test_acc"]["mean"] for k, g in summary.items()}
+    assert max(acc[f"residual-{d}"] for d in (8, 20, 56)) - min(acc[f"residual-{d}"] for d in (8, 20, 56)) < 0.015
+
+
+def test_stored_streams_probe_rises_stage_by_stage_and_not_in_a_fresh_net():
+    for r in _by_seed("streams", "residual-56"):
+        f = r["probe_fixed"]
+        assert len(f) == 28 and f[27] > f[9] + 0.15 and abs(f[9] - f[1]) < 0.1, r["seed"]   # flat in stage 1
+    for r in _by_seed("streams", "residual-56, fresh"):
+        assert r["probe_fixed"][-1] < r["probe_fixed"][0], r["seed"]
+    for label in ("residual-56", "plain-20"):
+        assert all(r["probe_acc"][-1] > r["probe_acc"][0] + 0.2 for r in _by_seed("streams", label))

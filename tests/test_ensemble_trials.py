@@ -1,0 +1,355 @@
+"""The trials of *An ensemble of relatively shallow paths*, against independent references: the exact path-length
+spectrum against the enumeration of all 2^n paths and against autograd (eval mode and batch statistics), BN
+recalibration against statistics computed by hand, branch replacement against the lesion evaluator and the intact net,
+the refinement cosine against a second autograd route, the short-path training hooks against the path gradients they
+must equal, disjoint swaps and Kendall distances against brute force, and the statistics against scipy.
+"""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy import stats
+
+from skipnet.experiments import ensemble as E
+from skipnet.experiments import ensemble_trials as T
+from skipnet.models import build_model
+from skipnet.plotting import ensemble_trials as PT
+from skipnet.probes.lesions import (LesionEvaluator, block_signature, kendall_distance, lesioned_accuracy,
+                                    max_disjoint_swaps, random_swap_order, recalibrated, recalibrated_accuracy)
+from skipnet.probes.path_spectrum import bn_train_copy, exact_path_spectrum, gains_prediction, mean_of
+from skipnet.probes.paths import PathGraph, enumerate_paths
+from skipnet.probes.replace import Replacer, derangement, refinement_cosines
+from skipnet.runtime import eval_mode
+
+SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths
+
+
+def _trained_small(digits, seed=1, steps=30):
+    return E.train_net(14, True, seed=seed, model=E.DEFAULT_MODEL.with_(width=4),
+                       train=E.DEFAULT_TRAIN.with_(steps=steps, eval_every=0), data=digits).net
+
+
+def _autograd(net, X, y):
+    h0 = net.embed(X).detach().requires_grad_(True)
+    g, = torch.autograd.grad(F.cross_entropy(net.readout(net.blocks_forward(h0)[-1]), y), h0)
+    return g
+
+
+# -- the exact spectrum -----------------------------------------------------------------------------------------
+def test_each_exact_length_is_the_sum_of_the_enumerated_paths_of_that_length(digits):
+    """G_k from the dynamic programme against the sum of the C(6, k) single-path gradients of PathGraph (another
+    code path): equal length by length, so a DP that shifted or mirrored lengths fails."""
+    net = _trained_small(digits)
+    X, y = digits.X_train[:48], digits.y_train[:48]
+    graph = PathGraph(net, X, y)
+    by_length = [0] * 7
+    for path in enumerate_paths(6):
+        by_length[sum(path)] = by_length[sum(path)] + graph.gradient([i for i, b in enumerate(path) if b])
+    sp = exact_path_spectrum(net, X, y)
+    norms = np.array([g.norm().item() for g in by_length])
+    assert np.allclose(sp.norms, norms, rtol=1e-4)
+    assert not np.allclose(sp.norms, norms[::-1], rtol=0.1)                 # the lengths are not symmetric here
+    direct = _autograd(net.eval(), X, y)
+    proj = [(g * direct).sum().item() / (direct * direct).sum().item() for g in by_length]
+    assert np.allclose(sp.projection, proj, rtol=1e-4, atol=1e-7) and sum(sp.projection) == pytest.approx(1, abs=1e-5)
+    assert sp.sum_error < 1e-5 and sp.mean_length == pytest.approx(mean_of(sp.shares))
+    assert 0 < sp.coherence <= 1 + 1e-6
+
+
+def test_the_exact_spectrum_with_batch_statistics_sums_to_autograd_and_leaves_the_model_alone(digits):
+    net = build_model(**SMALL, seed=0)
+    X, y = digits.X_train[:64], digits.y_train[:64]
+    before, mode = {k: v.clone() for k, v in net.state_dict().items()}, net.training
+    sp = exact_path_spectrum(net, X, y, bn="batch")
+    assert sp.sum_error < 1e-5
+    reference = _autograd(bn_train_copy(net), X, y)                         # BN with batch statistics, by autograd
+    assert reference.abs().max() > 0
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())     # running stats untouched
+    assert net.training == mode                                                 # its mode is restored
+    fresh = E.DEFAULT_MODEL.build(seed=0)                                    # the chapter's residual-56, untrained
+    off = exact_path_spectrum(fresh, X, y, bn="eval")                        # untrained stats: BN is the identity
+    batch = exact_path_spectrum(fresh, X, y, bn="batch")
+    assert off.mean_length > batch.mean_length + 2                           # batch statistics shorten the paths
+    with pytest.raises(ValueError, match="bn must be one of"):
+        exact_path_spectrum(net, X, y, bn="train")
+    with pytest.raises(ValueError, match="residual"):
+        exact_path_spectrum(build_model(**SMALL, residual=False, seed=0), X, y)
+
+
+def test_zero_gamma_puts_the_whole_exact_spectrum_at_length_zero(digits):
+    net = build_model(**SMALL, init="zero_gamma", seed=0)
+    sp = exact_path_spectrum(net, digits.X_train[:32], digits.y_train[:32])
+    assert sp.norms[0] > 0 and all(v == 0 for v in sp.norms[1:]) and sp.mean_length == 0.0 and sp.sum_error == 0.0
+
+
+@pytest.mark.parametrize("branch_scale,short", [(0.2, True), (5.0, False)])
+def test_the_exact_spectrum_follows_the_branch_gain(digits, branch_scale, short):
+    net = build_model(**SMALL, branch_scale=branch_scale, seed=1)
+    sp = exact_path_spectrum(net, digits.X_train[:48], digits.y_train[:48])
+    assert (sp.mean_length < 6 / 4) if short else (sp.mean_length > 3 * 6 / 4), sp.mean_length
+    assert (np.median(sp.gains) < 1) if short else (np.median(sp.gains) > 1)
+
+
+def test_gains_prediction_is_the_product_expansion():
+    r = [0.5, 2.0, 0.1]
+    direct = np.zeros(4)
+    for path in itertools.product((0, 1), repeat=3):                          # every path: product of its gains
+        direct[sum(path)] += math.prod(g for g, b in zip(r, path) if b)
+    assert np.allclose(gains_prediction(r), direct / direct.sum())
+    assert mean_of(gains_prediction(r)) == pytest.approx(sum(g / (1 + g) for g in r))
+
+
+# -- BN recalibration -------------------------------------------------------------------------------------------
+def test_recalibration_recomputes_the_statistics_of_the_lesioned_stream(digits):
+    net = _trained_small(digits, seed=2, steps=20)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    X = digits.X_train
+    copy, blocks = recalibrated(net, X, deleted=[1])
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())        # the model is untouched
+    assert not copy.training
+    # by hand: the stem's BN sees the conv output; the first BN of block 3 sees block 3's input with block 2 gone
+    with torch.no_grad():
+        stem_out = net.stem(X)
+        assert torch.allclose(copy.stem_norm.running_mean, stem_out.mean((0, 2, 3)), atol=1e-5)
+        assert torch.allclose(copy.stem_norm.running_var, stem_out.var((0, 2, 3), unbiased=True), rtol=1e-4)
+        h = copy.blocks_forward(copy.embed(X), blocks=blocks)[2]                       # input of block 3
+        conv = copy.blocks[2].branch.weights[0](h)
+        assert torch.allclose(copy.blocks[2].branch.norms[0].running_mean, conv.mean((0, 2, 3)), atol=1e-5)
+    # the weights are the same; only the statistics moved
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), copy.parameters()))
+    acc = recalibrated_accuracy(net, X, digits.X_test, digits.y_test, [1])
+    with torch.no_grad():
+        ref = (copy.readout(copy.blocks_forward(copy.embed(digits.X_test), blocks=blocks)[-1]).argmax(-1)
+               == digits.y_test).float().mean().item()
+    assert acc == ref
+
+
+# -- branch replacement and the refinement cosine -------------------------------------------------------------------
+def test_replacement_by_nothing_is_deletion_and_by_its_own_output_is_the_intact_net(digits):
+    net = _trained_small(digits, seed=3)
+    X, y = digits.X_test, digits.y_test
+    rep, ev = Replacer(net, X, y), LesionEvaluator(net, X, y)
+    assert rep.intact == ev.intact
+    for blocks in ([0], [2, 4], [1, 3, 5]):
+        assert rep.accuracy(blocks, "delete") == ev.accuracy(blocks) == lesioned_accuracy(net, X, y, blocks)
+    gen = torch.Generator().manual_seed(0)
+    assert rep.replacement(2, "channel mean", gen).shape == rep.outputs[2].shape
+    noise = rep.replacement(2, "noise", gen)
+    assert torch.allclose(noise.mean((0, 2, 3)), rep.outputs[2].mean((0, 2, 3)), atol=0.1 * rep.outputs[2].std().item())
+    other = rep.replacement(4, "other image", gen)
+    assert sorted(other.flatten().tolist()) == pytest.approx(sorted(rep.outputs[4].flatten().tolist()))  # a permutation
+    assert not torch.equal(other, rep.outputs[4])
+    with pytest.raises(ValueError, match="variant must be one of"):
+        rep.accuracy([0], "zeros")
+    with pytest.raises(ValueError, match="block indices must be in 0..5"):
+        rep.accuracy([6], "delete")
+    out = rep.sweep([1, 6], n_sets=3, seed=0)
+    assert out["ms"] == [1, 6] and [len(s) for s in out["sets"]] == [3, 1] and len(out["delete"][1]) == 1
+    assert out["delete"][1][0] == ev.accuracy(range(6))
+    kept = rep.sweep([2], n_sets=5, seed=1, exclude=(0,))
+    assert all(0 not in s for s in kept["sets"][0])
+    with pytest.raises(ValueError, match="m must be between 1 and 5"):
+        rep.sweep([6], exclude=(0,))
+
+
+def test_derangements_move_every_image():
+    gen = torch.Generator().manual_seed(0)
+    for n in (2, 3, 10):
+        p = derangement(n, gen)
+        assert sorted(p.tolist()) == list(range(n)) and not (p == torch.arange(n)).any()
+    with pytest.raises(ValueError, match="n >= 2"):
+        derangement(1, gen)
+
+
+def test_refinement_cosines_against_a_second_autograd_route(digits):
+    net = _trained_small(digits, seed=4)
+    X, y = digits.X_test[:50], digits.y_test[:50]
+    cos = refinement_cosines(net, X, y)
+    with eval_mode(net):                                     # independent: retain_grad on the sums, one backward
+        h, zs, fs = net.embed(X), [], []
+        for block in net.blocks:
+            f = block.branch(h)
+            z = f + block.shortcut(h)
+            z.retain_grad()
+            zs.append(z)
+            fs.append(f.detach())
+            h = block.post(z)
+        F.cross_entropy(net.readout(h), y, reduction="sum").backward()
+    ref = [F.cosine_similarity(f.flatten(1), -z.grad.flatten(1), dim=1).mean().item() for f, z in zip(fs, zs)]
+    assert np.allclose(cos, ref, atol=1e-5)
+    zero = refinement_cosines(build_model(**SMALL, init="zero_gamma", seed=0), X, y)
+    assert np.all(zero == 0)                                  # a zero branch points nowhere
+
+
+# -- training through a few blocks ----------------------------------------------------------------------------------
+def test_short_path_hooks_give_the_gradient_of_the_paths_through_the_drawn_blocks(digits):
+    """mode "paths": the input gradient is the sum of the path gradients that use only the drawn branches (PathGraph,
+    another code path), and undrawn blocks get no gradient; mode "updates": the full gradient, masked to the drawn
+    blocks' parameters; in eval mode the hooks do nothing."""
+    X, y = digits.X_train[:32], digits.y_train[:32]
+    net = build_model(**SMALL, seed=5)
+    hooks = T.ShortPaths(net, 2, "paths", seed=0)
+    net.train()
+    for m in net.modules():                                   # BN with running statistics: PathGraph's forward pass
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+    hooks._draw(net, ())                                      # what a training forward pass does first
+    chosen = set(hooks.selected)
+    assert len(chosen) == 2
+    h0 = net.embed(X).detach().requires_grad_(True)
+    g, = torch.autograd.grad(F.cross_entropy(net.readout(net.blocks_forward(h0)[-1]), y), h0)
+    hooks.remove()
+    with eval_mode(net):
+        graph = PathGraph(net, X, y)
+    subset_sum = sum(graph.gradient(list(s)) for r in range(3) for s in itertools.combinations(sorted(chosen), r))
+    assert torch.allclose(g, subset_sum, atol=1e-6 * g.abs().max().item())
+    net.zero_grad()
+    hooks = T.ShortPaths(net, 2, "paths", seed=0)
+    net.train()
+    F.cross_entropy(net(X), y).backward()
+    for i, block in enumerate(net.blocks):
+        grads = [p.grad for p in block.parameters()]
+        assert all(gr is None for gr in grads) == (i not in hooks.selected), i
+    hooks.remove()
+    ref = build_model(**SMALL, seed=5).train()
+    F.cross_entropy(ref(X), y).backward()
+    masked = build_model(**SMALL, seed=5).train()
+    hooks = T.ShortPaths(masked, 3, "updates", seed=1)
+    F.cross_entropy(masked(X), y).backward()
+    for i, (a, b) in enumerate(zip(ref.blocks, masked.blocks)):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.allclose(q.grad, p.grad if i in hooks.selected else torch.zeros_like(p.grad)), i
+    with pytest.raises(ValueError, match="mode must be one of"):
+        T.ShortPaths(net, 2, "branches", seed=0)
+    with pytest.raises(ValueError, match="k must be between 1 and 6"):
+        T.ShortPaths(net, 7, "paths", seed=0)
+
+
+def test_training_through_few_blocks_runs_and_is_seeded(digits):
+    short = E.DEFAULT_TRAIN.with_(steps=6, eval_every=0)
+    small = E.DEFAULT_MODEL.with_(width=4)
+    a = T.train_short_paths(2, "paths", seed=0, depth=14, model=small, train=short, data=digits)
+    b = T.train_short_paths(2, "paths", seed=0, depth=14, model=small, train=short, data=digits)
+    c = T.train_short_paths(6, "paths", seed=0, depth=14, model=small, train=short, data=digits)
+    normal = E.train_net(14, True, seed=0, model=small, train=short, data=digits)
+    assert a.status == "finished" and a.history.loss == b.history.loss and a.extra == {"k": 2, "mode": "paths"}
+    assert a.history.loss != normal.history.loss
+    assert c.history.loss == normal.history.loss              # k = n: every block, the ordinary training
+    assert not a.net._forward_pre_hooks and not a.net.training
+
+
+# -- swaps --------------------------------------------------------------------------------------------------------
+def test_disjoint_swaps_move_each_block_at_most_once_and_never_undo_each_other():
+    net = build_model(arch="cnn", depth=20, width=4, seed=0)
+    assert max_disjoint_swaps(net) == 3 and max_disjoint_swaps(net, fixed=(0, 1)) == 2
+    gen = torch.Generator().manual_seed(0)
+    for k in (1, 2, 3):
+        for _ in range(20):
+            order = random_swap_order(net, k, gen)
+            moved = [j for j, i in enumerate(order) if i != j]
+            assert len(moved) == 2 * k                                 # k disjoint transpositions, never the identity
+            assert all(order[order[j]] == j for j in moved)            # each moved block traded places with one other
+            assert all(block_signature(net.blocks[i]) == block_signature(net.blocks[j]) for j, i in enumerate(order))
+            assert kendall_distance(order) >= k
+    for _ in range(20):
+        assert random_swap_order(net, 2, gen, fixed=(0,))[0] == 0
+    with pytest.raises(ValueError, match="k must be between 0 and 3"):
+        random_swap_order(net, 4, gen)
+    big = build_model(arch="cnn", depth=56, width=4, seed=0)
+    assert max_disjoint_swaps(big) == 12 and max_disjoint_swaps(big, fixed=(0,)) == 12
+
+
+def test_kendall_distance_against_brute_force_and_scipy():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 9):
+        order = list(rng.permutation(n))
+        inversions = sum(1 for i, j in itertools.combinations(range(n), 2) if order[i] > order[j])
+        assert kendall_distance(order) == inversions
+        if n > 1:
+            tau = stats.kendalltau(range(n), order)[0]
+            assert tau == pytest.approx(1 - 4 * inversions / (n * (n - 1)))
+
+
+def test_lesion_study_keeps_its_sets_and_stratifies_by_block_1(digits):
+    net = E.train_net(20, True, seed=6, model=E.DEFAULT_MODEL.with_(width=4),
+                      train=E.DEFAULT_TRAIN.with_(steps=30, eval_every=0), data=digits).net
+    s = E.lesion_study(net, digits, "x", ks=[0, 1, 3], n_samples=6, swap_ks=[0, 1], seed=0, fixed_swaps=True)
+    assert [len(a) for a in s.k_sets] == [1, 6, 6] and all(len(x) == k for k, sets in zip(s.ks, s.k_sets) for x in sets)
+    ev = LesionEvaluator(net, digits.X_test, digits.y_test)
+    assert [[ev.accuracy(x) for x in sets] for sets in s.k_sets] == s.k_accs       # the sets are the ones tested
+    t = E.lesion_study(net, digits, "x", ks=[0, 1, 3], n_samples=6, seed=1)
+    c = E.stratified_curve([s, t], block=0)
+    for j in range(3):                                                     # pooled over both studies, by hand
+        pooled = [(a, 0 in x) for st in (s, t) for a, x in zip(st.k_accs[j], st.k_sets[j])]
+        cut, kept = [a for a, f in pooled if f], [a for a, f in pooled if not f]
+        assert c["n_with"][j] == len(cut) and c["n_without"][j] == len(kept)
+        assert (np.isnan(c["with"][j]) and not cut) or c["with"][j] == pytest.approx(np.mean(cut))
+        assert c["without"][j] == pytest.approx(np.mean(kept))
+    assert len(s.swap_kendall) == 2 and s.swap_kendall[0] == [0] and all(d >= 1 for d in s.swap_kendall[1])
+    assert len(s.swap_fixed_accs) == 2
+    with pytest.raises(ValueError, match="k_sets"):
+        E.stratified_curve([E.LesionStudy("x", 0.9, [0.5], [0], [[0.9]])])
+
+
+# -- a real ensemble and the statistics ----------------------------------------------------------------------------
+class _Fixed(nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits
+
+
+def test_ensemble_deletion_averages_logits_over_every_subset():
+    y = torch.tensor([0, 1, 2])
+    eye = torch.eye(3)
+    members = [_Fixed(eye * 2), _Fixed(eye[[1, 1, 2]] * 2), _Fixed(eye[[0, 0, 0]] * 1.0)]
+    out = T.ensemble_deletion(members, torch.zeros(3, 1), y)
+    assert out["members"] == pytest.approx([1, 2 / 3, 1 / 3])
+    singles = out["members"]
+    assert out["mean"][-1] == pytest.approx(np.mean(singles)) and out["lo"][-1] == min(singles)
+    assert out["deleted"] == [0, 1, 2] and out["mean"][0] == pytest.approx(1.0)
+
+
+def test_paired_statistics_against_scipy():
+    a, b = [0.9, 0.8, 0.85, 0.95, 0.7], [0.88, 0.81, 0.8, 0.9, 0.69]
+    p = T.paired(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert p["t"] == pytest.approx(ref.statistic) and p["p"] == pytest.approx(ref.pvalue)
+    assert p["mean"] == pytest.approx(np.mean(np.subtract(a, b))) and p["ahead"] == 4 and p["n"] == 5
+    with pytest.raises(ValueError, match="at least two seeds"):
+        T.paired([1.0], [0.5])
+
+
+def test_interpolated_gap_between_the_evaluations_around_the_crossing():
+    evals = [{"train_loss": 1.0, "test_loss": 1.2}, {"train_loss": 0.1, "test_loss": 0.5},
+             {"train_loss": 0.01, "test_loss": 0.41}]
+    assert T.interpolated_gap(evals, 1.0) == pytest.approx(0.2)                 # at an evaluation: its gap
+    mid = math.sqrt(1.0 * 0.1)                                                  # halfway in log loss
+    assert T.interpolated_gap(evals, mid) == pytest.approx((0.2 + 0.4) / 2)
+    assert T.interpolated_gap(evals, 0.001) is None
+    assert T.interpolated_gap(evals, 5.0) == pytest.approx(0.2)                 # already below at the first
+
+
+def test_trial_figures_draw():
+    import matplotlib.pyplot as plt
+    PT.plot_spectrum([0.5, 0.3, 0.2], [0.4, 0.4, 0.2], [0.3, 0.4, 0.3])
+    ax = PT.plot_spectra({"trained": [0.5, 0.3, 0.2], "fresh, BN off": [0.2, 0.3, 0.5]})
+    assert "mean 0.7" in ax.get_legend().get_texts()[0].get_text()
+    PT.plot_recal_single({"residual-20": ([0.5, 0.9], [0.8, 0.95], 0.97)})
+    PT.plot_recal_curves({"residual-56": ([0, 2], [0.97, 0.8], [0.97, 0.9])})
+    PT.plot_cost_vs_ratio({"residual-56": ([1.0, 0.3], [0.5, 0.01])})
+    PT.plot_stratified({"residual-56": ([0, 1], [0.97, 0.9], [np.nan, 0.5], [0.97, 0.95])})
+    PT.plot_swaps({"residual-56": ([0, 3], [0.97, 0.9]), "residual-56, block 1 fixed": ([0, 3], [0.97, 0.95])})
+    PT.plot_replacement({"delete": ([1, 2], [0.9, 0.8], [0.85, 0.7], [0.95, 0.9])}, title="x")
+    PT.plot_refinement({"residual-56": ([0.1, 0.2], [0.0, 0.1], [0.2, 0.3])})
+    PT.plot_short_paths([("normal", [0.97, 0.98]), ("through 7", [0.9, 0.92])])
+    ax = PT.plot_member_deletion(([0, 0.5], [0.98, 0.97], [0.97, 0.96], [0.99, 0.98]),
+                                 ([0, 1], [0.97, 0.1], [0.96, 0.1], [0.98, 0.1]))
+    assert len(ax.get_legend().get_texts()) == 2
+    plt.close("all")

@@ -16,8 +16,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip check
 	touch $(STAMP)
 
+# Sphinx reads (and myst-nb executes) two chapters at a time, each kernel on one torch thread: both cores work.
+# The build is jupyter-book's, strict (-W -n --keep-going): a warning or a failing cell fails it (see the script).
+JOBS ?= 2
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+	$(PY) scripts/build_book.py --jobs $(JOBS)
 	@echo "The site: $(CURDIR)/_build/html/index.html"
 
 # two workers: the trainings use one thread each, and CI has two cores

@@ -53,7 +53,9 @@ def test_config_executes_strictly_and_never_reuses_a_stale_cache():
         assert pattern in cfg["exclude_patterns"]
     assert cfg["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
     assert "colab_url" not in cfg["launch_buttons"]
-    assert "-W -n --keep-going" in (ROOT / "Makefile").read_text()
+    assert "scripts/build_book.py" in (ROOT / "Makefile").read_text()
+    build = (ROOT / "scripts" / "build_book.py").read_text()
+    assert '"-W", "-n", "--keep-going"' in build and '"-b", "html"' in build      # strict, and every warning listed
 
 
 def test_makefile_targets_are_phony():
@@ -75,3 +77,9 @@ def test_readme_gives_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert "make book" in text and "make test" in text
     assert "mybinder.org" in text
+
+
+def test_bibliography_has_each_key_once():
+    text = (ROOT / "book" / "references.bib").read_text()
+    keys = re.findall(r"^@\w+\{([^,\s]+),", text, re.M)
+    assert keys and len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from skipnet.config import Config, check_choice, check_float, check_int, check_seed
 from skipnet.data import Dataset
 from skipnet.history import History, Run
+from skipnet.parallel import side_by_side, workers
 from skipnet.runtime import device as default_device, eval_mode, generator, seed_everything
 
 __all__ = ["TrainConfig", "History", "Trainer", "Task", "Progress", "fit", "race", "evaluate", "Run", "train_run", "race_runs",
@@ -300,24 +301,72 @@ def fit(model: nn.Module, data: Dataset | Task, cfg: TrainConfig = TrainConfig()
 
 
 def race(trainers: dict[str, Trainer], progress: Progress | None = None) -> float:
-    """Run several trainers side by side, one step of each in turn, until all are done (the labs' live races).
+    """Run several trainers side by side until all are done (the labs' live races); return the seconds taken.
 
-    ``progress(fraction, text, {name: history})`` runs after every round; returning ``False`` stops them all.
-    Returns the seconds taken.
+    ``progress(fraction, text, {name: history})`` runs as they go; returning ``False`` stops them all. With two
+    or more cores each trainer runs in its own process on one thread (:mod:`skipnet.parallel`), and its model
+    and history come back when it ends; otherwise, or when a model draws from torch's global random generator
+    (stochastic depth, a dropout shortcut: interleaved trainings would share it), they run one step of each in
+    turn in this process. Both give the same numbers.
     """
     t0 = time.perf_counter()
+    if workers(len(trainers)) > 1 and not any(_draws_at_random(t.model) for t in trainers.values()):
+        _race_in_workers(trainers, progress)
+        return time.perf_counter() - t0
     while not all(t.done for t in trainers.values()):
         for t in trainers.values():
             t.step()
-        if progress is not None:
-            done = sum(t.history.steps_done for t in trainers.values())
-            total = sum(t.total for t in trainers.values())
-            text = "; ".join(f"{name}: {t.describe()}" for name, t in trainers.items())
-            if progress(done / max(1, total), text, {name: t.history for name, t in trainers.items()}) is False:
-                for t in trainers.values():
-                    t.stop()
-                break
+        if progress is not None and _race_progress(trainers, progress) is False:
+            for t in trainers.values():
+                t.stop()
+            break
     return time.perf_counter() - t0
+
+
+REPORT_EVERY_S = 0.1          # how often a worker sends its history to the race's progress callback
+
+
+def _race_progress(trainers: dict[str, Trainer], progress: Progress) -> bool | None:
+    done = sum(t.history.steps_done for t in trainers.values())
+    total = sum(t.total for t in trainers.values())
+    text = "; ".join(f"{name}: {t.describe()}" for name, t in trainers.items())
+    return progress(done / max(1, total), text, {name: t.history for name, t in trainers.items()})
+
+
+def _draws_at_random(model: nn.Module) -> bool:
+    from .models import StochasticDepth
+    from .shortcuts import DropMask
+    return any((isinstance(m, StochasticDepth) and m.survival < 1) or isinstance(m, DropMask)
+               or (isinstance(m, nn.Dropout) and m.p > 0) for m in model.modules())
+
+
+def _race_in_workers(trainers: dict[str, Trainer], progress: Progress | None) -> None:
+    def task(trainer: Trainer):
+        def run(report):
+            last = 0.0
+            while trainer.step():
+                now = time.perf_counter()
+                if now - last >= REPORT_EVERY_S:
+                    last = now
+                    if not report(trainer.history):
+                        trainer.stop()
+            return {"history": trainer.history, "model": trainer.model.state_dict(),
+                    "opt": trainer.opt.state_dict(), "gen": trainer.gen.get_state(), "order": trainer._order}
+        return run
+
+    def on_report(name: str, history: History) -> bool | None:
+        trainers[name].history = history           # this process's copy only shows the worker's progress
+        return None if progress is None else _race_progress(trainers, progress)
+
+    results = side_by_side({name: task(t) for name, t in trainers.items()}, on_report)
+    for name, state in results.items():                # the trainer here continues where the worker's ended
+        t = trainers[name]
+        t.history, t._order = state["history"], state["order"]
+        t.model.load_state_dict(state["model"])
+        t.opt.load_state_dict(state["opt"])
+        t.gen.set_state(state["gen"])
+    if progress is not None:
+        _race_progress(trainers, progress)
 
 
 def train_run(model: Config, data: Dataset | Task, train: TrainConfig, seed: int = 0, label: str = "",

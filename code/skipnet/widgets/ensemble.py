@@ -12,11 +12,12 @@ from skipnet.config import check_int, check_seed
 from skipnet.data import load_digits
 from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
     train_net
-from skipnet.plotting.core import PLAIN, RESIDUAL
+from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_study
 from skipnet.experiments.ensemble_trials import spectrum_study
 from skipnet.probes.lesions import LesionEvaluator, recalibrated
-from skipnet.train import Run, sub_progress
+from skipnet.experiments.ensemble import DEFAULT_TRAIN
+from skipnet.train import Run, race_runs, sub_progress
 from skipnet.widgets.base import Lab
 
 __all__ = ["LesionLab", "PathExplorer", "LesionState", "LAB_DEPTHS", "PATH_DEPTHS"]
@@ -86,13 +87,15 @@ class LesionLab(_NoLiveFigure, Lab):
         depth, seed = int(self.depth.value), check_seed(self.seed.value)
         DEFAULT_MODEL.with_(depth=depth)                         # validates depth with a clear message
         self.update(0.0, f"loading the digits, building residual-{depth} and plain-{depth}...")
-        data, nets = load_digits(), {}
-        for j, residual in enumerate((True, False)):
-            name = "residual" if residual else "plain"
-            progress = sub_progress(self.report_progress, j / 2, (j + 0.9) / 2, f"training {name}-{depth}: ")
-            nets[name] = train_net(depth, residual, seed=seed, data=data, progress=progress)
-            if nets[name].history.status.startswith("stopped"):
-                return LesionState(depth, {}, {}, status=f"{name}: {nets[name].history.status}")
+        data = load_digits()
+        # the two nets train side by side (one process each on two cores), live curves as they go; the same
+        # nets as train_net(depth, residual, seed) one after the other
+        cfgs = {name: DEFAULT_MODEL.with_(depth=depth, residual=name == "residual") for name in ("residual", "plain")}
+        nets = race_runs(cfgs, data, DEFAULT_TRAIN, seed=seed,
+                         progress=sub_progress(self.report, 0, 0.9, "training: "))
+        for name, net in nets.items():
+            if net.history.status.startswith("stopped"):
+                return LesionState(depth, {}, {}, status=f"{name}: {net.history.status}")
         self.update(0.95, "deleting blocks at random...")
         return self._prepare(nets, data)
 
@@ -160,7 +163,13 @@ class LesionLab(_NoLiveFigure, Lab):
         return state
 
     # -- display ----------------------------------------------------------------------------------
-    def render(self, state: LesionState):
+    def render(self, state: LesionState | dict):
+        if not isinstance(state, LesionState):              # while training: both nets' curves so far
+            fig, ax = plt.subplots(figsize=(6, 3.2))
+            plot_curves(state, ax=ax, colors={"residual": RESIDUAL, "plain": PLAIN})
+            ax.set_title("training the two networks (the lesion panels follow)", fontsize=10)
+            fig.tight_layout()
+            return fig
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.5]})
         if not state.curves:
             a.text(0.5, 0.5, state.status, ha="center", va="center")

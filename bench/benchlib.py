@@ -75,8 +75,11 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    isa = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else None
     info = {
-        "cpu": cpu,
+        "cpu": f"{cpu} ({isa})" if isa else cpu,
+        "cpu_model": cpu,
+        "isa": isa,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

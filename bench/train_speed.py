@@ -202,6 +202,53 @@ def step_breakdown(run, steps: int = 6) -> dict:
     return {"steps": steps, "seconds": totals, "share": {k: v / total for k, v in totals.items()}}
 
 
+def pair_package(data, batch: int, steps: int, device: torch.device):
+    """The book's workload, a plain net and its residual twin, as the package trains them: side by side
+    (:func:`skipnet.train.race`, one process per net on one thread each when there are two cores)."""
+    from skipnet.train import race
+    cfg = TrainConfig(batch_size=batch, steps=10 ** 6, seed=0)
+    models = {k: build_model(RESNET20.with_(residual=k == "residual"), seed=0) for k in ("plain", "residual")}
+    trainers = {k: Trainer(m, data, cfg, device=device) for k, m in models.items()}
+
+    def run(steps: int = steps) -> float:
+        for t in trainers.values():                 # a fresh budget of ``steps`` for each net, then race them
+            t.total = t.history.steps_done + steps
+        race(trainers)
+        sync(device)
+        return 2 * steps * batch
+
+    return run
+
+
+def pair_tutorial(data, batch: int, steps: int, device: torch.device, n_threads: int):
+    """The same pair the tutorial way: one net after the other, each on torch's default threads."""
+    loops = [tutorial_loop(data, batch, steps, device, n_threads) for _ in range(2)]
+
+    def run(steps: int = steps) -> float:
+        return sum(loop(steps) for loop in loops)
+
+    return run
+
+
+def pair_speedup(device: torch.device, default_threads: int, quick: bool = False, busy: bool = False) -> dict:
+    """Images/s of the package training the pair against the tutorial loop, in alternating rounds, on an idle
+    machine or with one busy process (``busy``)."""
+    from busy_speed import busy_process
+    import contextlib
+    batch, steps, rounds = 128, (10 if quick else 20), (2 if quick else 3)
+    data = load_digits()
+    variants = {"package_pair": pair_package(data, batch, steps, device),
+                "tutorial_pair": pair_tutorial(data, batch, steps, device, default_threads)}
+    for fn in variants.values():
+        fn(3)
+    with busy_process() if busy else contextlib.nullcontext():
+        rates = interleaved(variants, rounds, max_seconds=60.0)
+    return {"speedup": rates["package_pair"]["best"] / rates["tutorial_pair"]["best"],
+            "speedup_median": rates["package_pair"]["median"] / rates["tutorial_pair"]["median"],
+            "images_per_s": {k: round(v["best"], 1) for k, v in rates.items()},
+            "images_per_s_rounds": {k: v["rounds"] for k, v in rates.items()}}
+
+
 def trainer_section(device: torch.device, default_threads: int, quick: bool = False) -> dict:
     """Package vs tutorial loop, and the package's FLOP/s over the matmul's, in alternating rounds."""
     batch, steps, rounds = 128, (10 if quick else 25), (2 if quick else 4)
@@ -228,8 +275,18 @@ def trainer_section(device: torch.device, default_threads: int, quick: bool = Fa
     conv_share = breakdown["share"].get("convolution", 0.0)
     pkg = rates["package"]["best"]
     achieved = train_flops * pkg
+    from conv_limits import conv_limit_section
+    kernels = conv_limit_section(peak, device)["conv_limits"] if device.type == "cpu" else None
+    idle = pair_speedup(device, default_threads, quick) if device.type == "cpu" else None
+    busy = pair_speedup(device, default_threads, quick, busy=True) if device.type == "cpu" else None
     return {
-        "trainer_speedup_vs_naive": pkg / rates["tutorial"]["best"],
+        # the book's workload (a plain/residual pair): side by side against one after the other
+        "trainer_speedup_vs_naive": idle["speedup"] if idle else pkg / rates["tutorial"]["best"],
+        "trainer_speedup_vs_naive_busy": busy["speedup"] if busy else None,
+        "trainer_pair": {"idle": idle, "busy": busy, "workload": "ResNet-20 width 16, plain and residual, "
+                         "batch 128; package: skipnet.train.race; tutorial: one after the other"},
+        "trainer_single_speedup_vs_naive": pkg / rates["tutorial"]["best"],
+        "conv_limits": kernels,
         "step_fraction_of_matmul_peak": achieved / peak,
         "trainer": {
             "model": "ResNet-20, width 16, digits 8x8", "batch": batch, "steps_per_round": steps,

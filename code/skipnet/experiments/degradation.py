@@ -25,7 +25,7 @@ from skipnet.train import Progress, Run, TrainConfig, Trainer, evaluate, race_ru
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_one", "race", "degradation_table", "degradation_row",
            "epoch_means", "THRESHOLDS", "LONG_EPOCHS", "convergence_run", "steps_to", "lr_row", "INTERVENTIONS",
-           "LARS_TRUST", "intervention_run"]
+           "LARS_TRUST", "intervention_run", "convergence_fit", "steps_table"]
 
 DEFAULT_MODEL = ModelConfig(arch="cnn", depth=20, width=8, norm="batch")
 DEFAULT_TRAIN = TrainConfig(lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4,
@@ -140,6 +140,42 @@ def convergence_run(depth: int, residual: bool, seed: int = 0, epochs: int = LON
             "epoch_loss": [round(v, 5) for v in epoch_means(h.loss, per_epoch)],
             "last_loss": round(float(np.mean(h.loss[-per_epoch:])), 5) if h.loss else None,
             **final, "cpu_seconds": round(time.process_time() - t0, 1)}
+
+
+def steps_table(rows: Iterable[dict], threshold: float, residual: bool) -> dict[int, list[int | None]]:
+    """``{depth: [steps to threshold of each seed]}`` from stored :func:`convergence_run` rows (``None`` = not
+    within the budget), depths ascending, seeds in stored order."""
+    key = f"{float(threshold):g}"
+    out: dict[int, list[int | None]] = {}
+    for r in sorted(rows, key=lambda r: (r["depth"], r["seed"])):
+        if r["residual"] == residual:
+            out.setdefault(r["depth"], []).append(r["steps_to"][key])
+    return out
+
+
+def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = False) -> dict:
+    """Least-squares fit of ``ln(steps to threshold) = a + b * depth`` over the depths at which EVERY seed got
+    there (a censored depth would bias the fit down). Returns ``slope`` (b, per layer), ``doubling`` (ln 2 / b
+    layers), ``r2``, the ``depths`` used, and ``r2_power`` of the rival power law ``ln steps = c + k ln depth``
+    on the same points (He et al.'s conjecture is "exponentially low convergence rates")."""
+    table = steps_table(rows, threshold, residual)
+    pts = [(d, s) for d, ss in table.items() if ss and all(v is not None for v in ss) for s in ss]
+    depths = sorted({d for d, _ in pts})
+    if len(depths) < 3:
+        raise ValueError(f"need at least 3 depths where every seed reached {threshold:g}, got {depths}")
+    x = np.array([d for d, _ in pts], dtype=np.float64)
+    y = np.log(np.array([s for _, s in pts], dtype=np.float64))
+
+    def r2(u):
+        A = np.stack([np.ones_like(u), u], axis=1)
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        return coef, 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
+
+    (a, b), r2_exp = r2(x)
+    _, r2_pow = r2(np.log(x))
+    return {"slope": float(b), "intercept": float(a), "doubling": float(np.log(2) / b) if b > 0 else float("inf"),
+            "r2": r2_exp, "r2_power": r2_pow, "depths": depths}
 
 
 def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelConfig = DEFAULT_MODEL,

@@ -182,3 +182,15 @@ def test_projection_holds_every_bn_weight_at_its_initial_norm():
     assert s["growth_first"] != pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="mode"):
         intervention_run("adam", depth=8)
+
+
+def test_one_backward_gives_the_same_norms_as_the_two_probes():
+    from skipnet.probes.gradients import layer_and_stream_grad_norms, layer_grad_norms
+    from skipnet.probes.jacobian import stream_gradients
+    for cfg in (hw.PROFILE_MODEL.with_(n_blocks=6, norm="batch"), DEFAULT_MODEL.with_(depth=8)):
+        net = build_model(cfg, seed=0).double()
+        ds = load_digits(flatten=cfg.arch == "mlp")
+        X, y = ds.X_train[:32].double(), ds.y_train[:32]
+        w, a = layer_and_stream_grad_norms(net, X, y)
+        assert np.allclose(w, layer_grad_norms(net, X, y), rtol=1e-10)
+        assert np.allclose(a, [g.norm().item() for g in stream_gradients(net, X, y)], rtol=1e-10)

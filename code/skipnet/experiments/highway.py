@@ -1,16 +1,22 @@
 """Experiments of the chapter *The gradient highway*: what flows through a skip connection, and when.
 
-Pure functions of configuration and seed, returning dataclasses and arrays (no plotting, no I/O):
+Pure functions of configuration and seed, returning dataclasses, arrays or plain dicts (no plotting, no I/O):
 
-* :func:`gradient_profile` / :func:`profile_sweep`: per-layer weight-gradient norms at init
-  (plain vs residual MLPs with sigmoid, ReLU and ReLU + BatchNorm), and :func:`cnn_ratios`
-  for the CIFAR-style CNN.
-* :func:`jacobian_spectra`: singular values of the block stack's input-output Jacobian.
-* :func:`identity_alignment`: how much of each block's gradient is the top gradient itself.
+* :func:`gradient_profile` / :func:`profile_sweep`: per-layer weight-gradient norms at init and the stream
+  (activation) gradient at every block (plain vs residual MLPs with sigmoid, ReLU and ReLU + BatchNorm), and
+  :func:`cnn_ratios` for the CIFAR-style CNN.
+* :func:`jacobian_spectra`: singular values of the block stack's input-output Jacobian (one fixed digit).
+* :func:`identity_alignment`: how much of each block's gradient is the top gradient itself, beside a
+  shuffled-example reference (:func:`permuted_baseline`).
+* :func:`chi_network` / :func:`chi_phase`: the chi phase diagram (gradient ratio over weight gain and depth) with the
+  mean-field prediction of :mod:`skipnet.probes.meanfield`.
 * :func:`shattered`: ``df/dx`` along a 1-D sweep and its autocorrelation (Balduzzi et al. 2017).
 * :func:`training_race`: plain vs residual CNNs trained side by side (built on
   :func:`skipnet.experiments.degradation.race`), with per-layer gradients recorded.
-* :func:`landscape`: a filter-normalized 2-D loss slice around a trained network (Li et al. 2018).
+* :func:`landscape` and :func:`hessian_row`: a filter-normalized 2-D loss slice and the Hessian's extreme
+  eigenvalues at trained weights (Li et al. 2018).
+
+Over 300 lines because it follows the chapter section by section; each experiment is a short function of its own.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import torch
 from skipnet.data import input_sweep, load_digits
 from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
 from skipnet.models import ModelConfig, ResidualNet, build_model
-from skipnet.probes.gradients import first_last_ratio, layer_grad_norms
+from skipnet.probes.gradients import first_last_ratio, layer_and_stream_grad_norms
 from skipnet.probes.jacobian import identity_share, jacobian_singular_values, post_relu_pass_through, stream_gradients
 from skipnet.probes import meanfield
 from skipnet.probes.hessian import hessian_extremes
@@ -125,8 +131,7 @@ def gradient_profile(cfg: ModelConfig, seed: int = 0, n_examples: int = 256, lab
     else:
         ds = load_digits()
         X, y = ds.X_train[:n_examples].to(dtype), ds.y_train[:n_examples]
-    norms = layer_grad_norms(net, X, y)
-    stream = np.array([g.norm().item() for g in stream_gradients(net, X, y)])
+    norms, stream = layer_and_stream_grad_norms(net, X, y)
     return Profile(label or _describe(cfg), cfg.n_blocks, seed, [n for n, _ in net.main_layers()], norms, stream)
 
 

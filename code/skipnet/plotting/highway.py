@@ -272,7 +272,7 @@ def plot_landscape(land, ax: Axes | None = None, levels: np.ndarray | None = Non
     ax.plot([0], [0], marker="x", color="white", ms=8, mew=2)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
-    ax.set_title(f"{land.label}: max loss {np.nanmax(land.surface):.3g}", fontsize=10)
+    ax.set_title(f"{land.label}: loss {land.center:.2g} at the centre", fontsize=10)
     ax.set_aspect("equal")
     if colorbar:
         ax.figure.colorbar(cs, ax=ax, label="log10 training loss")

@@ -99,8 +99,8 @@ def plot_convergence(rows: Sequence[dict], threshold: float, ax: Axes | None = N
         ax.plot(xs, np.exp(fit["intercept"] + fit["slope"] * xs), ":", color="k", lw=1.2,
                 label=f"exponential fit: x2 every {fit['doubling']:.0f} layers")
     ax.axhline(budget, color="#777", lw=0.8, ls="-.")
-    ax.text(min(r["depth"] for r in rows), budget * 1.08,
-            f"budget ({budget} steps); open marker: not reached", fontsize=8, color="#555", va="bottom")
+    ax.text(max(r["depth"] for r in rows), budget * 0.9, f"budget: {budget} steps (open marker: not reached)",
+            fontsize=8, color="#555", va="top", ha="right")
     ax.set_yscale("log")
     ax.set_xlabel("depth (weight layers)")
     ax.set_ylabel(f"steps to training loss < {threshold:g}")

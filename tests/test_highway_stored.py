@@ -61,6 +61,8 @@ def test_claim_residual_steps_hardly_change_with_depth(conv):
         assert max(meds) < 3 * min(meds)
         # residual-56 on every seed is faster than plain-32 on every seed
         assert max(res[56]) < min(s for s in plain[32] if s is not None)
+        budget = max(r["budget"] for r in conv)
+        assert max(res[110]) < budget / 3                                      # 110 layers: a fraction of the budget
 
 
 def test_claim_plain56_trains_slowly_not_at_all_and_110_steps_cut_it_off(conv):

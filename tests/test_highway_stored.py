@@ -269,3 +269,17 @@ def test_claims_of_the_opening_chapter_on_the_stored_degradation_table():
     assert np.sum(v(8, False) < v(8, True)) > len(seeds) / 2                          # the plain-8 surprise
     se = math.sqrt(0.025 * 0.975 / 359)
     assert abs(v(56, True, "test_err").mean() - v(20, True, "test_err").mean()) < 2 * se   # equal within noise
+
+
+def test_claim_of_the_opening_chapter_on_zero_gamma():
+    """The opening chapter: zero-initialized branches help residual-56 against a zero-initialized residual-20, but not
+    against the standard residual-20 (median training loss over the stored seeds of the identity chapter's sweep)."""
+    runs = load_result(DATA / "identity_zero_gamma.json")["data"]["runs"]
+
+    def med(depth, init):
+        vals = [r["train_loss"] for r in runs if r["depth"] == depth and r["init"] == init]
+        assert len(vals) >= 3, (depth, init)
+        return float(np.median(vals))
+
+    assert med(56, "zero_gamma") < 0.9 * med(20, "zero_gamma")          # stored: 0.63x
+    assert med(56, "zero_gamma") > 2 * med(20, "standard")              # stored: 5x

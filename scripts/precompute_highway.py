@@ -1,58 +1,155 @@
-"""Precompute the multi-seed degradation table of *The gradient highway* (He et al. 2015, Fig. 1 analogue).
+"""Precompute the stored sweeps of the opening chapter and *The gradient highway*.
 
-    .venv/bin/python scripts/precompute_highway.py [--seeds 0 1 2] [--depths 8 20 56] [--out book/data/highway_degradation.json]
+    .venv/bin/python scripts/precompute_highway.py [degradation] [--seeds 0 1 2] [--depths 8 20 56]
+    .venv/bin/python scripts/precompute_highway.py convergence --grid 8,14,20,26,32,38,44,56:0,1,2,3,4 --grid 110:0,1,2
+    .venv/bin/python scripts/precompute_highway.py lr --lrs 0.003 0.01 0.03 0.1 0.3 --seeds 0 1 2
+    .venv/bin/python scripts/precompute_highway.py intervention --seeds 0 1 2
+    .venv/bin/python scripts/precompute_highway.py hessian --seeds 0 1 2
+    .venv/bin/python scripts/precompute_highway.py chi --seeds 0 1 2
 
-Trains plain and residual CNNs (width 8, BN, ReLU after the addition; SGD Nesterov lr 0.1, 10 epochs,
-12-step warm-up, cosine) at each depth and seed with
-:func:`skipnet.experiments.degradation.degradation_table` and stores :func:`degradation_row` of each run, with this command and the
-configuration, via :func:`skipnet.store.save_result`. About a minute of one-core compute for 3 seeds.
-The chapter loads the file and re-runs seed 0 live; ``tests/test_highway.py`` re-runs a slice.
+Each sweep writes ``book/data/highway_<sweep>.json`` (or ``--out``) through :func:`skipnet.store.save_result`, with
+this command and the configuration. CPU seconds on one loaded core (an idle one is about twice as fast):
+
+* ``degradation``: plain and residual CNNs of 8, 20, 56 layers, the chapter's 10 epochs (about 800 s for 3 seeds);
+* ``convergence``: the same networks at 8 ... 110 layers with 100 epochs, the step at which the training-batch
+  loss first falls below 1, 0.5, 0.2 and 0.1 (:func:`~skipnet.experiments.degradation.convergence_run`);
+* ``lr``: plain-56 and residual-56 at five peak learning rates, the chapter's budget;
+* ``intervention``: plain-56 and residual-56 with SGD, with every conv weight held at its initial norm, and with
+  layer-wise relative (LARS-like) steps (:func:`~skipnet.experiments.degradation.intervention_run`);
+* ``hessian``: the Hessian's extreme eigenvalues at the trained weights (Lanczos on Hessian-vector products) and a
+  filter-normalized loss slice, for plain-20, residual-20, residual-56 (and plain-56) after the chapter's budget;
+* ``chi``: the gradient ratio over (weight gain, depth) of the chi phase diagram, three activations, three variants.
+
+Rows are also appended, as they come, to ``<out>.partial.jsonl`` (a long sweep can be read before it ends).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
 from skipnet.data import load_digits
-from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, degradation_row, race
+from skipnet.experiments import degradation as dg
 from skipnet.store import save_result
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "book" / "data" / "highway_degradation.json"
+SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
+
+
+def _grid(text: str) -> tuple[list[int], list[int]]:
+    depths, seeds = text.split(":")
+    return [int(d) for d in depths.split(",")], [int(s) for s in seeds.split(",")]
+
+
+def _rows_degradation(args, log):
+    for depth in args.depths:
+        for seed in args.seeds:
+            runs = dg.race(depth, seed)
+            for r in runs.values():
+                log(dg.degradation_row(r))
+    return {"function": "skipnet.experiments.degradation.race + degradation_row", "depths": args.depths,
+            "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
+            "epoch_loss": "mean training-batch loss of each epoch (train mode)",
+            "train_loss": "full training set, eval mode, after the last step"}
+
+
+def _rows_convergence(args, log):
+    grids = [_grid(g) for g in (args.grid or ["8,14,20,26,32,38,44,56:0,1,2"])]
+    for depths, seeds in grids:
+        for seed in seeds:                                   # a seed at a time: a cut-short sweep has whole seeds
+            for depth in depths:
+                for residual in (False, True):
+                    log(dg.convergence_run(depth, residual, seed, epochs=args.epochs))
+    return {"function": "skipnet.experiments.degradation.convergence_run", "grid": grids, "epochs": args.epochs,
+            "thresholds": list(dg.THRESHOLDS), "model": dg.DEFAULT_MODEL.as_dict(),
+            "train": dg.DEFAULT_TRAIN.with_(epochs=args.epochs).as_dict(),
+            "steps_to": "first step at which the mean training-batch loss of the last epoch of steps (11) is below "
+                        "the threshold; null: not within the budget",
+            "stop": "a run stops at the end of the first epoch whose mean batch loss is below the lowest threshold",
+            "train_loss": "full training set, eval mode, when the run stopped (null if not finite)"}
+
+
+def _rows_lr(args, log):
+    for lr in args.lrs:
+        for depth in args.depths:
+            for seed in args.seeds:
+                for residual in (False, True):
+                    log(dg.lr_row(depth, residual, lr, seed))
+    return {"function": "skipnet.experiments.degradation.lr_row", "lrs": args.lrs, "depths": args.depths,
+            "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()}
+
+
+def _rows_intervention(args, log):
+    for seed in args.seeds:
+        for mode in dg.INTERVENTIONS:
+            for residual in (False, True):
+                log(dg.intervention_run(mode, args.depths[0], residual, seed))
+    return {"function": "skipnet.experiments.degradation.intervention_run", "modes": list(dg.INTERVENTIONS),
+            "depth": args.depths[0], "seeds": args.seeds, "trust": dg.LARS_TRUST, "model": dg.DEFAULT_MODEL.as_dict(),
+            "train": dg.DEFAULT_TRAIN.as_dict()}
+
+
+def _rows_hessian(args, log):
+    from skipnet.experiments import highway as hw
+    for seed in args.seeds:
+        for depth, residual in hw.HESSIAN_NETS:
+            log(hw.hessian_row(depth, residual, seed, slice_seed=0 if seed == args.seeds[0] else None))
+    return {"function": "skipnet.experiments.highway.hessian_row", "nets": hw.HESSIAN_NETS, "seeds": args.seeds,
+            "n_examples": hw.HESSIAN_EXAMPLES, "lanczos_steps": hw.LANCZOS_STEPS, "model": dg.DEFAULT_MODEL.as_dict(),
+            "train": dg.DEFAULT_TRAIN.as_dict(), "slice": "filter-normalized slice, first seed only"}
+
+
+def _rows_chi(args, log):
+    from skipnet.experiments import highway as hw
+    data = hw.chi_phase(seeds=args.seeds, progress=lambda f, text, _: print(f"{f:.0%} {text}", flush=True))
+    return data, {"function": "skipnet.experiments.highway.chi_phase", "seeds": args.seeds, "gains": list(hw.CHI_GAINS),
+            "n_blocks": list(hw.CHI_DEPTHS), "activations": list(hw.CHI_ACTIVATIONS),
+            "variants": list(hw.CHI_VARIANTS), "n_examples": hw.CHI_EXAMPLES, "width": hw.CHI_WIDTH}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sweep = argv.pop(0) if argv and argv[0] in SWEEPS else "degradation"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--depths", type=int, nargs="+", default=[8, 20, 56])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--depths", type=int, nargs="+", default=[56] if sweep in ("lr", "intervention") else [8, 20, 56])
+    ap.add_argument("--grid", action="append", help="convergence: DEPTHS:SEEDS, e.g. 8,20,56:0,1,2 (repeatable)")
+    ap.add_argument("--epochs", type=int, default=dg.LONG_EPOCHS)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3])
+    default_out = "highway_degradation.json" if sweep == "degradation" else f"highway_{sweep}.json"
+    ap.add_argument("--out", type=Path, default=ROOT / "book" / "data" / default_out)
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-
-    rows = []
-    for depth in args.depths:
-        for seed in args.seeds:
-            runs = race(depth, seed)
-            rows += [degradation_row(r) for r in runs.values()]
-            losses = ", ".join(f"{k} {r.train_loss:.4f}" for k, r in runs.items())
-            print(f"depth {depth} seed {seed}: {losses} ({time.perf_counter() - t0:.0f} s)", flush=True)
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    partial = out.with_suffix(".partial.jsonl")
+    partial.write_text("")
+    t0, rows = time.perf_counter(), []
+
+    def log(row: dict) -> None:
+        rows.append(row)
+        with partial.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        brief = {k: v for k, v in row.items() if not isinstance(v, (list, dict)) or k == "steps_to"}
+        print(f"[{time.perf_counter() - t0:.0f} s] {brief}", flush=True)
+
+    config = globals()[f"_rows_{sweep}"](args, log)
+    if isinstance(config, tuple):                            # a sweep whose data is not a list of rows
+        data, config = config
+    else:
+        data = rows
+    config["data"] = f"load_digits() ({len(load_digits().X_train):,} train, {len(load_digits().X_test):,} test)"
     try:
         shown = out.resolve().relative_to(ROOT)
     except ValueError:
         shown = out
-    command = ".venv/bin/python scripts/precompute_highway.py " + " ".join(
-        ["--seeds", *map(str, args.seeds), "--depths", *map(str, args.depths), "--out", shlex.quote(str(shown))])
-    n_train = len(load_digits().X_train)
-    config = {"function": "skipnet.experiments.degradation.race + degradation_row", "depths": args.depths,
-              "seeds": args.seeds, "model": DEFAULT_MODEL.as_dict(), "train": DEFAULT_TRAIN.as_dict(),
-              "data": f"load_digits() ({n_train:,} train)",
-              "epoch_loss": "mean training-batch loss of each epoch (train mode)",
-              "train_loss": "full training set, eval mode, after the last step"}
-    save_result(out, rows, config, command, seconds=round(time.perf_counter() - t0, 1))
+    words = ([sweep] if sweep != "degradation" else []) + [shlex.quote(a) for a in argv]
+    if "--out" not in argv:
+        words += ["--out", shlex.quote(str(shown))]
+    command = ".venv/bin/python scripts/precompute_highway.py " + " ".join(words)
+    save_result(out, data, config, command, seconds=round(time.perf_counter() - t0, 1))
+    partial.unlink(missing_ok=True)
     print(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -6,13 +6,13 @@ import time
 import pytest
 
 from skipnet.experiments.highway import Race
-from skipnet.widgets.highway import GradientProfileLab, TrainingRaceLab
+from skipnet.widgets.highway import ChiLab, GradientProfileLab, TrainingRaceLab
 
 PNG = b"\x89PNG"
 
 
 def test_labs_build_with_no_arguments():
-    for cls in (GradientProfileLab, TrainingRaceLab):
+    for cls in (GradientProfileLab, ChiLab, TrainingRaceLab):
         assert cls().widget is not None
         assert cls(threaded=False).widget is not None
 
@@ -47,6 +47,36 @@ def test_profile_lab_names_a_bad_number_of_blocks():
     lab.n_blocks.max = 500
     lab.n_blocks.value = 300
     assert lab.error is not None and "n_blocks" in lab.error and "between 1 and 200" in lab.error
+
+
+def test_chi_lab_default_and_each_control():
+    lab = ChiLab()
+    lab.run_button.click()
+    result = lab.wait()
+    assert lab.error is None, lab.error
+    assert bytes(lab.image.value).startswith(PNG) and "critical" in lab.message.value      # tanh at gain 1
+    assert len(result["profile"]) == 65 and abs(result["log_ratio"]) < 3
+    lab = ChiLab(threaded=False)
+    lab.gain.value = 0.5                                                   # auto-run on every change
+    assert "vanishes" in lab.message.value and lab.result["log_ratio"] < -10
+    lab.gain.value = 2.0
+    assert "explodes" in lab.message.value and lab.result["log_ratio"] > 1
+    lab.variant.value = "residual"
+    assert lab.result["log_ratio"] > 1
+    lab.variant.value, lab.activation.value = "branch/sqrt(L)", "relu"
+    assert abs(lab.result["log_ratio"]) < 2
+    lab.n_blocks.value = 3
+    assert len(lab.result["profile"]) == 4
+
+
+def test_chi_lab_names_a_bad_setting():
+    lab = ChiLab(threaded=False)
+    lab.n_blocks.max = 1000
+    lab.n_blocks.value = 400
+    assert lab.error is not None and "n_blocks must be an integer between 1 and 256" in lab.message.value
+    lab.n_blocks.value = 8
+    lab.seed.value = -1
+    assert "seed must be an integer between 0 and 4,294,967,295" in lab.message.value
 
 
 def test_race_lab_small_run_finishes_with_curves_and_heat_maps():

@@ -1,21 +1,30 @@
 """Experiments of the chapter *The gradient highway*: what flows through a skip connection, and when.
 
-Pure functions of configuration and seed, returning dataclasses and arrays (no plotting, no I/O):
+Pure functions of configuration and seed, returning dataclasses, arrays or plain dicts (no plotting, no I/O):
 
-* :func:`gradient_profile` / :func:`profile_sweep`: per-layer weight-gradient norms at init
-  (plain vs residual MLPs with sigmoid, ReLU and ReLU + BatchNorm), and :func:`cnn_ratios`
-  for the CIFAR-style CNN.
-* :func:`jacobian_spectra`: singular values of the block stack's input-output Jacobian.
-* :func:`identity_alignment`: how much of each block's gradient is the top gradient itself.
+* :func:`gradient_profile` / :func:`profile_sweep`: per-layer weight-gradient norms at init and the stream
+  (activation) gradient at every block (plain vs residual MLPs with sigmoid, ReLU and ReLU + BatchNorm), and
+  :func:`cnn_ratios` for the CIFAR-style CNN.
+* :func:`jacobian_spectra`: singular values of the block stack's input-output Jacobian (one fixed digit).
+* :func:`identity_alignment`: how much of each block's gradient is the top gradient itself, beside a
+  shuffled-example reference (:func:`permuted_baseline`).
+* :func:`chi_network` / :func:`chi_phase`: the chi phase diagram (gradient ratio over weight gain and depth) with the
+  mean-field prediction of :mod:`skipnet.probes.meanfield`.
 * :func:`shattered`: ``df/dx`` along a 1-D sweep and its autocorrelation (Balduzzi et al. 2017).
 * :func:`training_race`: plain vs residual CNNs trained side by side (built on
   :func:`skipnet.experiments.degradation.race`), with per-layer gradients recorded.
-* :func:`landscape`: a filter-normalized 2-D loss slice around a trained network (Li et al. 2018).
+* :func:`landscape` and :func:`hessian_row`: a filter-normalized 2-D loss slice and the Hessian's extreme
+  eigenvalues at trained weights (Li et al. 2018).
+
+Over 300 lines because it follows the chapter section by section; each experiment is a short function of its own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
+
+import math
+import time
 
 import numpy as np
 import torch
@@ -23,11 +32,13 @@ import torch
 from skipnet.data import input_sweep, load_digits
 from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
 from skipnet.models import ModelConfig, ResidualNet, build_model
-from skipnet.probes.gradients import first_last_ratio, layer_grad_norms
-from skipnet.probes.jacobian import identity_share, jacobian_singular_values
+from skipnet.probes.gradients import first_last_ratio, layer_and_stream_grad_norms
+from skipnet.probes.jacobian import identity_share, jacobian_singular_values, post_relu_pass_through, stream_gradients
+from skipnet.probes import meanfield
+from skipnet.probes.hessian import hessian_extremes
 from skipnet.probes.landscape import loss_surface
 from skipnet.probes.shattering import autocorrelation, input_gradients
-from skipnet.config import check_int
+from skipnet.config import check_choice, check_float, check_int, check_seed
 from skipnet.train import Progress, Run
 
 __all__ = [
@@ -62,6 +73,7 @@ SHATTER_VARIANTS: dict[str, dict] = {
     "plain + BN": dict(residual=False, norm="batch"),
     "residual + BN": dict(residual=True, norm="batch"),
     "plain, no norm": dict(residual=False, norm="none"),
+    "plain, random biases": dict(residual=False, norm="none", bias_std=1.0),
 }
 RACE_VARIANTS: dict[str, dict] = {
     "BN + ReLU": dict(norm="batch", activation="relu"),
@@ -79,18 +91,27 @@ def _mlp_batch(n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
 # -- gradient profiles at initialization --------------------------------------------------------
 @dataclass
 class Profile:
-    """Per-layer weight-gradient norms of one network at init, stem first, head last."""
+    """Per-layer weight-gradient norms of one network at init (stem first, head last), and the norms of the
+    gradient with respect to the stream at each block's input and at the last block's output."""
 
     label: str
     n_blocks: int
     seed: int
     names: list[str]
     norms: np.ndarray
+    stream_norms: np.ndarray | None = None
 
     @property
     def ratio(self) -> float:
         """First (stem) over last (head) layer: < 1 vanishing toward the input, > 1 exploding."""
         return first_last_ratio(self.norms)
+
+    @property
+    def act_ratio(self) -> float:
+        """``||dL/dx_0|| / ||dL/dx_L||``: the gradient at the stream entering the first block over the one at the
+        last block's output. Unlike :attr:`ratio` it is not multiplied by the size of each layer's input
+        (``||dL/dW_l|| ~ ||dL/dh_l|| ||x_l||``), which can hide a vanishing or exploding gradient."""
+        return float(self.stream_norms[0] / self.stream_norms[-1])
 
 
 def gradient_profile(cfg: ModelConfig, seed: int = 0, n_examples: int = 256, label: str = "",
@@ -99,8 +120,9 @@ def gradient_profile(cfg: ModelConfig, seed: int = 0, n_examples: int = 256, lab
 
     ``float64`` (default) keeps a vanishing sigmoid profile from underflowing float32 (1e-38).
     """
-    if not 2 <= n_examples <= 1437:
-        raise ValueError(f"n_examples must be between 2 and 1437, got {n_examples}")
+    n_train = len(load_digits().X_train)
+    if not 2 <= n_examples <= n_train:
+        raise ValueError(f"n_examples must be between 2 and {n_train}, got {n_examples}")
     net = build_model(cfg, seed=seed)
     dtype = torch.float64 if float64 else torch.float32
     net = net.to(dtype)
@@ -109,8 +131,8 @@ def gradient_profile(cfg: ModelConfig, seed: int = 0, n_examples: int = 256, lab
     else:
         ds = load_digits()
         X, y = ds.X_train[:n_examples].to(dtype), ds.y_train[:n_examples]
-    norms = layer_grad_norms(net, X, y)
-    return Profile(label or _describe(cfg), cfg.n_blocks, seed, [n for n, _ in net.main_layers()], norms)
+    norms, stream = layer_and_stream_grad_norms(net, X, y)
+    return Profile(label or _describe(cfg), cfg.n_blocks, seed, [n for n, _ in net.main_layers()], norms, stream)
 
 
 def _describe(cfg: ModelConfig) -> str:
@@ -127,10 +149,12 @@ class ProfileSweep:
     seeds: list[int]
     ratios: dict[str, np.ndarray]
     profiles: dict[str, list[Profile]]      # first seed only, one a depth
+    act_ratios: dict[str, np.ndarray] | None = None
 
-    def geomean(self, label: str) -> np.ndarray:
-        """Geometric mean over seeds of the first/last ratio, one a number of blocks (0 stays 0)."""
-        r = self.ratios[label]
+    def geomean(self, label: str, activations: bool = False) -> np.ndarray:
+        """Geometric mean over seeds of the first/last weight-gradient ratio (or, with ``activations``, of the
+        stream-gradient ratio :attr:`Profile.act_ratio`), one a number of blocks (0 stays 0)."""
+        r = (self.act_ratios if activations else self.ratios)[label]
         with np.errstate(divide="ignore"):
             return np.exp(np.log(r).mean(axis=1))
 
@@ -140,18 +164,18 @@ def profile_sweep(n_blocks: Iterable[int] = (10, 25, 50, 100), seeds: Iterable[i
                   n_examples: int = 256) -> ProfileSweep:
     """:func:`gradient_profile` for every (variant, number of blocks, seed)."""
     depths, seeds = list(n_blocks), list(seeds)
-    ratios, profiles = {}, {}
+    ratios, acts, profiles = {}, {}, {}
     for label, fields in variants.items():
-        r = np.zeros((len(depths), len(seeds)))
+        r, a = np.zeros((len(depths), len(seeds))), np.zeros((len(depths), len(seeds)))
         profiles[label] = []
         for i, d in enumerate(depths):
             for j, s in enumerate(seeds):
                 p = gradient_profile(base.with_(n_blocks=d, **fields), s, n_examples, label)
-                r[i, j] = p.ratio
+                r[i, j], a[i, j] = p.ratio, p.act_ratio
                 if j == 0:
                     profiles[label].append(p)
-        ratios[label] = r
-    return ProfileSweep(depths, seeds, ratios, profiles)
+        ratios[label], acts[label] = r, a
+    return ProfileSweep(depths, seeds, ratios, profiles, acts)
 
 
 def profile_pair(n_blocks: int = 50, activation: str = "relu", norm: str = "none", residual: bool = False,
@@ -166,15 +190,17 @@ def profile_pair(n_blocks: int = 50, activation: str = "relu", norm: str = "none
     return out
 
 
-def cnn_ratios(depths: Iterable[int] = (20, 56), seeds: Iterable[int] = (0, 1, 2), width: int = 16,
-               n_examples: int = 128) -> dict[str, np.ndarray]:
-    """First/last gradient ratio of the BN + ReLU CNN at init: ``{"plain-56": (seeds,) array, ...}``."""
+def cnn_ratios(depths: Iterable[int] = (20, 56), seeds: Iterable[int] = (0, 1, 2), width: int = 8,
+               n_examples: int = 128) -> dict[str, dict[str, np.ndarray]]:
+    """First/last gradient ratios of the BN + ReLU CNN at init (width 8: the trained one), weights and stream:
+    ``{"plain-56": {"weight": (seeds,) array, "activation": (seeds,) array}, ...}``."""
     out = {}
     for d in depths:
         for residual in (False, True):
             cfg = DEFAULT_MODEL.with_(depth=d, width=width, residual=residual)
-            out[cfg.label] = np.array(
-                [gradient_profile(cfg, s, n_examples, float64=False).ratio for s in seeds])
+            ps = [gradient_profile(cfg, s, n_examples, float64=False) for s in seeds]
+            out[cfg.label] = {"weight": np.array([p.ratio for p in ps]),
+                              "activation": np.array([p.act_ratio for p in ps])}
     return out
 
 
@@ -193,14 +219,15 @@ class JacobianSpectra:
 
 
 def jacobian_spectra(n_blocks: Iterable[int] = (1, 5, 10, 25, 50), seeds: Iterable[int] = (0, 1, 2),
-                     variants: dict[str, dict] = JACOBIAN_VARIANTS, base: ModelConfig = PROFILE_MODEL
-                     ) -> JacobianSpectra:
-    """Jacobian singular values of each variant's block stack at init, at one test digit a seed."""
+                     variants: dict[str, dict] = JACOBIAN_VARIANTS, base: ModelConfig = PROFILE_MODEL,
+                     digit: int = 0) -> JacobianSpectra:
+    """Jacobian singular values of each variant's block stack at init, at ONE test digit (``X_test[digit]``) for
+    every seed, so that the seeds vary the weights alone."""
     depths, seeds = list(n_blocks), list(seeds)
-    X = load_digits(flatten=True).X_test.double()
+    x = load_digits(flatten=True).X_test[digit].double()
     values = {}
     for label, fields in variants.items():
-        values[label] = [[jacobian_singular_values(build_model(base.with_(n_blocks=d, **fields), seed=s).double(), X[s])
+        values[label] = [[jacobian_singular_values(build_model(base.with_(n_blocks=d, **fields), seed=s).double(), x)
                           for s in seeds] for d in depths]
     return JacobianSpectra(depths, seeds, values)
 
@@ -211,10 +238,26 @@ def identity_alignment(n_blocks: int = 50, seeds: Iterable[int] = (0, 1, 2), var
     X, y = _mlp_batch(n_examples, torch.float64)
     out = {}
     for label, fields in variants.items():
-        rows = [identity_share(build_model(base.with_(n_blocks=n_blocks, **fields), seed=s).double(), X, y)
-                for s in seeds]
-        out[label] = {"cos": np.array([c for c, _ in rows]), "norm_ratio": np.array([r for _, r in rows])}
+        cos, ratio, base_cos = [], [], []
+        for s in seeds:
+            net = build_model(base.with_(n_blocks=n_blocks, **fields), seed=s).double()
+            c, r = identity_share(net, X, y)
+            cos.append(c)
+            ratio.append(r)
+            base_cos.append(permuted_baseline(net, X, y, seed=s))
+        out[label] = {"cos": np.array(cos), "norm_ratio": np.array(ratio), "baseline": np.array(base_cos)}
     return out
+
+
+def permuted_baseline(model: ResidualNet, X: torch.Tensor, y: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """|cosine| between each block input's gradient and the top gradient with the batch's EXAMPLES permuted:
+    what the cosine of :func:`identity_alignment` is for gradients that are unrelated example by example but
+    share the head's low-dimensional structure (each example's top gradient lies in the span of the 10-class
+    head). A cosine at this level says nothing ties the two gradients together."""
+    grads = stream_gradients(model, X, y)
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(10_000 + seed))
+    top = grads[-1][perm].flatten()
+    return np.array([abs(torch.nn.functional.cosine_similarity(g.flatten(), top, dim=0).item()) for g in grads[:-1]])
 
 
 # -- shattered gradients ---------------------------------------------------------------------------
@@ -242,11 +285,26 @@ def shattered(n_blocks: Iterable[int] = (1, 2, 4, 8, 16, 32), seeds: Iterable[in
         grads[label] = []
         for i, d in enumerate(depths):
             for j, s in enumerate(seeds):
-                g = input_gradients(build_model(base.with_(n_blocks=d, **fields), seed=s), x)
+                g = input_gradients(_shatter_net(base, d, fields, s), x)
                 ac[label][i, j] = autocorrelation(g)
                 if j == 0:
                     grads[label].append(g)
     return Shattered(depths, seeds, x[:, 0].numpy(), ac, grads)
+
+
+def _shatter_net(base: ModelConfig, n_blocks: int, fields: dict, seed: int) -> ResidualNet:
+    """The network of a shattering variant; ``bias_std`` (not a model field) draws every hidden layer's bias from
+    N(0, bias_std^2) (seeded by ``100 + seed``): fixed random thresholds, without BatchNorm."""
+    fields = dict(fields)
+    bias_std = fields.pop("bias_std", 0.0)
+    net = build_model(base.with_(n_blocks=n_blocks, **fields), seed=seed)
+    if bias_std:
+        g = torch.Generator().manual_seed(100 + seed)
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.Linear) and m.bias is not None and m is not net.head:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * bias_std)
+    return net
 
 
 # -- training: the race, the degradation table, the landscape ------------------------------------
@@ -336,3 +394,115 @@ def landscape(model: ResidualNet, label: str, coords: Iterable[float] | None = N
         X = X.flatten(1)
     X = X.to(next(model.parameters()).device)
     return Landscape(label, coords, loss_surface(model, X, y.to(X.device), coords, seed=seed, progress=progress))
+
+
+# -- the chi phase diagram ----------------------------------------------------------------------------
+CHI_ACTIVATIONS = meanfield.ACTIVATIONS
+CHI_VARIANTS = meanfield.VARIANTS
+CHI_GAINS = tuple(float(g) for g in np.round(np.geomspace(0.25, 16, 19), 4))
+CHI_DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128)
+CHI_WIDTH = 64
+CHI_EXAMPLES = 256
+MAX_CHI_BLOCKS = 256
+_DEFAULT_GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "sigmoid": 1.0}   # He init; Glorot x PyTorch's gain
+
+
+def chi_config(activation: str, variant: str, n_blocks: int) -> ModelConfig:
+    """The digits MLP of the phase diagram: width 64, one weight layer a block, pre-activation (``x + W phi(x)``
+    or, plain, ``W phi(x)``), no normalization, zero biases."""
+    check_choice("activation", activation, CHI_ACTIVATIONS)
+    check_choice("variant", variant, CHI_VARIANTS)
+    check_int("n_blocks", n_blocks, 1, MAX_CHI_BLOCKS)
+    return PROFILE_MODEL.with_(n_blocks=n_blocks, width=CHI_WIDTH, activation=activation, norm="none",
+                               residual=variant != "plain",
+                               branch_scale="1/sqrt(L)" if variant == "branch/sqrt(L)" else 1.0)
+
+
+def stem_variance(activation: str, n_examples: int = CHI_EXAMPLES) -> float:
+    """Mean-field variance of the stream entering the first block: the stem's weight variance (its default
+    init) times the mean squared norm of a digit."""
+    X, _ = _mlp_batch(n_examples, torch.float64)
+    return _DEFAULT_GAIN[activation] ** 2 / X.shape[1] * float((X ** 2).sum(1).mean())
+
+
+def chi_network(activation: str = "tanh", variant: str = "plain", gain: float = 1.0, n_blocks: int = 32,
+                seed: int = 0, n_examples: int = CHI_EXAMPLES) -> dict:
+    """One network of the phase diagram at initialization: every block's weights drawn with standard deviation
+    ``gain / sqrt(64)`` (the stem and head keep their default init), float64, one batch of training digits.
+
+    Returns ``log_ratio`` (measured ``log10 ||dL/dx_0|| / ||dL/dx_L||``, ``None`` if not finite), ``profile``
+    (``log10 ||dL/dx_l|| / ||dL/dx_L||`` for every block input and the output), the mean-field ``predicted``
+    profile (:func:`skipnet.probes.meanfield.predicted_profile`) and ``chi``, the fixed-point chi of a plain
+    stack at this gain.
+    """
+    check_float("gain", gain, 0.01, 100.0)
+    check_seed(seed)
+    cfg = chi_config(activation, variant, n_blocks)
+    net = build_model(cfg, seed=seed).double()
+    factor = gain / _DEFAULT_GAIN[activation]
+    with torch.no_grad():
+        for name, layer in net.main_layers():
+            if name.startswith("block"):
+                layer.weight.mul_(factor)
+    X, y = _mlp_batch(n_examples, torch.float64)
+    norms = np.array([g.norm().item() for g in stream_gradients(net, X, y)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        profile = np.log10(norms) - np.log10(norms[-1])
+    ok = np.isfinite(profile[0])
+    return {"log_ratio": float(profile[0]) if ok else None, "profile": profile,
+            "predicted": meanfield.predicted_profile(activation, gain, n_blocks, variant, stem_variance(activation)),
+            "chi": meanfield.fixed_point_chi(activation, gain)}
+
+
+def chi_phase(seeds: Iterable[int] = (0, 1, 2), gains: Iterable[float] = CHI_GAINS,
+              n_blocks: Iterable[int] = CHI_DEPTHS, activations: Iterable[str] = CHI_ACTIVATIONS,
+              variants: Iterable[str] = CHI_VARIANTS, progress: Progress | None = None) -> dict:
+    """The phase diagram: measured and mean-field ``log10 ||dL/dx_0|| / ||dL/dx_L||`` over (gain, depth) for each
+    activation and variant. Returns plain data: ``{"gains", "n_blocks", "seeds", "critical_gain": {act: g},
+    "panels": {"tanh, plain": {"measured": [depth][gain][seed], "predicted": [depth][gain]}, ...}}``
+    (``None`` where a measurement was not finite)."""
+    gains, depths, seeds = [float(g) for g in gains], list(n_blocks), list(seeds)
+    activations, variants = list(activations), list(variants)
+    panels, done, total = {}, 0, len(activations) * len(variants) * len(depths)
+    for act in activations:
+        q0 = stem_variance(act)
+        for var in variants:
+            measured, predicted = [], []
+            for d in depths:
+                measured.append([[chi_network(act, var, g, d, s)["log_ratio"] for s in seeds] for g in gains])
+                predicted.append([meanfield.predicted_log_ratio(act, g, d, var, q0) for g in gains])
+                done += 1
+                if progress is not None and progress(done / total, f"{act}, {var}, {d} blocks", None) is False:
+                    break
+            panels[f"{act}, {var}"] = {"measured": measured, "predicted": predicted}
+    return {"gains": gains, "n_blocks": depths, "seeds": seeds,
+            "critical_gain": {a: meanfield.critical_gain(a) for a in activations}, "panels": panels}
+
+
+# -- curvature at the trained weights (Li et al. 2018) ------------------------------------------------
+HESSIAN_NETS = ((20, False), (20, True), (56, True))
+HESSIAN_EXAMPLES = 512
+LANCZOS_STEPS = 50
+SLICE_COORDS = tuple(float(c) for c in np.linspace(-1.0, 1.0, 15))
+
+
+def hessian_row(depth: int, residual: bool, seed: int = 0, n_examples: int = HESSIAN_EXAMPLES,
+                steps: int = LANCZOS_STEPS, slice_seed: int | None = None) -> dict:
+    """Train one CNN with the chapter's budget (:func:`~skipnet.experiments.degradation.train_one`), then measure
+    the Hessian of its training loss on the first ``n_examples`` training digits (eval mode, weights with more
+    than one dimension: Li et al.'s setting) by Lanczos on Hessian-vector products. With ``slice_seed``, also the
+    filter-normalized 2-D slice of the loss (:func:`landscape`, 15 x 15 points on 256 digits)."""
+    from skipnet.experiments.degradation import train_one
+    run = train_one(depth, residual, seed)
+    net = run.net.eval().to(memory_format=torch.contiguous_format)
+    ds = load_digits()
+    t0 = time.process_time()
+    c = hessian_extremes(net, ds.X_train[:n_examples], ds.y_train[:n_examples], steps=steps, seed=seed)
+    row = {"depth": depth, "residual": residual, "seed": seed, "status": run.status, "train_loss": run.train_loss,
+           "train_acc": run.train_acc, "n_params": c.n_params, "lam_max": c.lam_max, "lam_min": c.lam_min,
+           "ratio": c.ratio, "err_max": c.err_max, "err_min": c.err_min, "lanczos_steps": steps,
+           "cpu_hessian": round(time.process_time() - t0, 1), "seconds_train": round(run.seconds, 1)}
+    if slice_seed is not None:
+        land = landscape(net, run.label, coords=SLICE_COORDS, n_examples=256, seed=slice_seed)
+        row["slice"] = {"coords": list(SLICE_COORDS), "surface": np.round(land.surface, 5).tolist()}
+    return row

@@ -1,4 +1,5 @@
-"""Figures of the degradation experiment (the opening chapter; *The gradient highway*)."""
+"""Figures of the degradation experiment (the opening chapter; *The gradient highway*): the training curves,
+the final loss by depth, and the convergence rate (steps to a training loss against depth)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,7 +11,7 @@ from matplotlib.axes import Axes
 from skipnet.train import Run
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 
-__all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "degradation_markdown"]
+__all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "degradation_markdown", "plot_convergence"]
 
 
 def plot_degradation_curves(runs: Sequence[Run], axes: Sequence[Axes] | None = None, smooth: int = 5) -> Sequence[Axes]:
@@ -64,3 +65,45 @@ def degradation_markdown(runs: Sequence[Run]) -> str:
         lines.append(f"| {d} | {med(p, 'train_loss'):.3f} | {med(p, 'train_err'):.1%} | {med(p, 'test_err'):.1%} "
                      f"| {med(q, 'train_loss'):.3f} | {med(q, 'train_err'):.1%} | {med(q, 'test_err'):.1%} |")
     return "\n".join(lines)
+
+
+def plot_convergence(rows: Sequence[dict], threshold: float, ax: Axes | None = None, budget: int | None = None,
+                     fit: dict | None = None) -> Axes:
+    """Steps to reach a training loss of ``threshold`` against depth (log y), plain vs residual, from stored
+    :func:`~skipnet.experiments.degradation.convergence_run` rows: one dot a seed, the median joined by a line;
+    a seed that did not get there within the budget is an open marker at the budget, and a depth where the
+    median did not is drawn with the line dashed to it. ``fit`` (from ``convergence_fit``) adds the exponential."""
+    from skipnet.experiments.degradation import steps_table
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.6))
+    budget = budget or max(r["budget"] for r in rows)
+    for residual, color, name in ((False, PLAIN, "plain"), (True, RESIDUAL, "residual")):
+        table = steps_table(rows, threshold, residual)
+        depths = list(table)
+        med = []
+        for d, ss in table.items():
+            done = [s for s in ss if s is not None]
+            ax.scatter([d] * len(done), done, color=color, s=14, alpha=0.55, zorder=3)
+            if len(done) < len(ss):
+                ax.scatter([d], [budget], facecolors="none", edgecolors=color, s=40, lw=1.4, zorder=3)
+            med.append(float(np.median([budget if s is None else s for s in ss])))
+        ok = [i for i, d in enumerate(depths) if sum(s is not None for s in table[d]) * 2 > len(table[d])]
+        if ok:
+            ax.plot([depths[i] for i in ok], [med[i] for i in ok], "-", color=color, lw=2, label=f"{name} (median)")
+            rest = [i for i in range(len(depths)) if i >= ok[-1]]
+            if len(rest) > 1:
+                ax.plot([depths[i] for i in rest], [med[i] for i in rest], "--", color=color, lw=1.5)
+    if fit is not None:
+        xs = np.linspace(min(fit["depths"]), max(fit["depths"]), 50)
+        ax.plot(xs, np.exp(fit["intercept"] + fit["slope"] * xs), ":", color="k", lw=1.2,
+                label=f"exponential fit: x2 every {fit['doubling']:.0f} layers")
+    ax.axhline(budget, color="#777", lw=0.8, ls="-.")
+    ax.text(max(r["depth"] for r in rows), budget * 0.9, f"budget: {budget} steps (open marker: not reached)",
+            fontsize=8, color="#555", va="top", ha="right")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth (weight layers)")
+    ax.set_ylabel(f"steps to training loss < {threshold:g}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(0.0, 0.93))
+    return ax

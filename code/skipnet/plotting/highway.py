@@ -1,4 +1,7 @@
-"""Figures of the chapter *The gradient highway*. ``plot_x(result, ax=None) -> Axes``; nothing here trains."""
+"""Figures of the chapter *The gradient highway*. ``plot_x(result, ax=None) -> Axes``; nothing here trains.
+
+Over 300 lines because it holds every figure of one chapter, in the chapter's order (profiles, Jacobian, chi
+phase diagram, identity term, shattering, training race, landscape); each function is short and independent."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -13,7 +16,7 @@ from skipnet.train import History
 
 __all__ = ["style", "plot_profiles", "plot_profile_pair", "plot_profile_panels", "PROFILE_PANELS", "plot_jacobian", "plot_band_share",
            "plot_identity", "plot_shattered_gradients", "plot_autocorrelation", "plot_heatmap", "race_figure",
-           "plot_degradation", "plot_landscape"]
+           "plot_degradation", "plot_landscape", "plot_chi_phase", "plot_chi_slice", "plot_chi_profile"]
 
 LIGHT_RESIDUAL, LIGHT_PLAIN = "#66c2a5", "#fc8d62"
 PROFILE_PANELS = {"sigmoid": ("plain sigmoid", "residual sigmoid"), "ReLU (He init)": ("plain ReLU", "residual ReLU"),
@@ -135,6 +138,16 @@ def plot_identity(alignment: Mapping[str, Mapping[str, np.ndarray]], ax: Axes | 
     return ax
 
 
+def _shatter_style(label: str) -> dict:
+    """Plain orange, residual green; the two controls without BatchNorm purple (zero biases) and pink (random)."""
+    kw = style(label.replace(" + BN", "").split(",")[0])
+    if "no norm" in label:
+        kw.update(color="#7570b3", ls="-")
+    elif "random biases" in label:
+        kw.update(color="#e7298a", ls="-")
+    return kw
+
+
 def plot_shattered_gradients(sh, ax: Axes | None = None, depth: int = 16) -> Axes:
     """df/dx along the input sweep at one depth (first seed), each curve scaled to unit standard
     deviation and offset vertically so their shapes can be compared."""
@@ -143,9 +156,7 @@ def plot_shattered_gradients(sh, ax: Axes | None = None, depth: int = 16) -> Axe
     for k, (label, grads) in enumerate(sh.gradients.items()):
         g = grads[i]
         g = (g - g.mean()) / (g.std() or 1.0)
-        kw = style(label.replace(" + BN", "").replace(", no norm", ""))
-        if "no norm" in label:
-            kw.update(color="#7570b3", ls="-")
+        kw = _shatter_style(label)
         offset = -7.0 * k
         ax.plot(sh.x, g + offset, **{**kw, "lw": 1.2})
         ax.text(sh.x[0], offset + max(2.6, g.max() + 0.5), label, color=kw["color"], fontsize=9, va="bottom")
@@ -160,9 +171,7 @@ def plot_autocorrelation(sh, ax: Axes | None = None) -> Axes:
     """Lag-1 autocorrelation of df/dx against depth: mean and range over seeds."""
     ax = _ax(ax)
     for label, a in sh.autocorr.items():
-        kw = style(label.replace(" + BN", "").replace(", no norm", ""))
-        if "no norm" in label:
-            kw.update(color="#7570b3", ls="-")
+        kw = _shatter_style(label)
         ax.plot(sh.n_blocks, a.mean(axis=1), marker="o", ms=3.5, label=label, **kw)
         ax.fill_between(sh.n_blocks, a.min(axis=1), a.max(axis=1), color=kw["color"], alpha=0.15, lw=0)
     ax.axhline(0, color="#555", lw=0.8)
@@ -263,8 +272,105 @@ def plot_landscape(land, ax: Axes | None = None, levels: np.ndarray | None = Non
     ax.plot([0], [0], marker="x", color="white", ms=8, mew=2)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
-    ax.set_title(f"{land.label}: max loss {np.nanmax(land.surface):.3g}", fontsize=10)
+    ax.set_title(f"{land.label}: loss {land.center:.2g} at the centre", fontsize=10)
     ax.set_aspect("equal")
     if colorbar:
         ax.figure.colorbar(cs, ax=ax, label="log10 training loss")
     return cs
+
+
+# -- the chi phase diagram ------------------------------------------------------------------------------
+CHI_CLIP = 12.0                      # decades: the colour scale saturates beyond +- this
+
+
+def _chi_mean(panel: dict) -> np.ndarray:
+    """Mean over seeds of the measured log10 ratio, (depths, gains); NaN where a seed was not finite."""
+    m = np.array([[[np.nan if v is None else v for v in seeds] for seeds in row] for row in panel["measured"]])
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(m, axis=2) if np.isfinite(m).any() else m[..., 0]
+
+
+def plot_chi_phase(data: dict, axes=None, clip: float = CHI_CLIP):
+    """3 x 3 heat maps (rows: activation; columns: plain, residual, branch/sqrt(L)) of the measured
+    ``log10 ||dL/dx_0|| / ||dL/dx_L||`` over weight gain (x, log) and depth (y, log), from
+    :func:`skipnet.experiments.highway.chi_phase`; dashed contours: the mean-field prediction at the same levels;
+    the vertical line: the gain at which a plain stack's chi is 1. Returns the axes grid."""
+    acts = list(dict.fromkeys(k.split(", ")[0] for k in data["panels"]))
+    variants = list(dict.fromkeys(k.split(", ", 1)[1] for k in data["panels"]))
+    if axes is None:
+        fig, axes = plt.subplots(len(acts), len(variants), figsize=(12, 9), sharex=True, sharey=True,
+                                 layout="constrained")
+    axes = np.atleast_2d(axes)
+    g, d = np.array(data["gains"]), np.array(data["n_blocks"])
+    levels = [-10, -3, -1, 1, 3, 10]
+    im = None
+    for i, act in enumerate(acts):
+        for j, var in enumerate(variants):
+            ax, panel = axes[i, j], data["panels"][f"{act}, {var}"]
+            z = np.clip(_chi_mean(panel), -clip, clip)
+            im = ax.pcolormesh(g, d, z, cmap="RdBu_r", vmin=-clip, vmax=clip, shading="nearest")
+            pred = np.clip(np.array(panel["predicted"], dtype=float), -3 * clip, 3 * clip)
+            cs = ax.contour(g, d, pred, levels=levels, colors="k", linewidths=0.8, linestyles="--")
+            ax.clabel(cs, fmt="%g", fontsize=7)
+            ax.axvline(data["critical_gain"][act], color="#333", lw=1.2)
+            ax.set_xscale("log")
+            ax.set_yscale("log", base=2)
+            ax.set_title(f"{act}, {var}", fontsize=10)
+            if i == len(acts) - 1:
+                ax.set_xlabel("weight gain g (std g/sqrt(64))")
+            if j == 0:
+                ax.set_ylabel("depth (blocks)")
+    axes[0, 0].figure.colorbar(im, ax=list(axes.ravel()), shrink=0.6,
+                               label=f"log10 ||dL/dx_0|| / ||dL/dx_L|| (clipped at +-{clip:g})")
+    return axes
+
+
+def plot_chi_slice(data: dict, depth_index: int, axes=None, ylim: tuple | None = None):
+    """One depth of the phase diagram: the log ratio against gain for each variant, one panel an activation;
+    markers and bars: mean and range over seeds; lines: the mean-field prediction; vertical: chi = 1."""
+    acts = list(dict.fromkeys(k.split(", ")[0] for k in data["panels"]))
+    variants = list(dict.fromkeys(k.split(", ", 1)[1] for k in data["panels"]))
+    if axes is None:
+        _, axes = plt.subplots(1, len(acts), figsize=(12, 3.4), layout="constrained")
+    g = np.array(data["gains"])
+    colours = {"plain": PLAIN, "residual": RESIDUAL, "branch/sqrt(L)": "#7570b3"}
+    for ax, act in zip(axes, acts):
+        ax.clear()
+        for var in variants:
+            panel = data["panels"][f"{act}, {var}"]
+            m = np.array([[np.nan if v is None else v for v in seeds] for seeds in panel["measured"][depth_index]])
+            c = colours.get(var, "#444")
+            with np.errstate(invalid="ignore"):
+                ax.errorbar(g, np.nanmean(m, 1), yerr=[np.nanmean(m, 1) - np.nanmin(m, 1),
+                            np.nanmax(m, 1) - np.nanmean(m, 1)], fmt="o", ms=3.5, color=c, lw=1, label=f"{var}")
+            ax.plot(g, panel["predicted"][depth_index], "-", color=c, lw=1.2, alpha=0.8)
+        ax.axvline(data["critical_gain"][act], color="#333", lw=1)
+        ax.axhline(0, color="#999", lw=0.8)
+        ax.set_xscale("log")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_title(f"{act}, depth {data['n_blocks'][depth_index]}", fontsize=10)
+        ax.set_xlabel("weight gain g")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("log10 ||dL/dx_0|| / ||dL/dx_L||")
+    axes[0].legend(fontsize=8, frameon=False, title="dots: measured, lines: mean field", title_fontsize=7)
+    return axes
+
+
+def plot_chi_profile(result: dict, ax: Axes | None = None, title: str = "") -> Axes:
+    """The chi lab's figure: ``log10 ||dL/dx_l|| / ||dL/dx_L||`` at every block of one network (from
+    :func:`skipnet.experiments.highway.chi_network`), measured and mean-field."""
+    ax = _ax(ax, (6.5, 3.6))
+    prof = np.asarray(result["profile"], dtype=float)
+    x = np.arange(prof.size)
+    ok = np.isfinite(prof)
+    ax.plot(x[ok], prof[ok], color=PLAIN, lw=1.8, label="measured")
+    ax.plot(x, result["predicted"], color="k", ls="--", lw=1.2, label="mean field")
+    ax.axhline(0, color="#999", lw=0.8)
+    ax.set_xlabel("block input (input -> output)")
+    ax.set_ylabel("log10 ||dL/dx_l|| / ||dL/dx_L||")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from skipnet.runtime import train_mode as _mode
 
-__all__ = ["layer_grad_norms", "first_last_ratio"]
+__all__ = ["layer_grad_norms", "layer_and_stream_grad_norms", "first_last_ratio"]
 
 
 def layer_grad_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor, train_mode: bool = True) -> np.ndarray:
@@ -27,6 +27,21 @@ def layer_grad_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor, train_m
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         grads = torch.autograd.grad(loss, [w.weight for w in layers])
     return np.array([g.norm().item() for g in grads], dtype=np.float64)
+
+
+def layer_and_stream_grad_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                                train_mode: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`layer_grad_norms` and the norms of ``dLoss/dx_l`` at every block input and at the last block's output
+    (the stream, walked with ``blocks_forward``), from ONE backward pass. Same loss and mode as
+    :func:`layer_grad_norms`; the model's ``.grad`` fields are left untouched."""
+    layers = [w for _, w in model.main_layers()]
+    with _mode(model, train_mode):
+        hs = model.blocks_forward(model.embed(X))
+        logits = model.readout(hs[-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        grads = torch.autograd.grad(loss, [w.weight for w in layers] + list(hs))
+    norms = np.array([g.norm().item() for g in grads], dtype=np.float64)
+    return norms[:len(layers)], norms[len(layers):]
 
 
 def first_last_ratio(norms: np.ndarray) -> float:

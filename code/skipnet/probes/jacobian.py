@@ -6,7 +6,11 @@ For a residual stack ``x_{l+1} = x_l + F_l(x_l)`` the chain rule gives
 
 whose expansion holds the identity ``I`` itself: the gradient at the top, ``g_L = dLoss/dx_L``,
 reaches every lower block unchanged, plus the terms through the branches. A plain stack has the
-product ``J_{L-1} ... J_l`` alone. Chapter: *The gradient highway*.
+product ``J_{L-1} ... J_l`` alone. That identity term is exact only when nothing acts on the stream after
+the addition (the pre-activation MLPs). With a ReLU after the addition (the CIFAR-style CNNs) each factor
+is ``D_l (I + J_l)``, ``D_l`` the 0/1 diagonal of the ReLU, and the identity term of the product is the
+mask ``D_{L-1} ... D_l``: :func:`post_relu_pass_through` measures how much of the stream it keeps.
+Chapter: *The gradient highway*.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import torch.nn.functional as F
 
 from skipnet.runtime import eval_mode, train_mode as _mode
 
-__all__ = ["stack_jacobian", "jacobian_singular_values", "stream_gradients", "identity_share"]
+__all__ = ["stack_jacobian", "jacobian_singular_values", "stream_gradients", "identity_share", "post_relu_pass_through"]
 
 
 def stack_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -71,3 +75,27 @@ def identity_share(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[
     cos = np.array([F.cosine_similarity(g.flatten(), top, dim=0).item() for g in grads[:-1]])
     ratio = np.array([(g.norm() / top.norm()).item() for g in grads[:-1]])
     return cos, ratio
+
+
+@torch.no_grad()
+def post_relu_pass_through(model: nn.Module, X: torch.Tensor) -> list[tuple[float, float]]:
+    """For a network whose blocks end in a ReLU after the addition, one ``(per_block, through_stage)`` pair a
+    stage (a run of blocks between shape changes, eval mode): the mean share of stream entries the ReLU passes
+    (``D_l = 1``), and the share that passes EVERY block of the stage, i.e. the non-zero share of the identity
+    term ``prod D_l`` of the stage's Jacobian (a stage starts at the block that changes the shape)."""
+    out: list[tuple[float, float]] = []
+    with eval_mode(model):
+        h = model.embed(X)
+        per_block: list[float] = []
+        alive = None
+        for block in model.blocks:
+            if alive is not None and (block.stride != 1 or block.c_in != block.c_out):
+                out.append((float(np.mean(per_block)), alive.float().mean().item()))
+                per_block, alive = [], None
+            pre = block.branch(h) + block.shortcut(h)
+            d = pre > 0
+            per_block.append(d.float().mean().item())
+            alive = d if alive is None else alive & d
+            h = block.post(pre)
+        out.append((float(np.mean(per_block)), alive.float().mean().item()))
+    return out

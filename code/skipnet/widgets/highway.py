@@ -1,16 +1,18 @@
-"""Labs of the chapter *The gradient highway*: a gradient-profile explorer and a plain-vs-residual training race."""
+"""Labs of the chapter *The gradient highway*: a gradient-profile explorer, the chi phase-diagram lab and a
+plain-vs-residual training race."""
 from __future__ import annotations
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
 from skipnet.config import check_float, check_int, check_seed
-from skipnet.experiments.highway import RACE_VARIANTS, Race, profile_pair, training_race
+from skipnet.experiments.highway import (CHI_ACTIVATIONS, CHI_VARIANTS, MAX_CHI_BLOCKS, RACE_VARIANTS, Race,
+                                        chi_network, profile_pair, training_race)
 from skipnet.models import ACTIVATIONS
-from skipnet.plotting.highway import plot_profile_pair, race_figure
+from skipnet.plotting.highway import plot_chi_profile, plot_profile_pair, race_figure
 from skipnet.widgets.base import Lab
 
-__all__ = ["GradientProfileLab", "TrainingRaceLab"]
+__all__ = ["GradientProfileLab", "ChiLab", "TrainingRaceLab"]
 
 MAX_PROFILE_DEPTH = 200
 
@@ -49,6 +51,47 @@ class GradientProfileLab(Lab):
         verdict = "vanishing toward the input" if r < 0.01 else "exploding toward the input" if r > 100 else "flat"
         return (f"<b>{chosen}</b>: first/last gradient ratio <b>{r:.3g}</b> ({verdict}); "
                 f"{twin}: {t:.3g}.")
+
+
+class ChiLab(Lab):
+    """Activation, variant (plain, residual, branch/sqrt(L)), weight gain and depth -> the stream gradient
+    ``log10 ||dL/dx_l|| / ||dL/dx_L||`` at every block of one MLP at initialization, measured beside the
+    mean-field prediction, with chi (the fixed-point slope factor of a plain layer) in the message line."""
+
+    title = "The chi phase diagram, one network at a time"
+    run_label = "Measure"
+    auto_run = True
+    min_refresh_s = 0.0
+
+    def __init__(self, threaded: bool = True):
+        self.activation = W.Dropdown(options=list(CHI_ACTIVATIONS), value="tanh", description="activation")
+        self.variant = W.Dropdown(options=list(CHI_VARIANTS), value="plain", description="variant")
+        self.gain = W.FloatLogSlider(value=1.0, base=2, min=-2, max=4, step=0.125, description="gain g",
+                                     continuous_update=False, readout_format=".3g")
+        self.n_blocks = W.IntSlider(value=64, min=1, max=MAX_CHI_BLOCKS, description="blocks",
+                                    continuous_update=False)
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        super().__init__([self.activation, self.variant, self.gain, self.n_blocks, self.seed], threaded=threaded)
+
+    def compute(self) -> dict:
+        self.update(0.1, "measuring...")
+        return chi_network(self.activation.value, self.variant.value, float(self.gain.value),
+                           int(self.n_blocks.value), int(self.seed.value))
+
+    def render(self, result: dict):
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        plot_chi_profile(result, ax, title=f"{self.activation.value}, {self.variant.value}, g = "
+                                           f"{float(self.gain.value):.3g}, {int(self.n_blocks.value)} blocks")
+        return fig
+
+    def summary(self, result: dict) -> str:
+        if result["log_ratio"] is None:
+            return "The gradient overflowed or underflowed double precision: no finite ratio at this setting."
+        m, p, chi = result["log_ratio"], result["predicted"][0], result["chi"]
+        regime = "below 1: a plain stack vanishes" if chi < 0.98 else "above 1: a plain stack explodes" if chi > 1.02 \
+            else "near 1: critical"
+        return (f"measured log10 ||dL/dx_0|| / ||dL/dx_L|| = <b>{m:.2f}</b> (mean field {p:.2f}); "
+                f"chi of a plain layer at this gain: <b>{chi:.3g}</b> ({regime}).")
 
 
 class TrainingRaceLab(Lab):

@@ -1,0 +1,285 @@
+"""The claims the opening chapter and *The gradient highway* draw from their stored sweeps (book/data/highway_*.json),
+asserted on the stored seeds with margins taken from their spread; and a cheap live point of each sweep compared with
+the stored seeds through tests/bands.py. A missing data file FAILS these tests (load_result raises)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skipnet.experiments import degradation as dg
+from skipnet.experiments import highway as hw
+from skipnet.store import load_result
+
+from bands import assert_in_seed_band
+
+DATA = Path(__file__).resolve().parents[1] / "book" / "data"
+CHANCE = math.log(10)
+DEPTHS = (8, 14, 20, 26, 32, 38, 44, 56)
+
+
+def stored(name: str) -> dict:
+    rec = load_result(DATA / f"highway_{name}.json")
+    assert rec["command"].startswith(".venv/bin/python scripts/precompute_highway.py"), rec["command"]
+    return rec
+
+
+# -- the convergence rate (steps to a training loss against depth) ---------------------------------------------
+@pytest.fixture(scope="module")
+def conv():
+    rec = stored("convergence")
+    assert rec["config"]["epochs"] == 100 and rec["config"]["train"]["schedule"] == "cosine"
+    return rec["data"]
+
+
+def test_convergence_sweep_covers_8_to_56_layers_with_several_seeds(conv):
+    for residual in (False, True):
+        table = dg.steps_table(conv, 0.5, residual)
+        assert set(DEPTHS) <= set(table) and 110 in table
+        assert all(len(v) >= 3 for v in table.values())
+        assert all(len(table[d]) >= 5 for d in DEPTHS)
+
+
+def test_claim_plain_steps_grow_roughly_exponentially_with_depth(conv):
+    for t in (0.5, 0.1):
+        fit = dg.convergence_fit(conv, t)
+        assert fit["slope"] > 0.05 and 5 < fit["doubling"] < 14            # x2 every 8 layers in the pilot
+        assert fit["r2"] > 0.8 and fit["r2"] > fit["r2_power"]             # exponential beats a power law here
+        assert max(fit["depths"]) >= 32
+        table = dg.steps_table(conv, t, False)
+        med = [np.median([math.inf if s is None else s for s in table[d]]) for d in DEPTHS[1:]]
+        assert all(b >= a for a, b in zip(med, med[1:]))                   # more steps at every greater depth
+
+
+def test_claim_residual_steps_hardly_change_with_depth(conv):
+    for t in (0.5, 0.1):
+        res, plain = dg.steps_table(conv, t, True), dg.steps_table(conv, t, False)
+        assert all(s is not None for d, ss in res.items() for s in ss)       # every residual run got there
+        meds = [np.median(res[d]) for d in res if d <= 56]
+        assert max(meds) < 3 * min(meds)
+        # residual-56 on every seed is faster than plain-32 on every seed
+        assert max(res[56]) < min(s for s in plain[32] if s is not None)
+        budget = max(r["budget"] for r in conv)
+        assert max(res[110]) < budget / 3                                      # 110 layers: a fraction of the budget
+
+
+def test_claim_plain56_trains_slowly_not_at_all_and_110_steps_cut_it_off(conv):
+    p56 = [r for r in conv if r["depth"] == 56 and not r["residual"]]
+    for r in p56:
+        assert r["status"] == "budget"
+        assert r["last_loss"] < 0.7 * CHANCE and r["train_acc"] > 0.3           # it trains (chance: 10 %)
+        assert r["epoch_loss"][9] > 1.5 * r["last_loss"]                         # far from done after 110 steps
+    res56 = [r for r in conv if r["depth"] == 56 and r["residual"]]
+    assert all(r["status"] == "reached 0.1" for r in res56)
+
+
+def test_eval_mode_losses_never_count_as_divergence(conv):
+    for r in conv:
+        assert not r["status"].startswith("diverged") or r["steps_done"] < r["budget"]
+        assert r["status"] in ("budget", "reached 0.1") or r["status"].startswith("diverged at step")
+
+
+@pytest.mark.slow
+def test_a_live_convergence_run_falls_within_the_stored_seeds(conv):
+    for residual in (False, True):
+        live = dg.convergence_run(20, residual, seed=0)
+        band = dg.steps_table(conv, 0.5, residual)[20]
+        assert_in_seed_band(live["steps_to"]["0.5"], band, log=True, floor=math.log(1.3),
+                            what=f"steps to 0.5 of {'residual' if residual else 'plain'}-20")
+
+
+# -- the learning-rate exercise -----------------------------------------------------------------------------------
+def test_claim_no_learning_rate_closes_the_gap():
+    rec = stored("lr")
+    rows = rec["data"]
+    lrs = sorted({r["lr"] for r in rows})
+    assert len(lrs) >= 5 and min(lrs) <= 0.003 and max(lrs) >= 0.3
+    assert all(len([r for r in rows if r["lr"] == lr]) >= 6 for lr in lrs)          # 3 seeds x plain/residual
+
+    def losses(lr, residual):
+        return np.array([math.inf if r["train_loss"] is None else r["train_loss"] for r in rows
+                         if r["lr"] == lr and r["residual"] == residual])
+
+    good = [lr for lr in lrs if np.median(losses(lr, True)) < 0.1]
+    assert 0.1 in good and good == lrs[lrs.index(good[0]):lrs.index(good[-1]) + 1]   # one contiguous range
+    for lr in good:
+        assert np.all(losses(lr, False) > 10 * losses(lr, True)), lr
+    assert all(losses(lr, False).min() > 1.0 for lr in lrs)                           # plain-56 never trains
+
+
+# -- the intervention on "explosion, then paralysis" ------------------------------------------------------------
+def test_claim_removing_the_weight_growth_removes_paralysis_but_not_the_failure():
+    rec = stored("intervention")
+    rows = rec["data"]
+    assert rec["config"]["depth"] == 56
+
+    def get(mode, residual, key):
+        rs = [r for r in sorted(rows, key=lambda r: r["seed"]) if r["mode"] == mode and r["residual"] == residual]
+        if key == "train_loss":               # the chapter reads the last epoch's training-batch loss (train mode)
+            return np.array([r["epoch_loss"][-1] for r in rs])
+        return np.array([r[key] for r in rs], dtype=float)
+
+    assert len(get("sgd", False, "seed")) >= 3
+    assert np.allclose(get("project", False, "growth_first"), 1.0, atol=1e-4)
+    assert np.all(get("sgd", False, "growth_first") > 5)                              # SGD inflates the weights
+    assert np.all(get("project", False, "ratio_last10") > 2 * get("sgd", False, "ratio_last10"))
+    assert np.all(get("sgd", False, "ratio_last10") < 0.3)                            # the paralysis signature
+    assert np.all(get("project", False, "train_loss") > 1.0)                          # ... yet no training
+    assert get("lars", False, "train_loss").mean() < get("sgd", False, "train_loss").mean()
+    assert get("lars", False, "train_loss").mean() < get("project", False, "train_loss").mean()
+    for mode in dg.INTERVENTIONS:
+        assert np.all(get(mode, False, "train_loss") > 100 * get(mode, True, "train_loss")), mode
+        assert np.all(get(mode, True, "train_loss") < 0.05), mode
+    assert np.all(get("sgd", False, "ratio_first_step") > 100)                        # the explosion at step 1
+
+
+# -- curvature at the trained weights -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hess():
+    return stored("hessian")["data"]
+
+
+def hvals(rows, depth, residual, key):
+    return np.array([r[key] for r in sorted(rows, key=lambda r: r["seed"])
+                     if r["depth"] == depth and r["residual"] == residual], dtype=float)
+
+
+def test_claim_plain20_sits_in_a_sharper_minimum(hess):
+    assert len(hvals(hess, 20, True, "seed")) >= 3
+    assert np.all(hvals(hess, 20, False, "lam_max") > 2 * hvals(hess, 20, True, "lam_max"))
+    for depth, residual in hw.HESSIAN_NETS:
+        assert np.all(hvals(hess, depth, residual, "train_loss") < 0.05)              # only networks that trained
+        assert np.all(hvals(hess, depth, residual, "ratio") < 0.1)                    # nearly convex
+        assert np.all(hvals(hess, depth, residual, "lam_min") < 0)
+        assert np.all(hvals(hess, depth, residual, "err_max") < 1e-3 * hvals(hess, depth, residual, "lam_max"))
+    # the ratio does not separate plain from residual at this scale: residual-56's range overlaps plain-20's
+    p20, r56 = hvals(hess, 20, False, "ratio"), hvals(hess, 56, True, "ratio")
+    assert r56.max() >= p20.min() and p20.max() >= r56.min()
+    slices = [r for r in hess if "slice" in r]
+    assert {(r["depth"], r["residual"]) for r in slices} >= {(20, False), (20, True)}
+    for r in slices:
+        z = np.array(r["slice"]["surface"])
+        c = len(z) // 2
+        assert np.all(np.isfinite(z)) and z[c, c] == z.min()                          # the basin is at the centre
+
+
+@pytest.mark.slow
+def test_a_live_hessian_falls_within_the_stored_seeds(hess):
+    live = hw.hessian_row(20, False, seed=0, steps=20)
+    assert_in_seed_band(live["lam_max"], hvals(hess, 20, False, "lam_max"), log=True, what="lambda_max of plain-20")
+
+
+# -- the chi phase diagram -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chi():
+    return stored("chi")["data"]
+
+
+def measured(chi, key):
+    return np.array([[[np.nan if v is None else v for v in seeds] for seeds in row]
+                     for row in chi["panels"][key]["measured"]])
+
+
+def test_chi_sweep_spans_the_critical_lines(chi):
+    assert len(chi["seeds"]) >= 3 and min(chi["n_blocks"]) <= 2 and max(chi["n_blocks"]) >= 128
+    assert min(chi["gains"]) <= 0.25 and max(chi["gains"]) >= 16
+    assert set(chi["panels"]) == {f"{a}, {v}" for a in hw.CHI_ACTIVATIONS for v in hw.CHI_VARIANTS}
+    assert chi["critical_gain"]["relu"] == pytest.approx(math.sqrt(2), rel=1e-4)
+    assert 0.98 < chi["critical_gain"]["tanh"] < 1.03 and 8 < chi["critical_gain"]["sigmoid"] < 12
+
+
+def test_claim_plain_stacks_follow_chi(chi):
+    errs, signs = [], []
+    g = np.array(chi["gains"])
+    for act in hw.CHI_ACTIVATIONS:
+        key = f"{act}, plain"
+        m, p = np.nanmean(measured(chi, key), axis=2), np.array(chi["panels"][key]["predicted"])
+        big = np.abs(p) >= 1
+        errs += list(np.abs(m[big] - p[big]) / np.abs(p[big]))
+        crit = chi["critical_gain"][act]
+        for i in range(len(chi["n_blocks"])):
+            for j in range(len(g)):
+                if abs(p[i, j]) >= 1 and abs(math.log(g[j] / crit)) > 0.1:
+                    signs.append(np.sign(m[i, j]) == np.sign(math.log(g[j] / crit)))
+    assert len(errs) > 100 and np.median(errs) < 0.15 and np.percentile(errs, 90) < 0.5
+    assert np.mean(signs) > 0.97                                   # vanishes below chi = 1, explodes above
+
+
+def test_claim_residual_stacks_cannot_vanish_and_the_branch_scale_takes_the_depth_out(chi):
+    depths = chi["n_blocks"]
+    for act in hw.CHI_ACTIVATIONS:
+        assert np.nanmin(measured(chi, f"{act}, residual")) > -0.5
+        scaled = np.nanmean(measured(chi, f"{act}, branch/sqrt(L)"), axis=2)        # (depths, gains)
+        unscaled = np.nanmean(measured(chi, f"{act}, residual"), axis=2)
+        i64, i128 = depths.index(64), depths.index(128)
+        # doubling the depth from 64 to 128 adds little with the scale, much more without it (where it grows)
+        grow_s, grow_u = scaled[i128] - scaled[i64], unscaled[i128] - unscaled[i64]
+        big = unscaled[i128] > 3
+        assert np.all(grow_s < 0.5 * np.maximum(grow_u, 1e-9) + 0.3) and np.all(grow_s[big] < 0.5 * grow_u[big])
+    for d in depths:                                                    # ReLU at He's gain, scaled: below a decade
+        for s in (0, 1, 2):
+            assert abs(hw.chi_network("relu", "branch/sqrt(L)", math.sqrt(2), d, s)["log_ratio"]) < 1
+    relu = np.nanmean(measured(chi, "relu, residual"), axis=2)
+    assert relu[-1].max() > 10                                       # unnormalized residual ReLU explodes when deep
+    # ReLU residual stacks follow the mean field; the saturating activations' residual stacks grow less than it says
+    m, p = np.nanmean(measured(chi, "relu, residual"), axis=2), np.array(chi["panels"]["relu, residual"]["predicted"])
+    big = np.abs(p) >= 1
+    assert np.median(np.abs(m[big] - p[big]) / np.abs(p[big])) < 0.05
+    for act in ("sigmoid", "tanh"):
+        key = f"{act}, residual"
+        m, p = np.nanmean(measured(chi, key), axis=2), np.array(chi["panels"][key]["predicted"])
+        big = p >= 1
+        assert big.sum() >= 10 and np.all(m[big] < p[big]), act
+        assert np.median(m[big] / p[big]) < 0.9, act
+
+
+def test_claim_tanh_at_its_critical_gain_decays_slowly(chi):
+    g = np.array(chi["gains"])
+    j = int(np.argmin(np.abs(np.log(g))))
+    m = np.nanmean(measured(chi, "tanh, plain"), axis=2)[:, j]
+    assert abs(g[j] - 1) < 0.1 and m[-1] < 0 and m[-1] > -5
+    assert np.all(np.diff(m[1:]) < 0.3)                              # no exponential blow-up either way
+
+
+def test_live_chi_cells_fall_within_the_stored_seeds(chi):
+    for key, gain, depth in (("tanh, plain", 0.5, 16), ("relu, residual", 2.0, 32), ("sigmoid, plain", 1.0, 16)):
+        act, var = key.split(", ", 1)
+        j = int(np.argmin(np.abs(np.log(np.array(chi["gains"]) / gain))))
+        i = chi["n_blocks"].index(depth)
+        live = hw.chi_network(act, var, chi["gains"][j], depth, seed=7)["log_ratio"]
+        assert_in_seed_band(live, chi["panels"][key]["measured"][i][j], floor=0.2, what=f"log ratio of {key}")
+
+
+# -- the degradation table (chapter budget) ---------------------------------------------------------------------
+def test_claims_of_the_opening_chapter_on_the_stored_degradation_table():
+    rows = stored("degradation")["data"]
+    seeds = sorted({r["seed"] for r in rows})
+    assert len(seeds) >= 5
+
+    def v(depth, residual, key="train_loss"):
+        return np.array([r[key] for r in sorted(rows, key=lambda r: r["seed"])
+                         if r["depth"] == depth and r["residual"] == residual], dtype=float)
+
+    assert np.median(v(56, False)) > 10 * np.median(v(20, False))                     # plain degrades
+    assert np.median(v(56, True)) < np.median(v(8, True))                             # residual: 8 -> 56 falls
+    assert np.median(v(56, True)) > np.median(v(20, True))                            # ... 20 -> 56 rises a little
+    assert np.median(v(56, True)) / np.median(v(20, True)) < 0.1 * np.median(v(56, False)) / np.median(v(20, False))
+    assert np.sum(v(8, False) < v(8, True)) > len(seeds) / 2                          # the plain-8 surprise
+    se = math.sqrt(0.025 * 0.975 / 359)
+    assert abs(v(56, True, "test_err").mean() - v(20, True, "test_err").mean()) < 2 * se   # equal within noise
+
+
+def test_claim_of_the_opening_chapter_on_zero_gamma():
+    """The opening chapter: zero-initialized branches help residual-56 against a zero-initialized residual-20, but not
+    against the standard residual-20 (median training loss over the stored seeds of the identity chapter's sweep)."""
+    runs = load_result(DATA / "identity_zero_gamma.json")["data"]["runs"]
+
+    def med(depth, init):
+        vals = [r["train_loss"] for r in runs if r["depth"] == depth and r["init"] == init]
+        assert len(vals) >= 3, (depth, init)
+        return float(np.median(vals))
+
+    assert med(56, "zero_gamma") < 0.9 * med(20, "zero_gamma")          # stored: 0.63x
+    assert med(56, "zero_gamma") > 2 * med(20, "standard")              # stored: 5x

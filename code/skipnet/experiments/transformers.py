@@ -21,7 +21,7 @@ from skipnet.transformer import SortTask, TransformerConfig
 
 __all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",
            "variant_config", "train_sort", "sort_row", "stuck", "RankCurves", "rank_collapse",
-           "RANK_VARIANTS", "rank_variant_config", "GradProfile", "grad_norms_at_init", "PathProfile",
+           "RANK_VARIANTS", "rank_variant_config", "FLOAT64_FLOOR", "loglog_increments", "GradProfile", "grad_norms_at_init", "PathProfile",
            "path_profile", "final_collapse", "NORESID_LRS", "NORESID_BLOCKS", "NORESID_LONG", "collapse_row"]
 
 SORT = SortTask(seq_len=12, vocab=16)
@@ -123,16 +123,35 @@ class RankCurves:
         return int(np.argmax(below)) if below.any() else None
 
 
-def rank_collapse(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2), n_seq: int = 16) -> RankCurves:
+def rank_collapse(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2), n_seq: int = 16,
+                  float64: bool = False) -> RankCurves:
     """Feed random unit-variance token vectors (``n_seq`` sequences of ``model.seq_len`` tokens) into
-    freshly initialized blocks and measure how distinct the tokens stay, layer by layer (Dong et al. 2021)."""
+    freshly initialized blocks and measure how distinct the tokens stay, layer by layer (Dong et al. 2021).
+    ``float64=True`` runs the network and the inputs in double precision (round-off near 1e-16, not 1e-8)."""
     seeds = list(seeds)
     rows = []
     for s in seeds:
         net = model.build(seed=s)
         h = torch.randn(n_seq, model.seq_len, model.width, generator=generator(10_000 + s))   # (B, T, C)
+        if float64:
+            net, h = net.double(), h.double()
         rows.append(stream_ratios(net, h))
     return RankCurves(model, np.array(rows), seeds)
+
+
+FLOAT64_FLOOR = 1e-12          # below this the token residual ratio of a float64 stream is round-off
+
+
+def loglog_increments(curves: RankCurves, floor: float = FLOAT64_FLOOR) -> list[np.ndarray]:
+    """Per seed: the increments of ``log(-log r)`` from block to block, over blocks 1, 2, ... while r stays above
+    ``floor``. A doubly exponential collapse at a cubic rate (Dong et al. 2021: ``r_L ~ r_0^(3^L)``) gives increments
+    near ``log 3``; an exponential one (``r_L ~ a^L``) gives ``log((L + 1) / L)``, which falls toward 0."""
+    out = []
+    for row in curves.ratios:
+        keep = [v for v in row[1:] if floor < v < 1]
+        ll = np.log(-np.log(np.array(keep)))
+        out.append(np.diff(ll))
+    return out
 
 
 # -- gradient norms at initialization (Xiong et al. 2020, Fig. 3) --------------------------------

@@ -24,7 +24,7 @@ from skipnet.train import Progress, Run, TrainConfig, evaluate, train_run
 
 __all__ = ["RNN_CELLS", "RNN_TRAIN", "RECALL_NETS", "RECALL_BUDGET", "SOLVED_ACC", "STOP_ACC", "SOLVE_WINDOW",
            "TimeGradients", "gradient_through_time", "train_recall", "recall_row", "solve_recall", "solve_row",
-           "steps_to_solve", "n_params"]
+           "steps_to_solve", "n_params", "recall_summary"]
 
 # tanh RNN: no skip through time; LSTM without forget gate: a pure additive skip (c_t = c_{t-1} + ...);
 # LSTM with forget gate (bias 1, the common default): a gated skip, open only as far as sigmoid(f_t).
@@ -136,3 +136,24 @@ def solve_row(run: Run, curve_every: int = 10) -> dict:
             "steps_run": run.history.steps_done, "n_params": sum(p.numel() for p in run.net.parameters()),
             "seconds": round(run.seconds, 2), "acc_curve": [round(v, 3) for v in run.history.acc[::curve_every]],
             "curve_every": curve_every}
+
+
+def recall_summary(rows: list[dict], budget: int = RECALL_BUDGET) -> list[dict]:
+    """For each (net, T) of a stored race: the lr that solved the most seeds (ties: the fewer median steps), its
+    steps to solve per seed (None: not solved within ``budget``), and how many seeds solved. Unsolved seeds count as
+    more than the budget in the median."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        for T in sorted({r["seq_len"] for r in rows if r["label"] == label}):
+            cands = []
+            for lr in sorted({r["lr"] for r in rows if r["label"] == label and r["seq_len"] == T}):
+                sub = sorted((r for r in rows if (r["label"], r["seq_len"], r["lr"]) == (label, T, lr)),
+                             key=lambda r: r["seed"])
+                steps = [r["steps_to_solve"] for r in sub]
+                med = float(np.median([s if s is not None else 2 * budget for s in steps]))
+                cands.append((-sum(s is not None for s in steps), med, lr, steps, sub[0]["n_params"]))
+            n_solved, med, lr, steps, params = min(cands)
+            out.append({"label": label, "seq_len": T, "lr": lr, "steps": steps, "solved": -n_solved,
+                        "seeds": len(steps), "median_steps": med if -n_solved * 2 > len(steps) else None,
+                        "n_params": params, "lrs_tried": len(cands)})
+    return out

@@ -37,7 +37,8 @@ from skipnet.train import Run, Trainer
 from skipnet.transformer import SortTask, TransformerConfig
 
 __all__ = ["TRIAGE", "PRE_ADAM_BATCHES", "PreEstimatedAdam", "train_triage", "triage_row",
-           "steps_below", "amplification", "AMPLIFICATION_EPS", "init_depth_sweep", "radam_rectifier"]
+           "steps_below", "amplification", "AMPLIFICATION_EPS", "init_depth_sweep", "radam_rectifier", "triage_summary",
+           "loglog_slope"]
 
 POST8 = DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement="post")
 COLD = DEFAULT_TRAIN.with_(lr=WARMUP_LR, warmup_steps=0)
@@ -210,3 +211,25 @@ def radam_rectifier(step: int, beta2: float = DEFAULT_TRAIN.betas[1]) -> float:
     if rho_t <= 5:
         return 0.0
     return math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+
+
+def triage_summary(rows: list[dict]) -> list[dict]:
+    """Per condition of a stored triage sweep: seeds, seeds trained (not stuck), median final loss, the largest and
+    smallest final-stream r, and the median step at which the loss first fell below half the position-only loss."""
+    out = []
+    for name in dict.fromkeys(r["condition"] for r in rows):
+        sub = [r for r in rows if r["condition"] == name]
+        reached = [r["steps_to_half_position_only"] for r in sub if r["steps_to_half_position_only"] is not None]
+        out.append({"condition": name, "seeds": len(sub), "trained": sum(not r["stuck"] for r in sub),
+                    "median_loss": float(np.median([r["train_loss"] for r in sub])),
+                    "r_max": max(r["r_final"] for r in sub), "r_min": min(r["r_final"] for r in sub),
+                    "median_steps_to_half": float(np.median(reached)) if reached else None})
+    return out
+
+
+def loglog_slope(rows: list[dict], key: str, **match) -> float:
+    """Slope of log(geometric mean over seeds of ``key``) against log(n_blocks), over the rows matching ``match``."""
+    sub = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    Ls = sorted({r["n_blocks"] for r in sub})
+    y = [np.mean([np.log(r[key]) for r in sub if r["n_blocks"] == L]) for L in Ls]
+    return float(np.polyfit(np.log(Ls), y, 1)[0])

@@ -26,6 +26,9 @@ Everything the chapter varies is a field of the frozen :class:`TransformerConfig
 
 Plain and residual models share every layer; only the ``x +`` differs, and, with ``init="depth"``, the
 scale of the output projections (which exists only to keep a *sum* of writes at unit size).
+
+The module runs past 300 lines on purpose: the blocks the chapter shows with ``literalinclude`` (pre-LN, post-LN,
+Admin), the encoder and the task it learns (with its reference losses) are read together and stay in one file.
 """
 from __future__ import annotations
 

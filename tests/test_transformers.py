@@ -243,6 +243,17 @@ def test_post_ln_gradients_near_the_output_exceed_pre_ln(init, factor):
     assert (post.norms[:, -1] > factor * pre.norms[:, -1]).all()
 
 
+def test_per_layer_gradient_shapes_at_init():
+    """'pre-LN's gradient falls toward the output, post-LN's is roughly flat' (the mismatch with Xiong et al.'s
+    Fig. 3 that the chapter states), at the standard init, where the chapter says it is clear."""
+    pre = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="pre", init="standard"), seeds=SEEDS)
+    post = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="post", init="standard"), seeds=SEEDS)
+    assert (pre.last_over_first < 0.75).all(), pre.last_over_first
+    assert ((post.last_over_first > 0.6) & (post.last_over_first < 1.3)).all(), post.last_over_first
+    depth_pre = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="pre"), seeds=SEEDS)
+    assert (depth_pre.last_over_first < 1).all()
+
+
 # -- claims: training on the sorting task -----------------------------------------------------------
 def _train_until(model: TransformerConfig, train: TrainConfig, seed: int, target: float):
     """Train, stopping early once the mean batch loss of the last 10 steps is below ``target``."""
@@ -473,7 +484,7 @@ def test_gradient_through_time_tanh_vanishes_additive_cell_does_not():
     g = {name: gradient_through_time(cell, seq_len=100, seeds=SEEDS).first_over_last
          for name, cell in RNN_CELLS.items()}
     assert (g["tanh RNN"] < 1e-12).all()
-    assert (g["LSTM, no forget gate"] > 0.5).all()
+    assert (g["LSTM, no forget gate"] > 2).all() and (g["LSTM, no forget gate"] < 100).all()   # "does not decay"
     assert (g["LSTM (forget gate)"] < 1e-3).all() and (g["LSTM (forget gate)"] > 1e3 * g["tanh RNN"]).all()
 
 
@@ -489,10 +500,28 @@ def test_additive_states_solve_recall_within_the_budget():
             assert run.extra["eval_acc"] > 0.95, (s, run.label, run.extra["eval_acc"])
 
 
-def test_stored_recall_sweep():
-    rows = _rows("recall")
-    acc = lambda label, n: [r["train_acc"] for r in rows if r["label"] == label and r["seq_len"] == n]
-    lengths = sorted({r["seq_len"] for r in rows})
-    assert min(acc("tanh RNN", lengths[0])) > 0.9 and all(max(acc("tanh RNN", n)) < 0.4 for n in lengths[1:])
-    assert all(min(acc("LSTM, no forget gate", n)) > 0.95 for n in lengths)
-    assert np.mean(acc("LSTM (forget gate)", lengths[-1])) < np.mean(acc("LSTM, no forget gate", lengths[-1]))
+def test_stored_recall_race_says_what_the_chapter_says():
+    rows, cfg = _rows("recall"), _record("recall")["config"]
+    summary = {(x["label"], x["seq_len"]): x for x in recall_summary(rows)}
+    skipped = cfg["not_run_after_all_seeds_failed"]                     # an lr is left out only after it failed at a shorter T
+    assert all(x["seeds"] >= 3 and x["lrs_tried"] + sum((k["label"], k["seq_len"]) == key for k in skipped) == len(cfg["lrs"])
+               for key, x in summary.items())
+    solved_all = lambda label, T: summary[(label, T)]["solved"] == summary[(label, T)]["seeds"]
+    fails = lambda label, T: (label, T) not in summary or summary[(label, T)]["median_steps"] is None
+    med = lambda label, T: summary[(label, T)]["median_steps"]
+    for T in cfg["seq_lens"]:                                           # the additive nets solve every length
+        assert solved_all("LSTM, no forget gate", T) and med("LSTM, no forget gate", T) < RECALL_BUDGET / 4
+    for T in cfg["la_seq_lens"]:
+        assert solved_all("linear attention", T) and med("linear attention", T) < RECALL_BUDGET / 4
+    for label in ("tanh RNN", "tanh RNN, width 128"):                  # slow at T = 10, cannot from T = 20
+        assert solved_all(label, 5) and solved_all(label, 10)
+        assert med(label, 10) > 3 * med("LSTM, no forget gate", 10)
+        assert all(fails(label, T) for T in cfg["seq_lens"] if T >= 20)
+        assert not any(r["solved"] for r in rows if r["label"] == label and r["seq_len"] >= 20)
+    assert solved_all("LSTM (forget gate)", 20) and med("LSTM (forget gate)", 20) > med("LSTM, no forget gate", 20)
+    assert fails("LSTM (forget gate)", 40)                              # "mostly not T = 40 within the budget"
+    assert med("linear attention, gated decay", 40) > 3 * med("linear attention", 40)
+    assert med("linear attention, decay 0.9", 40) > 3 * med("linear attention", 40)
+    assert fails("linear attention, decay 0.9", 100)
+    params = {x["label"]: x["n_params"] for x in summary.values()}
+    assert abs(params["tanh RNN, width 128"] - params["LSTM (forget gate)"]) < 0.05 * params["LSTM (forget gate)"]

@@ -13,7 +13,7 @@ from skipnet.plotting.core import PLAIN, RESIDUAL
 __all__ = ["plot_logit_lens", "plot_dla", "plot_head_maps", "plot_recall_race", "RACE_STYLE"]
 
 GATED = "#7570b3"
-LINEAR = "#1b9e77"
+LINEAR = "#1f78b4"
 
 
 def plot_logit_lens(readouts: Mapping[str, object], ax: Axes | None = None, chance: float | None = None,

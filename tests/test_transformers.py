@@ -218,6 +218,19 @@ def test_long_paths_collapse_the_short_path_does_not():
     assert all(np.diff(p.ratio) < 0)                        # each extra attention layer makes tokens more alike
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_which_paths_carry_the_output_is_set_by_the_init(seed):
+    """The chapter's reading of the path shares: at the depth-aware init the input path carries nearly all of the
+    output and the share falls by orders of magnitude to the longest path; at the standard init the input path has
+    much less, the share at half the depth is still a large part of it, and at 12 blocks a middle length is largest."""
+    depth, std = (path_profile(n_blocks=6, seed=seed, init=i) for i in ("depth", "standard"))
+    assert depth.norm[0] > 0.9 and depth.norm[0] / depth.norm[-1] > 100, depth.norm
+    assert std.norm[0] < 0.75 and std.norm[3] > 0.6 * std.norm[0] and std.norm[-1] < std.norm[3], std.norm
+    deep = path_profile(n_blocks=12, seed=seed, init="standard")
+    assert 3 <= int(np.argmax(deep.norm)) <= 9, deep.norm
+    assert deep.max_error < 1e-4 and std.max_error < 1e-4
+
+
 # -- claims: rank collapse at initialization (Dong et al. 2021) -------------------------------------
 def test_without_skips_tokens_collapse_within_four_layers():
     for skip, ln, mlp in RANK_VARIANTS:

@@ -168,7 +168,7 @@ def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float
     _reference_lines(ax, chance, position_only, floor)
     ax.set_yscale("log")
     ax.set_xlabel("depth (blocks)")
-    ax.set_ylabel("final loss (line: mean; dots: seeds)")
+    ax.set_ylabel("final loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return ax

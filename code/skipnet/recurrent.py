@@ -102,7 +102,23 @@ class RecurrentNet(nn.Module):
         return h, kept
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:          # (B, T) tokens -> (B, vocab) logits
+        if self.cfg.cell == "tanh" or self.cfg.forget_gate:
+            return self.head(self._fused_last(X))
         return self.head(self.run(X)[0])
+
+    def _fused_last(self, X: torch.Tensor) -> torch.Tensor:
+        """The last hidden state of the same recurrence through torch's fused RNN / LSTM kernel (what ``nn.RNN`` and
+        ``nn.LSTM`` call; same gate order i, f, g, o), about twice as fast to train as the loop in :meth:`run`, which
+        stays the reference (a test checks that both give the same output and gradients). The forget-gate-free LSTM
+        has no fused kernel."""
+        e = self.embed(X)                                           # (B, T, H)
+        h0 = e.new_zeros(1, X.shape[0], self.cfg.width)
+        params = [self.U.weight, self.W.weight, self.U.bias, self.W.weight.new_zeros(self.W.weight.shape[0])]
+        if self.cfg.cell == "tanh":
+            out, _ = torch.rnn_tanh(e, h0, params, True, 1, 0.0, self.training, False, True)
+        else:
+            out, _, _ = torch.lstm(e, (h0, h0), params, True, 1, 0.0, self.training, False, True)
+        return out[:, -1]                                           # (B, H)
 
     def main_layers(self) -> list[tuple[str, nn.Module]]:
         return [("embed", self.embed), ("U", self.U), ("W", self.W), ("head", self.head)]

@@ -3,7 +3,7 @@
 A frozen :class:`TrainConfig` goes in, a :class:`History` comes out. The loop
 
 * shuffles with its own seeded ``torch.Generator`` (same seed, bit-identical history on one machine);
-* uses SGD (momentum / Nesterov, weight decay) or AdamW with fused updates, a linear warm-up
+* uses SGD (momentum / Nesterov, weight decay), AdamW or RAdam with fused updates where torch has them, a linear warm-up
   then a cosine (or constant) learning rate;
 * stops at the first non-finite loss and records ``"diverged at step k"``: a divergence is a
   result, never a crash, and no NaN ever enters the recorded curves;
@@ -40,7 +40,7 @@ from skipnet.runtime import device as default_device, eval_mode, generator, seed
 __all__ = ["TrainConfig", "History", "Trainer", "Task", "Progress", "fit", "race", "evaluate", "Run", "train_run", "race_runs",
            "sub_progress", "OPTIMIZERS", "SCHEDULES"]
 
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "radam")
 SCHEDULES = ("cosine", "constant")
 
 Progress = Callable[[float, str, Any], "bool | None"]
@@ -150,6 +150,9 @@ def make_optimizer(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.
     if cfg.optimizer == "sgd":
         make, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                          weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "radam":     # rectified Adam (Liu L. et al. 2020), the Transformer chapter's warm-up triage
+        make, kw = torch.optim.RAdam, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                                           decoupled_weight_decay=True)
     else:
         make, kw = torch.optim.AdamW, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     try:

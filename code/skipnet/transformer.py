@@ -17,10 +17,18 @@ Everything the chapter varies is a field of the frozen :class:`TransformerConfig
 * ``mlp``: keep or drop the feed-forward sublayers (attention-only models for the rank-collapse probe);
 * ``init``: ``"depth"`` scales each branch's output projection by ``1/sqrt(2 n_blocks)`` in residual
   models (GPT-2's depth-aware init: the stream is a sum of ``2 n_blocks`` writes, so each write is kept
-  small); ``"standard"`` leaves every linear layer at std ``1/sqrt(fan_in)``.
+  small); ``"standard"`` leaves every linear layer at std ``1/sqrt(fan_in)``; ``"admin"`` (post-LN
+  with skips only) is the standard init plus Admin's shortcut weights (Liu et al. 2020, "Understanding
+  the difficulty of training Transformers"): :class:`AdminPostLNBlock` computes ``ln(omega * x + f(x))``
+  with each ``omega`` set, by one profiling pass at build time, to the square root of the summed output
+  variance of the sublayers below it (the embedding counted first), so that no sublayer dominates the
+  renormalized stream at init.
 
 Plain and residual models share every layer; only the ``x +`` differs, and, with ``init="depth"``, the
 scale of the output projections (which exists only to keep a *sum* of writes at unit size).
+
+The module runs past 300 lines on purpose: the blocks the chapter shows with ``literalinclude`` (pre-LN, post-LN,
+Admin), the encoder and the task it learns (with its reference losses) are read together and stay in one file.
 """
 from __future__ import annotations
 
@@ -34,12 +42,12 @@ import torch.nn.functional as F
 from skipnet.config import Config, check_choice, check_int
 
 __all__ = ["TransformerConfig", "TinyTransformer", "Attention", "MLP", "PreLNBlock", "PostLNBlock",
-           "PlainPreLNBlock", "PlainPostLNBlock", "SortTask", "TRANSFORMER_NORMS", "TRANSFORMER_PLACEMENTS",
+           "PlainPreLNBlock", "PlainPostLNBlock", "AdminPostLNBlock", "SortTask", "TRANSFORMER_NORMS", "TRANSFORMER_PLACEMENTS",
            "TRANSFORMER_INITS", "MAX_TRANSFORMER_BLOCKS"]
 
 TRANSFORMER_NORMS = ("layer", "none")
 TRANSFORMER_PLACEMENTS = ("pre", "post")
-TRANSFORMER_INITS = ("depth", "standard")
+TRANSFORMER_INITS = ("depth", "standard", "admin")
 MAX_TRANSFORMER_BLOCKS = 64
 
 
@@ -73,6 +81,10 @@ class TransformerConfig(Config):
             check_int(name, getattr(self, name), lo, hi)
         if self.width % self.heads:
             raise ValueError(f"heads must divide width ({self.width}), got heads={self.heads}")
+        if self.init == "admin" and not (self.residual and self.norm == "layer" and self.placement == "post"):
+            raise ValueError("init='admin' is defined for post-LN with skips (residual=True, norm='layer', "
+                             f"placement='post'); got residual={self.residual}, norm={self.norm!r}, "
+                             f"placement={self.placement!r}")
 
     @property
     def branch_scale(self) -> float:
@@ -87,6 +99,8 @@ class TransformerConfig(Config):
             kind = f"no residual ({kind})"
         elif self.norm == "none":
             kind = "residual, no norm"
+        if self.init == "admin":
+            kind += ", Admin"
         return f"{kind}, {self.n_blocks} blocks"
 
     def network(self) -> "TinyTransformer":
@@ -188,6 +202,19 @@ class PostLNBlock(_Block):
         return self.ln_2(x + self.mlp(x))
 
 
+class AdminPostLNBlock(_Block):
+    """:class:`PostLNBlock` with Admin's learnable shortcut weights ``omega`` (set at init by :func:`admin_profile`)."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__(cfg)
+        self.omega_1 = nn.Parameter(torch.ones(cfg.width))
+        self.omega_2 = nn.Parameter(torch.ones(cfg.width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_1(self.omega_1 * x + self.attn(x))
+        return self.ln_2(self.omega_2 * x + self.mlp(x))
+
+
 class PlainPreLNBlock(_Block):
     """:class:`PreLNBlock` without the skip."""
 
@@ -224,10 +251,12 @@ class TinyTransformer(nn.Module):
         self.pos = nn.Embedding(cfg.seq_len, cfg.width)
         nn.init.normal_(self.tok.weight, std=1.0)
         nn.init.normal_(self.pos.weight, std=1.0)
-        block = BLOCKS[(cfg.residual, cfg.placement)]
+        block = AdminPostLNBlock if cfg.init == "admin" else BLOCKS[(cfg.residual, cfg.placement)]
         self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.n_blocks))
         self.ln_f = nn.LayerNorm(cfg.width) if (cfg.norm == "layer" and cfg.placement == "pre") else nn.Identity()
         self.head = _linear(cfg.width, cfg.vocab)
+        if cfg.init == "admin":
+            admin_profile(self)
 
     def embed(self, X: torch.Tensor) -> torch.Tensor:
         T = X.shape[1]
@@ -260,6 +289,25 @@ class TinyTransformer(nn.Module):
         return layers + [("head", self.head)]
 
 
+@torch.no_grad()
+def admin_profile(net: TinyTransformer, n_seq: int = 256) -> list[float]:
+    """Admin's profiling pass (Liu et al. 2020): run the post-LN stack with every ``omega = 1`` on ``n_seq`` random
+    token sequences and set the ``omega`` of sublayer i to ``sqrt(Var[embedding] + sum_{j<i} Var[f_j])``. Returns the
+    omegas in stream order."""
+    cfg = net.cfg
+    X = torch.randint(0, cfg.vocab, (n_seq, cfg.seq_len), generator=torch.Generator().manual_seed(0))
+    h = net.embed(X)
+    total, omegas = h.var().item(), []
+    for b in net.blocks:
+        for omega, f, ln in ((b.omega_1, b.attn, b.ln_1), (b.omega_2, b.mlp, b.ln_2)):
+            omega.fill_(math.sqrt(total))
+            omegas.append(math.sqrt(total))
+            write = f(h)
+            total += write.var().item() if write.dim() else 0.0
+            h = ln(h + write)
+    return omegas
+
+
 @dataclass(frozen=True)
 class SortTask:
     """Sort a sequence of ``seq_len`` integer tokens in ``[0, vocab)``: the output at position t is
@@ -267,7 +315,8 @@ class SortTask:
 
     ``sample(batch_size, generator)`` draws a fresh batch: X, y both (B, T) int64. Chance loss is
     ``ln(vocab)``; :meth:`position_only_loss` is the best a model can do while ignoring the tokens
-    (it only knows the position, so it predicts the distribution of the t-th order statistic).
+    (it only knows the position, so it predicts the distribution of the t-th order statistic);
+    :meth:`token_uniform_loss` the best a model can do when every position carries the same vector.
     """
 
     seq_len: int = 12
@@ -285,6 +334,14 @@ class SortTask:
     @property
     def chance_loss(self) -> float:
         return math.log(self.vocab)
+
+    def token_uniform_loss(self, n: int = 200_000, seed: int = 0) -> float:
+        """The best loss of a predictor that gives every position the SAME distribution (what a rank-collapsed
+        stream can do): it predicts the histogram of the inputs, so its loss is E[entropy of the input histogram]
+        (Monte Carlo over ``n`` sequences, seeded)."""
+        X = torch.randint(0, self.vocab, (n, self.seq_len), generator=torch.Generator().manual_seed(seed))
+        p = F.one_hot(X, self.vocab).sum(1).double() / self.seq_len                     # (n, V) histograms
+        return -(p * p.clamp_min(1e-300).log()).sum(1).mean().item()
 
     def position_only_loss(self) -> float:
         """Mean over positions of the entropy of the t-th order statistic of ``seq_len`` uniform draws."""

@@ -15,14 +15,14 @@ import torch
 
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.probes.rank import path_terms, stream_ratios, token_residual_ratio
-from skipnet.runtime import generator
+from skipnet.runtime import eval_mode, generator
 from skipnet.train import Progress, Run, TrainConfig, train_run
 from skipnet.transformer import SortTask, TransformerConfig
 
 __all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",
            "variant_config", "train_sort", "sort_row", "stuck", "RankCurves", "rank_collapse",
-           "RANK_VARIANTS", "rank_variant_config", "GradProfile", "grad_norms_at_init", "PathProfile",
-           "path_profile"]
+           "RANK_VARIANTS", "rank_variant_config", "FLOAT64_FLOOR", "loglog_increments", "GradProfile", "grad_norms_at_init", "PathProfile",
+           "path_profile", "final_collapse", "NORESID_LRS", "NORESID_BLOCKS", "NORESID_LONG", "collapse_row"]
 
 SORT = SortTask(seq_len=12, vocab=16)
 DEFAULT_MODEL = TransformerConfig(n_blocks=6, width=64, heads=4, ffn=256, placement="pre", vocab=16, seq_len=12)
@@ -68,6 +68,31 @@ def sort_row(run: Run, curve_every: int = 5) -> dict:
             "curve_every": curve_every}
 
 
+@torch.no_grad()
+def final_collapse(net, task: SortTask = SORT, n_seq: int = 256, seed: int = 5) -> dict:
+    """How collapsed a trained encoder's stream is on fresh sorting inputs: the token residual ratio r before the
+    blocks and after each block, and the spread of its predictions across positions (mean L1 distance between each
+    position's predicted distribution and the sequence's mean prediction: 0 for a token-uniform predictor)."""
+    X, _ = task.sample(n_seq, generator(seed))
+    with eval_mode(net):
+        ratios = stream_ratios(net, net.embed(X))
+        p = net(X).double().softmax(-1)                                   # (B, T, V)
+    spread = (p - p.mean(dim=1, keepdim=True)).abs().sum(-1).mean().item()
+    return {"r_blocks": [float(v) for v in ratios], "r_final": float(ratios[-1]), "position_spread": spread}
+
+
+
+# -- the no-residual encoder: stuck at every lr? (the chapter sweeps its lr before saying the skip is what lets it be deep)
+NORESID_BLOCKS = 6
+NORESID_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+NORESID_LONG = 5                  # the best lr is also trained for 5x the steps
+
+
+def collapse_row(run: Run, curve_every: int = 5, task: SortTask = SORT) -> dict:
+    """:func:`sort_row` plus the number of steps and the trained stream's collapse (:func:`final_collapse`)."""
+    return {**sort_row(run, curve_every), "steps": run.train.steps, **final_collapse(run.net, task)}
+
+
 # -- rank collapse at initialization -------------------------------------------------------------
 # The eight switches of the rank-collapse explorer: skip, LayerNorm (pre-LN placement), MLP.
 RANK_VARIANTS = [(skip, ln, mlp) for skip in (False, True) for ln in (False, True) for mlp in (False, True)]
@@ -98,16 +123,35 @@ class RankCurves:
         return int(np.argmax(below)) if below.any() else None
 
 
-def rank_collapse(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2), n_seq: int = 16) -> RankCurves:
+def rank_collapse(model: TransformerConfig, seeds: Iterable[int] = (0, 1, 2), n_seq: int = 16,
+                  float64: bool = False) -> RankCurves:
     """Feed random unit-variance token vectors (``n_seq`` sequences of ``model.seq_len`` tokens) into
-    freshly initialized blocks and measure how distinct the tokens stay, layer by layer (Dong et al. 2021)."""
+    freshly initialized blocks and measure how distinct the tokens stay, layer by layer (Dong et al. 2021).
+    ``float64=True`` runs the network and the inputs in double precision (round-off near 1e-16, not 1e-8)."""
     seeds = list(seeds)
     rows = []
     for s in seeds:
         net = model.build(seed=s)
         h = torch.randn(n_seq, model.seq_len, model.width, generator=generator(10_000 + s))   # (B, T, C)
+        if float64:
+            net, h = net.double(), h.double()
         rows.append(stream_ratios(net, h))
     return RankCurves(model, np.array(rows), seeds)
+
+
+FLOAT64_FLOOR = 1e-12          # below this the token residual ratio of a float64 stream is round-off
+
+
+def loglog_increments(curves: RankCurves, floor: float = FLOAT64_FLOOR) -> list[np.ndarray]:
+    """Per seed: the increments of ``log(-log r)`` from block to block, over blocks 1, 2, ... while r stays above
+    ``floor``. A doubly exponential collapse at a cubic rate (Dong et al. 2021: ``r_L ~ r_0^(3^L)``) gives increments
+    near ``log 3``; an exponential one (``r_L ~ a^L``) gives ``log((L + 1) / L)``, which falls toward 0."""
+    out = []
+    for row in curves.ratios:
+        keep = [v for v in row[1:] if floor < v < 1]
+        ll = np.log(-np.log(np.array(keep)))
+        out.append(np.diff(ll))
+    return out
 
 
 # -- gradient norms at initialization (Xiong et al. 2020, Fig. 3) --------------------------------

@@ -1,5 +1,9 @@
 """The RNN question: a skip connection through time (the LSTM's additive cell state) against a
-multiplicative recurrence (the tanh RNN) and a gated skip (the LSTM's forget gate, like a Highway layer).
+multiplicative recurrence (the tanh RNN) and a gated skip (the LSTM's forget gate, with independent forget and
+input gates), and causal linear attention, whose state is additive too (:mod:`skipnet.linear_attention`).
+
+:func:`solve_recall` trains until the task is solved or a budget of ten times the chapter's 200 steps is spent,
+so that the stored sweep separates "slow" (solved late) from "cannot" (not solved within the budget).
 
 Chapter: *Residual connections in Transformers (and the RNN question)*. Pure functions of
 (config, seed) returning plain data; no plotting, no I/O.
@@ -11,12 +15,16 @@ from typing import Iterable
 
 import numpy as np
 
+from skipnet.config import Config
+from skipnet.linear_attention import LinearAttentionConfig
 from skipnet.probes.through_time import grad_through_time
 from skipnet.recurrent import RecallTask, RecurrentConfig
 from skipnet.runtime import generator
-from skipnet.train import Progress, Run, TrainConfig, train_run
+from skipnet.train import Progress, Run, TrainConfig, evaluate, train_run
 
-__all__ = ["RNN_CELLS", "RNN_TRAIN", "TimeGradients", "gradient_through_time", "train_recall", "recall_row"]
+__all__ = ["RNN_CELLS", "RNN_TRAIN", "RECALL_NETS", "RECALL_BUDGET", "SOLVED_ACC", "STOP_ACC", "SOLVE_WINDOW",
+           "TimeGradients", "gradient_through_time", "train_recall", "recall_row", "solve_recall", "solve_row",
+           "steps_to_solve", "n_params", "recall_summary"]
 
 # tanh RNN: no skip through time; LSTM without forget gate: a pure additive skip (c_t = c_{t-1} + ...);
 # LSTM with forget gate (bias 1, the common default): a gated skip, open only as far as sigmoid(f_t).
@@ -27,6 +35,18 @@ RNN_CELLS = {
 }
 RNN_TRAIN = TrainConfig(lr=3e-3, optimizer="adamw", betas=(0.9, 0.98), weight_decay=0.0, batch_size=64,
                         steps=200, warmup_steps=10, schedule="cosine", grad_clip=1.0)
+
+# The recall race: the three recurrent nets, a tanh RNN as wide as it must be to have as many parameters as the
+# LSTM (width 128: 34,952 parameters against 34,056), and causal linear attention with and without decay.
+RECALL_NETS: dict[str, Config] = {
+    **RNN_CELLS,
+    "tanh RNN, width 128": RecurrentConfig(cell="tanh", width=128),
+    "linear attention": LinearAttentionConfig(decay="none"),
+    "linear attention, gated decay": LinearAttentionConfig(decay="gate", gate_bias=1.0),
+    "linear attention, decay 0.9": LinearAttentionConfig(decay="fixed", decay_value=0.9),
+}
+RECALL_BUDGET = 10 * RNN_TRAIN.steps       # ten times the chapter's live budget
+SOLVED_ACC, STOP_ACC, SOLVE_WINDOW = 0.95, 0.99, 20   # solved: 20-step mean batch accuracy >= 0.95; stop at 0.99
 
 
 @dataclass
@@ -69,3 +89,71 @@ def recall_row(run: Run, curve_every: int = 5) -> dict:
     return {"label": run.label, "seq_len": run.extra["seq_len"], "seed": run.seed, "status": run.status,
             "train_loss": run.train_loss, "train_acc": run.train_acc, "seconds": round(run.seconds, 2),
             "loss_curve": [round(v, 4) for v in run.history.loss[::curve_every]], "curve_every": curve_every}
+
+
+def n_params(model: Config) -> int:
+    """Number of parameters of the network ``model`` builds."""
+    return sum(p.numel() for p in model.build(seed=0).parameters())
+
+
+def steps_to_solve(acc: list[float], threshold: float = SOLVED_ACC, window: int = SOLVE_WINDOW) -> int | None:
+    """The first step (counted from 1) at which the mean batch accuracy of the last ``window`` steps reaches
+    ``threshold``; ``None`` if it never does."""
+    a = np.asarray(acc, dtype=float)
+    if len(a) < window:
+        return None
+    means = np.convolve(a, np.ones(window) / window, mode="valid")          # means[i]: steps i+1 .. i+window
+    hit = np.flatnonzero(means >= threshold)
+    return int(hit[0]) + window if len(hit) else None
+
+
+def solve_recall(model: Config, seq_len: int, seed: int = 0, lr: float = RNN_TRAIN.lr, budget: int = RECALL_BUDGET,
+                 label: str = "", progress: Progress | None = None) -> Run:
+    """Train ``model`` (a recurrent net or linear attention) on recall of the first of ``seq_len`` tokens with
+    :data:`RNN_TRAIN` at ``lr`` and a cosine schedule over ``budget`` steps, stopping once the 20-step mean batch
+    accuracy reaches :data:`STOP_ACC`. ``run.extra``: seq_len, lr, budget, steps_to_solve (None: not solved within
+    the budget), eval_acc (accuracy on 1024 fresh sequences at the end)."""
+    task = RecallTask(seq_len=seq_len, vocab=model.vocab)
+
+    def stop_when_solved(fraction, text, history):
+        if progress is not None and progress(fraction, text, history) is False:
+            return False
+        a = history.acc
+        return not (len(a) >= SOLVE_WINDOW and sum(a[-SOLVE_WINDOW:]) / SOLVE_WINDOW >= STOP_ACC)
+
+    run = train_run(model, task, RNN_TRAIN.with_(lr=lr, steps=budget), seed, label, stop_when_solved)
+    X, y = task.sample(1024, generator(10_000 + seed))
+    _, acc = evaluate(run.net, X, y)
+    run.extra.update(seq_len=seq_len, lr=lr, budget=budget, steps_to_solve=steps_to_solve(run.history.acc),
+                     eval_acc=acc)
+    return run
+
+
+def solve_row(run: Run, curve_every: int = 10) -> dict:
+    """The stored record of one :func:`solve_recall` run (the batch accuracy every ``curve_every`` steps)."""
+    return {"label": run.label, **{k: run.extra[k] for k in ("seq_len", "lr", "budget", "steps_to_solve", "eval_acc")},
+            "solved": run.extra["steps_to_solve"] is not None, "seed": run.seed, "status": run.status,
+            "steps_run": run.history.steps_done, "n_params": sum(p.numel() for p in run.net.parameters()),
+            "seconds": round(run.seconds, 2), "acc_curve": [round(v, 3) for v in run.history.acc[::curve_every]],
+            "curve_every": curve_every}
+
+
+def recall_summary(rows: list[dict], budget: int = RECALL_BUDGET) -> list[dict]:
+    """For each (net, T) of a stored race: the lr that solved the most seeds (ties: the fewer median steps), its
+    steps to solve per seed (None: not solved within ``budget``), and how many seeds solved. Unsolved seeds count as
+    more than the budget in the median."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        for T in sorted({r["seq_len"] for r in rows if r["label"] == label}):
+            cands = []
+            for lr in sorted({r["lr"] for r in rows if r["label"] == label and r["seq_len"] == T}):
+                sub = sorted((r for r in rows if (r["label"], r["seq_len"], r["lr"]) == (label, T, lr)),
+                             key=lambda r: r["seed"])
+                steps = [r["steps_to_solve"] for r in sub]
+                med = float(np.median([s if s is not None else 2 * budget for s in steps]))
+                cands.append((-sum(s is not None for s in steps), med, lr, steps, sub[0]["n_params"]))
+            n_solved, med, lr, steps, params = min(cands)
+            out.append({"label": label, "seq_len": T, "lr": lr, "steps": steps, "solved": -n_solved,
+                        "seeds": len(steps), "median_steps": med if -n_solved * 2 > len(steps) else None,
+                        "n_params": params, "lrs_tried": len(cands)})
+    return out

@@ -14,9 +14,10 @@ from matplotlib.patches import FancyArrowPatch
 
 from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, scrubber
 
-__all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_sort_runs",
-           "plot_depth_sweep", "plot_grad_profiles", "plot_path_profile", "plot_time_gradients",
-           "plot_recall", "draw_residual_stream", "VARIANT_COLOR", "VARIANT_STYLE"]
+__all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_loglog_rank",
+           "plot_sort_runs", "plot_stored_curves", "plot_depth_sweep", "plot_grad_profiles", "plot_depth_laws",
+           "plot_path_profile", "plot_time_gradients", "draw_residual_stream", "VARIANT_COLOR", "VARIANT_STYLE",
+           "CELL_COLOR"]
 
 GATED = "#7570b3"
 NORM_STYLE = {"pre": "-", "post": "--", "none": ":"}
@@ -74,10 +75,45 @@ def rank_scrubber(curves: Mapping[tuple[bool, bool, bool], object]):
     return scrubber(fig, draw, len(keys), interval_ms=900)
 
 
+def _reference_lines(ax: Axes, chance: float | None, position_only: float | None, floor: float | None) -> None:
+    if chance is not None:
+        ax.axhline(chance, color="#555", lw=0.9, ls=":", label=r"chance, $\ln 16$")
+    if floor is not None:
+        ax.axhline(floor, color=PLAIN, lw=0.9, ls=(0, (5, 2, 1, 2)), alpha=0.8,
+                   label="best with identical tokens (collapsed stream)")
+    if position_only is not None:
+        ax.axhline(position_only, color="#999", lw=0.9, ls="-.", label="position-only predictor")
+
+
+def plot_loglog_rank(curves: Mapping[tuple[bool, bool, bool], object], floor: float, ax: Axes | None = None) -> Axes:
+    """``log(-log r)`` against the layer for float64 ``RankCurves`` (every seed; points while ``r > floor``), with a
+    guide of slope ``log 3`` (Dong et al.'s cubic rate) and one of an exponential decay (``r = a^L``)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 3.6))
+    for key, c in curves.items():
+        style = _rank_style(*key)
+        for j, row in enumerate(c.ratios):
+            L = np.arange(len(row))
+            keep = (row > floor) & (row < 1) & (L >= 1)
+            ax.plot(L[keep], np.log(-np.log(row[keep])), lw=1.2, alpha=0.8, label=rank_label(*key) if j == 0 else None,
+                    **style)
+    x = np.arange(1, 5)
+    y0 = min(np.log(-np.log(c.ratios[:, 1])).min() for c in curves.values())
+    ax.plot(x, y0 + np.log(3) * (x - 1), color="#333", lw=1, ls=":", label=r"slope $\log 3$ (cubic rate)")
+    ax.plot(x, y0 + np.log(x), color="#999", lw=1, ls="--", label=r"exponential decay, $r = a^L$")
+    ax.set_xlabel("layer (blocks applied)")
+    ax.set_ylabel(r"$\log(-\log r)$")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    return ax
+
+
 def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: float | None = None,
                    position_only: float | None = None, metric: str = "loss",
-                   colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None) -> Axes:
-    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.train.Run`, with chance and position-only lines."""
+                   colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None,
+                   floor: float | None = None) -> Axes:
+    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.train.Run`, with chance,
+    position-only and (``floor``) token-uniform lines."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     colors = colors or VARIANT_COLOR
@@ -88,10 +124,7 @@ def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: f
                 color=colors.get(label), linestyle=styles.get(label, "-"))
     if metric == "loss":
         ax.set_yscale("log")
-        if chance is not None:
-            ax.axhline(chance, color="#555", lw=0.9, ls=":", label=r"chance, $\ln 16$")
-        if position_only is not None:
-            ax.axhline(position_only, color="#999", lw=0.9, ls="-.", label="position-only predictor")
+        _reference_lines(ax, chance, position_only, floor)
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (batch)" if metric == "loss" else "token accuracy (batch)")
     ax.grid(alpha=0.3)
@@ -99,7 +132,26 @@ def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: f
     return ax
 
 
-def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None) -> Axes:
+def plot_stored_curves(rows: Sequence[dict], ax: Axes | None = None, colors: Mapping[str, str] | None = None,
+                       chance: float | None = None, position_only: float | None = None) -> Axes:
+    """Stored loss curves (``loss_curve`` every ``curve_every`` steps), one line per row, labelled by ``row["name"]``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for r in rows:
+        y = r["loss_curve"]
+        ax.plot(1 + r["curve_every"] * np.arange(len(y)), y, lw=1.5, label=r["name"],
+                color=(colors or {}).get(r["name"]))
+    ax.set_yscale("log")
+    _reference_lines(ax, chance, position_only, None)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (batch)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None,
+                     position_only: float | None = None, floor: float | None = None) -> Axes:
     """Final loss against depth, one line (mean over seeds) and dots (each seed) per variant."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.6, 3.6))
@@ -113,11 +165,10 @@ def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float
         ax.plot(depths, mean, lw=1.8, marker="o", label=label, **kw)
         off = (j - 1) * 0.12
         ax.scatter([r["n_blocks"] + off for r in sub], [loss(r) for r in sub], s=12, alpha=0.5, color=kw["color"])
-    if chance is not None:
-        ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
+    _reference_lines(ax, chance, position_only, floor)
     ax.set_yscale("log")
     ax.set_xlabel("depth (blocks)")
-    ax.set_ylabel("final loss (mean over seeds; dots: seeds)")
+    ax.set_ylabel("final loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return ax
@@ -143,10 +194,42 @@ def plot_grad_profiles(profiles: Mapping[str, object], ax: Axes | None = None) -
     return ax
 
 
-def plot_path_profile(profile, ax: Axes | None = None) -> Axes:
+def plot_depth_laws(rows: Sequence[dict], axes=None):
+    """Two log-log panels against the total depth L, at init (geometric mean over seeds): the gradient norm of the
+    last block's fc2 weight, and the per-token norm of the final stream; one line per (placement, init)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for (placement, init) in dict.fromkeys((r["placement"], r["init"]) for r in rows):
+        sub = [r for r in rows if r["placement"] == placement and r["init"] == init]
+        Ls = sorted({r["n_blocks"] for r in sub})
+        kw = dict(color=RESIDUAL, linestyle=NORM_STYLE[placement], marker="o", ms=4, alpha=1.0 if init == "depth" else 0.55,
+                  label=f"{placement}-LN, {init} init")
+        for ax, key in zip(axes, ("last_fc2_grad", "stream_norm")):
+            ax.plot(Ls, [np.exp(np.mean([np.log(r[key]) for r in sub if r["n_blocks"] == L])) for L in Ls], **kw)
+    Ls = np.array(sorted({r["n_blocks"] for r in rows}), dtype=float)
+    for ax, key, power, text in ((axes[0], "last_fc2_grad", -0.5, r"$\propto 1/\sqrt{L}$"),
+                                 (axes[1], "stream_norm", 0.5, r"$\propto \sqrt{L}$")):
+        ref = np.exp(np.mean([np.log(r[key]) for r in rows if r["n_blocks"] == Ls[0]]))
+        ax.plot(Ls, ref * (Ls / Ls[0]) ** power, color="#333", lw=1, ls=":", label=text)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(Ls, [str(int(v)) for v in Ls])
+        ax.minorticks_off()
+        ax.set_xlabel("total depth L (blocks)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("last block's\n" + r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init")
+    axes[1].set_ylabel(r"$\|x_L\|$ per token at init")
+    axes[0].legend(fontsize=7, frameon=False)
+    axes[1].legend(fontsize=7, frameon=False)
+    return axes
+
+
+def plot_path_profile(profile, ax: Axes | None = None, title: str | None = None) -> Axes:
     """Bars: share of the output norm carried by paths of each length; line: how distinct their tokens are."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.4))
+    if title:
+        ax.set_title(title, fontsize=10)
     k = np.arange(profile.n_blocks + 1)
     ax.bar(k, profile.norm, color=RESIDUAL, alpha=0.75, label=r"$\|P_k\| / \|$output$\|$")
     for i, n in enumerate(profile.n_paths):
@@ -171,31 +254,6 @@ def plot_time_gradients(grads: Mapping[str, object], ax: Axes | None = None) -> 
     ax.set_yscale("log")
     ax.set_xlabel("time step t (the answer is the token at t = 1)")
     ax.set_ylabel(r"$\|\partial L / \partial s_t\|$ at init")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    return ax
-
-
-def plot_recall(rows: Sequence[dict], ax: Axes | None = None, chance: float | None = None) -> Axes:
-    """Final recall accuracy against sequence length, per recurrence (mean line, dots per seed)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.6, 3.4))
-    for label in dict.fromkeys(r["label"] for r in rows):
-        sub = [r for r in rows if r["label"] == label]
-        lengths = sorted({r["seq_len"] for r in sub})
-        mean = [np.mean([r["train_acc"] for r in sub if r["seq_len"] == n]) for n in lengths]
-        c = CELL_COLOR.get(label)
-        ax.plot(lengths, mean, marker="o", lw=1.8, color=c, label=label)
-        ax.scatter([r["seq_len"] for r in sub], [r["train_acc"] for r in sub], s=12, alpha=0.5, color=c)
-    if chance is not None:
-        ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
-    lengths = sorted({r["seq_len"] for r in rows})
-    ax.set_xscale("log")
-    ax.set_xticks(lengths, [str(n) for n in lengths])
-    ax.minorticks_off()
-    ax.set_xlabel("sequence length T (steps the first token must survive)")
-    ax.set_ylabel("final recall accuracy")
-    ax.set_ylim(-0.02, 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return ax

@@ -27,7 +27,9 @@ def test_shallow_plain_and_residual_both_train():
         assert run.history.status == "finished" and run.train_loss < 0.1
 
 
-def test_race_alternates_and_can_stop():
+def test_race_alternates_and_can_stop(monkeypatch):
+    """In one process a race takes one step of each net in turn (side by side in workers: tests/test_parallel.py)."""
+    monkeypatch.setenv("SKIPNET_WORKERS", "1")
     calls = []
 
     def progress(fraction, text, histories):

@@ -1,6 +1,4 @@
 """Trainings side by side in forked workers give the numbers of the same trainings in this process."""
-import os
-
 import pytest
 import torch
 
@@ -12,7 +10,6 @@ from skipnet.train import TrainConfig, race_runs
 MODELS = {"plain": ModelConfig(arch="mlp", n_blocks=6, width=32, in_shape=(64,), residual=False),
           "residual": ModelConfig(arch="mlp", n_blocks=6, width=32, in_shape=(64,))}
 TRAIN = TrainConfig(steps=30, batch_size=64, eval_every=10)
-needs_two = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="side by side needs two cores")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +29,6 @@ def _same(a, b):
             assert torch.equal(x, y), k
 
 
-@needs_two
 def test_workers_give_the_numbers_of_one_process(data, monkeypatch):
     monkeypatch.setenv("SKIPNET_WORKERS", "1")
     here = _fingerprint(race_runs(MODELS, data, TRAIN, seed=3))
@@ -45,7 +41,6 @@ def test_workers_give_the_numbers_of_one_process(data, monkeypatch):
     assert all(0 <= f <= 1 for f, _ in calls)
 
 
-@needs_two
 @pytest.mark.parametrize("n_workers", ["1", "2"])
 def test_a_stop_stops_every_training(data, monkeypatch, n_workers):
     monkeypatch.setenv("SKIPNET_WORKERS", n_workers)
@@ -98,7 +93,6 @@ def test_stochastic_models_race_in_this_process(data, monkeypatch):
     assert all(r.history.steps_done == 5 for r in runs.values())
 
 
-@needs_two
 def test_a_race_continues_where_the_workers_ended(data, monkeypatch):
     """Two races of 15 steps in workers, then 15 more, match one process doing the same (momentum, order kept)."""
     from skipnet.train import Trainer, race

@@ -426,6 +426,7 @@ def debated(stored: dict) -> dict:
         "len_trained": mean_len("residual-56"), "len_fresh_batch": mean_len("residual-56, fresh, batch statistics"),
         "len_fresh_off": mean_len("residual-56, fresh, BN off"), "len_typical": spectra["residual-56"][0]["n"] / 2,
         "cos_positive": float(np.mean(np.array(cos) > 0)), "cos_fresh_positive": float(np.mean(np.array(fresh) > 0)),
+        "cos_positive_n": int((np.array(cos) > 0).sum()), "cos_n": len(cos),
     }
     short = stored["ensemble_short"]
     out["short"] = short_cost(short)

@@ -242,6 +242,8 @@ def test_trained_branches_are_about_twice_as_large_at_20_layers_as_at_56():
         assert min(med[(20, k)]) > 0.5 and max(med[(56, k)]) < 0.4, k          # "not small" vs "about a third"
     ratio = np.median(med[(20, "rel_norm_init")]) / np.median(med[(56, "rel_norm_init")])
     assert 1.4 < ratio < 2.3                                                  # De & Smith: sqrt(27/9) = 1.73
+    trained = np.median(med[(20, "rel_norm")]) / np.median(med[(56, "rel_norm")])
+    assert trained > ratio                                                    # "training widens the gap further"
     for r in rows:
         assert r["rel_norm"][0] > 1.5 * np.median(r["rel_norm"][1:]), (r["depth"], r["seed"])   # the first block
         assert np.median(r["rel_norm_c"]) > np.median(r["rel_norm"])          # the mean inflates ||x||

@@ -6,6 +6,7 @@ import torch
 
 import torch.nn.functional as F
 
+from skipnet.data import load_digits
 from skipnet.models import build_model
 from skipnet.probes import layer_grad_norms
 from skipnet.runtime import generator
@@ -175,3 +176,20 @@ def test_stochastic_depth_drops_some_branches_each_step_and_still_trains(digits)
     assert h.status == "finished" and all(math.isfinite(v) for v in h.loss)
     assert fit(build_model(**cfg, seed=0), digits, QUICK).loss == h.loss                      # seeded
     assert fit(build_model(**dict(cfg, drop_prob=0.0), seed=0), digits, QUICK).loss != h.loss
+
+
+def test_evaluations_along_the_way_do_not_change_the_training():
+    """eval_every only adds measurements: same losses and trained weights with or without them (the labs skip them)."""
+    from skipnet.models import ModelConfig
+    data = load_digits(flatten=True)
+    cfg = ModelConfig(arch="mlp", n_blocks=4, width=32, in_shape=(64,))
+
+    def run(every):
+        net = cfg.build(0)
+        h = Trainer(net, data, TrainConfig(steps=20, batch_size=64, eval_every=every, seed=0)).run()
+        return h, [p.detach().clone() for p in net.parameters()] + [b.clone() for b in net.buffers()]
+
+    (h0, w0), (h5, w5) = run(0), run(5)
+    assert h0.loss == h5.loss and len(h5.evals) == 4 and len(h0.evals) == 1
+    assert h0.evals[-1] == h5.evals[-1]
+    assert all(torch.equal(a, b) for a, b in zip(w0, w5))

@@ -139,6 +139,8 @@ def test_overfitting_rule(fresh):
             for e in r["evals"]:
                 e["test_loss"] = e["train_loss"] + 0.5 + 0.01 * k
     assert vd.judge_overfitting(gaps).verdict == vd.HOLDS
+    gaps["plain-56"] = copy.deepcopy(vd.load_stored(DATA)["ensemble_gaps"]["plain-56"])
+    assert vd.judge_overfitting(gaps).verdict == vd.OPEN                 # underfits, yet gaps differ at equal loss
 
 
 def test_noise_rule(fresh):

@@ -18,7 +18,8 @@ identity chapter's regression onto the input); a task may bring its own loss and
 :class:`Trainer` exposes the loop one step at a time, so a lab can race two networks side by side
 (:func:`race`); :func:`fit` runs it to the end; :func:`train_run` and :func:`race_runs` build, train and return
 the :class:`~skipnet.history.Run` records (what was trained, what came out) of :mod:`skipnet.history`.
-Used in every chapter.
+Used in every chapter. A little over 300 lines: the one loop, its configuration and the race that runs its
+trainers side by side belong on one page; the workers themselves live in :mod:`skipnet.parallel`.
 """
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ a verdict changes it, and the test of the verdict fails. ``numbers`` holds every
 
 The rules use the seeds' own spread: "in every seed", "in a majority of seeds", or a paired comparison over the
 seeds (:func:`skipnet.experiments.ensemble_trials.paired`) at the 5 % level.
+
+Over 300 lines on purpose: the six judges (one per claim, each with its rule in its docstring) stay on one page, so
+that a reader can compare how each claim is decided.
 """
 from __future__ import annotations
 

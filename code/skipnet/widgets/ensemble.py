@@ -2,6 +2,7 @@
 residual and plain net, accuracy updates at once) and a path explorer (gradient by path length)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import ipywidgets as W
@@ -23,6 +24,9 @@ from skipnet.widgets.base import Lab
 __all__ = ["LesionLab", "PathExplorer", "LesionState", "LAB_DEPTHS", "PATH_DEPTHS"]
 
 LAB_DEPTHS = (8, 14, 20, 26, 32, 44, 56)
+# the chapter's training without its evaluation every 5 steps (the matched-loss study needs them, the labs do
+# not): the same trained nets, a third faster
+LAB_TRAIN = DEFAULT_TRAIN.with_(eval_every=0)
 PATH_DEPTHS = (8, 14, 20, 26, 32, 44, 56)
 
 
@@ -60,6 +64,8 @@ class LesionLab(_NoLiveFigure, Lab):
 
     title = "Lesion lab: delete blocks of a trained residual and plain network"
     run_label = "Train"
+    min_refresh_s = 1.5          # live curves now and then: a redraw takes CPU from the two training processes
+    max_draw_share = 0.1
     n_draws = 6                          # random block sets per k on the curve
 
     def __init__(self, threaded: bool = True, nets: dict[str, Run] | None = None):
@@ -91,7 +97,7 @@ class LesionLab(_NoLiveFigure, Lab):
         # the two nets train side by side (one process each on two cores), live curves as they go; the same
         # nets as train_net(depth, residual, seed) one after the other
         cfgs = {name: DEFAULT_MODEL.with_(depth=depth, residual=name == "residual") for name in ("residual", "plain")}
-        nets = race_runs(cfgs, data, DEFAULT_TRAIN, seed=seed,
+        nets = race_runs(cfgs, data, LAB_TRAIN, seed=seed,
                          progress=sub_progress(self.report, 0, 0.9, "training: "))
         for name, net in nets.items():
             if net.history.status.startswith("stopped"):
@@ -223,11 +229,13 @@ class PathExplorer(_NoLiveFigure, Lab):
         depth, seed = int(self.depth.value), check_seed(self.seed.value)
         samples = check_int("paths / length (samples)", self.samples.value, 1, 30)
         cfg = DEFAULT_MODEL.with_(depth=depth)                   # validates depth with a clear message
-        self.update(0.0, f"building residual-{depth}...")
+        # a first figure at once: how many paths of each length there are (no training needed); the measured
+        # spectra follow
+        self.update(0.0, f"building residual-{depth}...", {"n": cfg.n_blocks}, force=True)
         data = load_digits()
         share = 0.7 if self.trained.value else 0.0
-        if self.trained.value:
-            net = train_net(depth, True, seed=seed, data=data,
+        if self.trained.value:                                  # no redraws while training: they would slow it
+            net = train_net(depth, True, seed=seed, data=data, train=LAB_TRAIN,
                             progress=sub_progress(self.report_progress, 0, share, f"training residual-{depth}: "))
             if net.history.status != "finished":
                 return {"depth": depth, "status": net.history.status, "study": None}
@@ -244,6 +252,20 @@ class PathExplorer(_NoLiveFigure, Lab):
 
     def render(self, result: dict):
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+        if "study" not in result:                               # before the measurement: counts and training
+            n = result["n"]
+            ks = np.arange(n + 1)
+            counts = np.array([math.comb(n, k) for k in ks], dtype=float)
+            axes[0].bar(ks, counts / counts.sum(), color="#999", width=0.8)
+            axes[0].axvline(n / 2, color="#333", ls="--", lw=1)
+            axes[0].set(xlabel="path length k (branches used)", ylabel="share of all paths")
+            axes[0].set_title(f"(a) {2 ** n:.3g} paths: Binomial({n}, 1/2)", fontsize=10)
+            for ax in axes[1:]:
+                ax.axis("off")
+            axes[1].text(0.5, 0.5, "training and sending gradients down paths:\n(b) and (c) follow",
+                         ha="center", va="center", color="#666")
+            fig.tight_layout()
+            return fig
         if result["study"] is None:
             for ax in axes:
                 ax.axis("off")

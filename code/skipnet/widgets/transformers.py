@@ -30,7 +30,8 @@ class TransformerLab(Lab):
 
     title = "Transformer lab: sort 12 tokens"
     run_label = "Train"
-    min_refresh_s = 1.0          # a redraw costs a few tenths of a second: keep most of the time for training
+    min_refresh_s = 1.5          # a redraw costs a few tenths of a second and stops the training while it draws:
+    max_draw_share = 0.1         # keep most of the time for training (bench/: 2.4 s of 8.7 s went to six redraws)
     MAX_LAB_BLOCKS = 12
 
     def __init__(self, threaded: bool = True):

@@ -49,9 +49,9 @@ def time_lab(cls: type, timeout: float = 120.0) -> dict:
         lab = build(cls)
         draw = lab._draw
 
-        def timed_draw(result):                  # where the time goes: drawing figures vs computing
+        def timed_draw(result, final=True):      # where the time goes: drawing figures vs computing
             t = time.perf_counter()
-            draw(result)
+            draw(result, final)
             row["draws"] += 1
             row["draw_s"] += time.perf_counter() - t
             if row["first_figure_s"] is None:

@@ -55,6 +55,10 @@ MUTATIONS = {
             "self.alpha = _Scalar(0.0, multiply=True)", "self.alpha = _Scalar(1.0, multiply=True)"),
     "M12": ("identity_share's cosine against the bottom gradient", "probes/jacobian.py",
             "top = grads[-1].flatten()", "top = grads[0].flatten()"),
+    "M13": ("a race in worker processes keeps the untrained weights here", "train.py",
+            '        t.model.load_state_dict(state["model"])', "        pass"),
+    "M14": ("the useful-noise verdict's rule reads the sign backwards", "experiments/verdict.py",
+            '    if vs["p"] < ALPHA and vs["mean"] < 0:', '    if vs["p"] < ALPHA and vs["mean"] > 0:'),
 }
 
 

@@ -112,3 +112,23 @@ def test_a_race_continues_where_the_workers_ended(data, monkeypatch):
     for k in a:
         assert a[k][0] == b[k][0]
         assert all(torch.equal(x, y) for x, y in zip(a[k][1], b[k][1]))
+
+
+def test_in_worker_trains_the_same_net_and_passes_progress_on(data, monkeypatch):
+    """One training in a worker (a lab drawing meanwhile): the same history and weights, progress throttled."""
+    from skipnet.train import train_run
+
+    def task(progress):
+        return train_run(MODELS["residual"], data, TRAIN, seed=1, progress=progress)
+
+    monkeypatch.setenv("SKIPNET_WORKERS", "1")
+    here = task(None)
+    monkeypatch.setenv("SKIPNET_WORKERS", "2")
+    seen = []
+    apart = parallel.in_worker(task, lambda f, t, h: seen.append((f, h.steps_done)), every_s=0.0)
+    assert apart.history.loss == here.history.loss
+    assert all(torch.equal(a, b) for a, b in zip(apart.net.parameters(), here.net.parameters()))
+    assert seen and seen[-1] == (1.0, TRAIN.steps) and [s for _, s in seen] == sorted(s for _, s in seen)
+    stopped = parallel.in_worker(lambda p: train_run(MODELS["residual"], data, TrainConfig(steps=5000), seed=1,
+                                                     progress=p), lambda f, t, h: f < 0.001, every_s=0.0)
+    assert stopped.history.status.startswith("stopped at step")

@@ -24,7 +24,7 @@ import torch
 
 from .runtime import device as default_device
 
-__all__ = ["workers", "side_by_side"]
+__all__ = ["workers", "side_by_side", "in_worker"]
 
 _IN_WORKER = False
 
@@ -57,7 +57,8 @@ def _worker(name: str, task: Callable, messages, stop) -> None:
 
 
 def side_by_side(tasks: dict[str, Callable[[Callable[[Any], bool]], Any]],
-                 on_report: Callable[[str, Any], bool | None] | None = None) -> dict[str, Any]:
+                 on_report: Callable[[str, Any], bool | None] | None = None,
+                 n_workers: int | None = None) -> dict[str, Any]:
     """Run every ``task(report)`` and return ``{name: its result}``.
 
     A task calls ``report(payload)`` now and then; ``on_report(name, payload)`` runs in this process, and if it
@@ -65,7 +66,7 @@ def side_by_side(tasks: dict[str, Callable[[Callable[[Any], bool]], Any]],
     independent: each must seed what it draws (the trainers do). An exception in a task is raised here as a
     ``RuntimeError`` carrying the worker's traceback.
     """
-    n = workers(len(tasks))
+    n = workers(len(tasks)) if n_workers is None else n_workers
     if n == 1:
         stopped = False
 
@@ -123,3 +124,28 @@ def side_by_side(tasks: dict[str, Callable[[Callable[[Any], bool]], Any]],
         name, text = next(iter(errors.items()))
         raise RuntimeError(f"the training {name!r} failed in its worker:\n{text}")
     return {name: results[name] for name in tasks}
+
+
+def in_worker(task: Callable[[Callable], Any], progress: Callable | None = None, every_s: float = 0.25) -> Any:
+    """``task(progress)`` run in one worker process while this one handles its progress: a lab redraws its live
+    figure on one core while the training runs on the other, instead of pausing it. The progress calls
+    ``(fraction, text, partial)`` are passed on at most every ``every_s`` seconds (and the last one always);
+    a ``False`` from ``progress`` stops the task at its next call. Runs here where forking is not wise."""
+    if workers(2) == 1:
+        return task(progress)
+    import time
+    last = [float("-inf")]
+
+    def run(report):
+        def throttled(fraction, text="", partial=None):
+            now = time.perf_counter()
+            if now - last[0] >= every_s or fraction >= 1:
+                last[0] = now
+                return report((fraction, text, partial))
+            return None
+        return task(throttled)
+
+    def on_report(_name, payload):
+        return None if progress is None else progress(*payload)
+
+    return side_by_side({"task": run}, on_report, n_workers=2)["task"]

@@ -327,7 +327,7 @@ def race(trainers: dict[str, Trainer], progress: Progress | None = None) -> floa
     return time.perf_counter() - t0
 
 
-REPORT_EVERY_S = 0.1          # how often a worker sends its history to the race's progress callback
+REPORT_EVERY_S = 0.25         # how often a worker sends its history to the race's progress callback
 
 
 def _race_progress(trainers: dict[str, Trainer], progress: Progress) -> bool | None:

@@ -60,7 +60,9 @@ def plot_overfitting(v, ax: Axes | None = None) -> Axes:
     for label, d in v.series.items():
         color = RESIDUAL if label.startswith("residual") else PLAIN
         ax.plot(d["train_loss"], d["gap"], "o", color=color)
-        ax.annotate(label, (d["train_loss"], d["gap"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        below = label.startswith("residual")          # residual labels under their points, plain ones above
+        ax.annotate(label, (d["train_loss"], d["gap"]), fontsize=7, xytext=(4, -9 if below else 3),
+                    textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("final training loss")
     ax.set_ylabel("test - training loss")
@@ -92,7 +94,7 @@ def plot_rnn(v, ax: Axes | None = None) -> Axes:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("longest lag T solved in every seed")
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.legend(fontsize=7, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 

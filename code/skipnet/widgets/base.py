@@ -117,14 +117,14 @@ class Lab:
         now = time.perf_counter()
         gap = max(self.min_refresh_s, self._draw_cost * (1 - self.max_draw_share) / self.max_draw_share)
         if partial is not None and (force or now - self._last_draw >= gap):
-            self._draw(partial)
+            self._draw(partial, final=False)
             self._last_draw = time.perf_counter()
 
-    def _draw(self, result: Any) -> None:
+    def _draw(self, result: Any, final: bool = True) -> None:
         t0 = time.perf_counter()
         with plt.ioff():
             fig = self.render(result)
-        self.image.value = figure_png(fig)
+        self.image.value = figure_png(fig, tight=final)          # live redraws: one rendering, not two
         self.image.layout.display = None
         self._draw_cost = time.perf_counter() - t0
 

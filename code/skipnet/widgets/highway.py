@@ -100,7 +100,8 @@ class TrainingRaceLab(Lab):
 
     title = "Training race: plain vs residual CNN"
     run_label = "Race"
-    min_refresh_s = 1.5                      # at least this long between live redraws
+    min_refresh_s = 3.0                      # at least this long between live redraws: a redraw of the curves and
+    max_draw_share = 0.1                     # heat maps takes about a second of the CPU the two trainings share
 
     def __init__(self, threaded: bool = True):
         self.depth = W.IntText(value=56, description="depth", layout=W.Layout(width="170px"))

@@ -16,6 +16,7 @@ from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.transformers import plot_rank_curves, plot_sort_runs
 from skipnet.train import Run
 from skipnet.transformer import TRANSFORMER_PLACEMENTS
+from skipnet.parallel import in_worker
 from skipnet.widgets.base import Lab
 
 __all__ = ["TransformerLab", "RankCollapseExplorer"]
@@ -71,7 +72,8 @@ class TransformerLab(Lab):
         def progress(fraction, text, h) -> bool:
             return self.report(fraction, text, Run(model, train.with_(seed=self.seed.value), h, 0.0, label=label))
 
-        return train_sort(model, train, seed=self.seed.value, label=label, progress=progress)
+        # the training runs in a worker process, so that redrawing the live curves here does not pause it
+        return in_worker(lambda p: train_sort(model, train, seed=self.seed.value, label=label, progress=p), progress)
 
     def render(self, result: Run):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))

@@ -235,7 +235,11 @@ def pair_speedup(device: torch.device, default_threads: int, quick: bool = False
     machine or with one busy process (``busy``)."""
     from busy_speed import busy_process
     import contextlib
-    batch, steps, rounds = 128, (10 if quick else 20), (2 if quick else 3)
+    batch = 128
+    if busy:        # the tutorial's two threads crawl beside a busy process: short rounds suffice
+        steps, rounds = (5 if quick else 10), 2
+    else:           # rounds of a few seconds: forking the two workers is then a small part of each
+        steps, rounds = (10 if quick else 40), (2 if quick else 4)
     data = load_digits()
     variants = {"package_pair": pair_package(data, batch, steps, device),
                 "tutorial_pair": pair_tutorial(data, batch, steps, device, default_threads)}

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from skipnet.config import Config, check_int
+from skipnet.models import stream_states
 
 __all__ = ["DenseConfig", "DenseBlock", "DenseNet", "matched_growth", "dense_params", "n_params"]
 
@@ -98,10 +99,7 @@ class DenseNet(nn.Module):
         return self.readout(h)
 
     def blocks_forward(self, h: torch.Tensor, start: int = 0, blocks=None) -> list[torch.Tensor]:
-        states = [h]
-        for block in list(self.blocks if blocks is None else blocks)[start:]:
-            states.append(block(states[-1]))
-        return states
+        return stream_states(self.blocks if blocks is None else blocks, h, start)
 
     def main_layers(self) -> list[tuple[str, nn.Module]]:
         layers = [("stem", self.stem)]

@@ -417,6 +417,14 @@ def weight_layers(block: nn.Module) -> nn.ModuleList:
 
 
 # -- the network ---------------------------------------------------------------------------------------------
+def stream_states(blocks, h: torch.Tensor, start: int = 0) -> list[torch.Tensor]:
+    """``h`` and the stream after each of ``blocks[start:]`` in turn (every network's ``blocks_forward``)."""
+    states = [h]
+    for block in list(blocks)[start:]:
+        states.append(block(states[-1]))
+    return states
+
+
 class ResidualNet(nn.Module):
     """Stem -> blocks -> head, built from a :class:`ModelConfig` (see :func:`build_model`).
 
@@ -481,10 +489,7 @@ class ResidualNet(nn.Module):
         ``blocks`` runs other modules in place of ``self.blocks`` (a probe's reordering or lesion);
         the model itself is never changed.
         """
-        states = [h]
-        for block in list(self.blocks if blocks is None else blocks)[start:]:
-            states.append(block(states[-1]))
-        return states
+        return stream_states(self.blocks if blocks is None else blocks, h, start)
 
     def main_layers(self) -> list[tuple[str, nn.Module]]:
         layers = [("stem", self.stem)]

@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import time
 import traceback
 from typing import Any, Callable
 
@@ -133,7 +134,6 @@ def in_worker(task: Callable[[Callable], Any], progress: Callable | None = None,
     a ``False`` from ``progress`` stops the task at its next call. Runs here where forking is not wise."""
     if workers(2) == 1:
         return task(progress)
-    import time
     last = [float("-inf")]
 
     def run(report):

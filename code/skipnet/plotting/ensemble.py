@@ -2,6 +2,8 @@
 nothing here trains."""
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -12,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 
 from skipnet.plotting.core import PLAIN, RESIDUAL
 
-__all__ = ["style", "draw_unraveled", "plot_path_counts", "plot_single_deletions", "plot_curves_k",
+__all__ = ["style", "draw_unraveled", "plot_path_counts", "plot_path_shares", "plot_single_deletions", "plot_curves_k",
            "plot_path_study", "plot_gap_bars", "plot_gap_vs_loss", "plot_probes", "plot_ratios", "CHANCE"]
 
 CHANCE = 0.1
@@ -182,6 +184,18 @@ def plot_curves_k(curves: Sequence[object], ax: Axes | None = None, xlabel: str 
     return ax
 
 
+def plot_path_shares(n: int, ax: Axes, ks=None, counts=None) -> Axes:
+    """(a) of Veit et al. Fig. 6: the share of the 2^n paths of each length k, Binomial(n, 1/2)."""
+    ks = np.arange(n + 1) if ks is None else np.asarray(ks)
+    counts = np.array([math.comb(n, int(k)) for k in ks], dtype=float) if counts is None else counts
+    ax.bar(ks, counts / counts.sum(), color="#999", width=0.8)
+    ax.axvline(n / 2, color="#333", ls="--", lw=1)
+    ax.set_xlabel("path length k (branches used)")
+    ax.set_ylabel("share of all paths")
+    ax.set_title(f"(a) {2 ** n:.3g} paths: Binomial({n}, 1/2)", fontsize=10)
+    return ax
+
+
 def plot_path_study(study, axes: Sequence[Axes] | None = None, label: str = "") -> Sequence[Axes]:
     """Veit et al. Fig. 6 for one :class:`~skipnet.experiments.ensemble.PathStudy` (or its dict):
     (a) how many paths have each length, (b) gradient magnitude through one path of that length,
@@ -190,13 +204,8 @@ def plot_path_study(study, axes: Sequence[Axes] | None = None, label: str = "") 
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(10.5, 3.3), layout="constrained")
     n, ks = get("n"), np.asarray(get("ks"))
-    counts = np.asarray(get("counts"), dtype=float)
     a, b, c = axes
-    a.bar(ks, counts / counts.sum(), color="#999", width=0.8)
-    a.axvline(n / 2, color="#333", ls="--", lw=1)
-    a.set_xlabel("path length k (branches used)")
-    a.set_ylabel("share of all paths")
-    a.set_title(f"(a) {2 ** n:.3g} paths: Binomial({n}, 1/2)", fontsize=10)
+    plot_path_shares(n, a, ks=ks, counts=np.asarray(get("counts"), dtype=float))
     mag = np.asarray(get("magnitude"), dtype=float)
     spread = np.asarray(get("magnitude_spread"), dtype=float)
     ok = mag > 0

@@ -2,7 +2,6 @@
 residual and plain net, accuracy updates at once) and a path explorer (gradient by path length)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import ipywidgets as W
@@ -14,7 +13,7 @@ from skipnet.data import load_digits
 from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
     train_net
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
-from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_study
+from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_shares, plot_path_study
 from skipnet.experiments.ensemble_trials import spectrum_study
 from skipnet.probes.lesions import LesionEvaluator, recalibrated
 from skipnet.experiments.ensemble import DEFAULT_TRAIN
@@ -253,13 +252,7 @@ class PathExplorer(_NoLiveFigure, Lab):
     def render(self, result: dict):
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
         if "study" not in result:                               # before the measurement: counts and training
-            n = result["n"]
-            ks = np.arange(n + 1)
-            counts = np.array([math.comb(n, k) for k in ks], dtype=float)
-            axes[0].bar(ks, counts / counts.sum(), color="#999", width=0.8)
-            axes[0].axvline(n / 2, color="#333", ls="--", lw=1)
-            axes[0].set(xlabel="path length k (branches used)", ylabel="share of all paths")
-            axes[0].set_title(f"(a) {2 ** n:.3g} paths: Binomial({n}, 1/2)", fontsize=10)
+            plot_path_shares(result["n"], axes[0])
             for ax in axes[1:]:
                 ax.axis("off")
             axes[1].text(0.5, 0.5, "training and sending gradients down paths:\n(b) and (c) follow",

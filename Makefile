@@ -1,5 +1,6 @@
 # `make book`: create .venv if needed, install the pinned requirements, execute every chapter and build the site.
-# `make test`: the same set-up, then every test: unit and widget tests, the strict executed build, the site tests.
+# `make test`: the same set-up, then every test: code and widget tests, the stored-data tests (reported apart),
+# the strict executed build, the site tests.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,9 +24,11 @@ book: $(STAMP)
 	$(PY) scripts/build_book.py --jobs $(JOBS)
 	@echo "The site: $(CURDIR)/_build/html/index.html"
 
-# two workers: the trainings use one thread each, and CI has two cores
+# two workers: the trainings use one thread each, and CI has two cores.
+# Code tests first; then, reported apart, the tests that only read the stored sweeps (book/data).
 unit: $(STAMP)
-	$(PY) -m pytest -m "not site" -n 2 --durations=15
+	$(PY) -m pytest -m "not site and not data" -n 2 --durations=15
+	$(PY) -m pytest -m "data and not site" -n 2 -q
 
 site-test: $(STAMP)
 	$(PY) -m pytest -m site --durations=5

@@ -454,29 +454,45 @@ def chi_network(activation: str = "tanh", variant: str = "plain", gain: float = 
             "chi": meanfield.fixed_point_chi(activation, gain)}
 
 
+def chi_predictions(gains: Iterable[float] = CHI_GAINS, n_blocks: Iterable[int] = CHI_DEPTHS,
+                    activations: Iterable[str] = CHI_ACTIVATIONS, variants: Iterable[str] = CHI_VARIANTS) -> dict:
+    """The mean-field half of :func:`chi_phase`, no network built: ``{"critical_gain": {act: g},
+    "predicted": {"tanh, plain": [depth][gain], ...}}``, each cell
+    :func:`skipnet.probes.meanfield.predicted_log_ratio` from the stem's variance (a few seconds)."""
+    gains, depths = [float(g) for g in gains], list(n_blocks)
+    predicted = {}
+    for act in activations:
+        q0 = stem_variance(act)
+        for var in variants:
+            predicted[f"{act}, {var}"] = [[meanfield.predicted_log_ratio(act, g, d, var, q0) for g in gains]
+                                          for d in depths]
+    return {"critical_gain": {a: meanfield.critical_gain(a) for a in activations}, "predicted": predicted}
+
+
 def chi_phase(seeds: Iterable[int] = (0, 1, 2), gains: Iterable[float] = CHI_GAINS,
               n_blocks: Iterable[int] = CHI_DEPTHS, activations: Iterable[str] = CHI_ACTIVATIONS,
               variants: Iterable[str] = CHI_VARIANTS, progress: Progress | None = None) -> dict:
     """The phase diagram: measured and mean-field ``log10 ||dL/dx_0|| / ||dL/dx_L||`` over (gain, depth) for each
     activation and variant. Returns plain data: ``{"gains", "n_blocks", "seeds", "critical_gain": {act: g},
     "panels": {"tanh, plain": {"measured": [depth][gain][seed], "predicted": [depth][gain]}, ...}}``
-    (``None`` where a measurement was not finite)."""
+    (``None`` where a measurement was not finite; ``predicted`` from :func:`chi_predictions`)."""
     gains, depths, seeds = [float(g) for g in gains], list(n_blocks), list(seeds)
     activations, variants = list(activations), list(variants)
     panels, done, total = {}, 0, len(activations) * len(variants) * len(depths)
     for act in activations:
-        q0 = stem_variance(act)
         for var in variants:
-            measured, predicted = [], []
+            measured = []
             for d in depths:
                 measured.append([[chi_network(act, var, g, d, s)["log_ratio"] for s in seeds] for g in gains])
-                predicted.append([meanfield.predicted_log_ratio(act, g, d, var, q0) for g in gains])
                 done += 1
                 if progress is not None and progress(done / total, f"{act}, {var}, {d} blocks", None) is False:
                     break
-            panels[f"{act}, {var}"] = {"measured": measured, "predicted": predicted}
-    return {"gains": gains, "n_blocks": depths, "seeds": seeds,
-            "critical_gain": {a: meanfield.critical_gain(a) for a in activations}, "panels": panels}
+            panels[f"{act}, {var}"] = {"measured": measured}
+    theory = chi_predictions(gains, depths, activations, variants)
+    for key, panel in panels.items():
+        panel["predicted"] = theory["predicted"][key][:len(panel["measured"])]
+    return {"gains": gains, "n_blocks": depths, "seeds": seeds, "critical_gain": theory["critical_gain"],
+            "panels": panels}
 
 
 # -- curvature at the trained weights (Li et al. 2018) ------------------------------------------------

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", action="append", help="convergence: DEPTHS:SEEDS, e.g. 8,20,56:0,1,2 (repeatable)")
     ap.add_argument("--epochs", type=int, default=dg.LONG_EPOCHS)
     ap.add_argument("--mean-field-only", action="store_true",
-                    help="chi: recompute only the mean-field columns of the stored sweep at --out, keep the measurements")
+                    help="chi: recompute only the mean-field columns of the stored sweep at --out, "
+                         "keep the measurements")
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3])
     default_out = "highway_degradation.json" if sweep == "degradation" else f"highway_{sweep}.json"
     ap.add_argument("--out", type=Path, default=ROOT / "book" / "data" / default_out)

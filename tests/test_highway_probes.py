@@ -86,7 +86,7 @@ def test_lanczos_on_a_known_diagonal_matrix():
 # The references below are independent of the package's quadrature: adaptive Gauss-Kronrod (scipy's quad) over the
 # whole line in h, Monte Carlo, and closed forms. The variances span 1e-3 to 1e8: a stack's variance reaches
 # thousands in the residual panels of the phase diagram (it grows by up to g^2 a block), and a fixed Gauss-Hermite
-# rule in z = h / sqrt(q) fails from q of about 10 on (checked: the old 121-node rule fails every test here).
+# rule in z = h / sqrt(q) fails from q of about 10 on (checked: the old 121-node rule fails all four reference tests).
 VARIANCES = (1e-3, 1e-2, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 1e4, 1e6, 1e8)
 
 
@@ -167,7 +167,8 @@ def test_fixed_point_chi_and_critical_gains_against_references():
         assert mf.fixed_point_chi(act, gain) == pytest.approx(chi_ref, rel=1e-8), (act, gain)
     # tanh with zero biases: q* = 0 up to g = 1 (tanh(h)^2 < h^2), so chi = g^2 there, critical at exactly 1
     for gain in (0.25, 0.5, 0.9, 1.0):
-        assert mf.fixed_point_variance("tanh", gain) == 0 and mf.fixed_point_chi("tanh", gain) == pytest.approx(gain ** 2)
+        assert mf.fixed_point_variance("tanh", gain) == 0
+        assert mf.fixed_point_chi("tanh", gain) == pytest.approx(gain ** 2)
     assert mf.fixed_point_chi("tanh", 1.001) > 1
     assert mf.critical_gain("tanh") == pytest.approx(1.0, abs=1e-6)
     assert mf.fixed_point_chi("relu", 2.0) == pytest.approx(2.0)                # chi = g^2 / 2 for ReLU

@@ -6,6 +6,7 @@
     .venv/bin/python scripts/precompute_highway.py intervention --seeds 0 1 2
     .venv/bin/python scripts/precompute_highway.py hessian --seeds 0 1 2
     .venv/bin/python scripts/precompute_highway.py chi --seeds 0 1 2
+    .venv/bin/python scripts/precompute_highway.py chi --mean-field-only
 
 Each sweep writes ``book/data/highway_<sweep>.json`` (or ``--out``) through :func:`skipnet.store.save_result`, with
 this command and the configuration. CPU seconds on one loaded core (an idle one is about twice as fast):
@@ -18,7 +19,9 @@ this command and the configuration. CPU seconds on one loaded core (an idle one 
   layer-wise relative (LARS-like) steps (:func:`~skipnet.experiments.degradation.intervention_run`);
 * ``hessian``: the Hessian's extreme eigenvalues at the trained weights (Lanczos on Hessian-vector products) and a
   filter-normalized loss slice, for plain-20, residual-20, residual-56 (and plain-56) after the chapter's budget;
-* ``chi``: the gradient ratio over (weight gain, depth) of the chi phase diagram, three activations, three variants.
+* ``chi``: the gradient ratio over (weight gain, depth) of the chi phase diagram, three activations, three variants
+  (about 250 s); with ``--mean-field-only``, only its mean-field columns (``predicted``, ``critical_gain``) are
+  recomputed (a few seconds) and the stored measurements are kept, with the command that made them.
 
 Rows are also appended, as they come, to ``<out>.partial.jsonl`` (a long sweep can be read before it ends).
 """
@@ -104,10 +107,31 @@ def _rows_hessian(args, log):
 
 def _rows_chi(args, log):
     from skipnet.experiments import highway as hw
+    if args.mean_field_only:
+        return _chi_mean_field_only(args)
     data = hw.chi_phase(seeds=args.seeds, progress=lambda f, text, _: print(f"{f:.0%} {text}", flush=True))
     return data, {"function": "skipnet.experiments.highway.chi_phase", "seeds": args.seeds, "gains": list(hw.CHI_GAINS),
             "n_blocks": list(hw.CHI_DEPTHS), "activations": list(hw.CHI_ACTIVATIONS),
             "variants": list(hw.CHI_VARIANTS), "n_examples": hw.CHI_EXAMPLES, "width": hw.CHI_WIDTH}
+
+
+def _chi_mean_field_only(args):
+    """The stored chi sweep at ``--out`` with its mean-field columns recomputed and its measurements kept."""
+    from skipnet.experiments import highway as hw
+    from skipnet.store import load_result
+    out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    rec = load_result(out)
+    data, config = rec["data"], dict(rec["config"])
+    config.pop("measured_by", None)
+    theory = hw.chi_predictions(data["gains"], data["n_blocks"], config["activations"], config["variants"])
+    data["critical_gain"] = theory["critical_gain"]
+    for key, panel in data["panels"].items():
+        panel["predicted"] = theory["predicted"][key]
+    measured_by = rec["config"].get("measured_by") or {k: rec[k] for k in ("command", "made_with", "created",
+                                                                          "seconds")}
+    config["measured_by"] = measured_by
+    config["predicted"] = "skipnet.experiments.highway.chi_predictions (recomputed; measured kept from measured_by)"
+    return data, config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depths", type=int, nargs="+", default=[56] if sweep in ("lr", "intervention") else [8, 20, 56])
     ap.add_argument("--grid", action="append", help="convergence: DEPTHS:SEEDS, e.g. 8,20,56:0,1,2 (repeatable)")
     ap.add_argument("--epochs", type=int, default=dg.LONG_EPOCHS)
+    ap.add_argument("--mean-field-only", action="store_true",
+                    help="chi: recompute only the mean-field columns of the stored sweep at --out, "
+                         "keep the measurements")
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3])
     default_out = "highway_degradation.json" if sweep == "degradation" else f"highway_{sweep}.json"
     ap.add_argument("--out", type=Path, default=ROOT / "book" / "data" / default_out)

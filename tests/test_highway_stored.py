@@ -187,7 +187,16 @@ def test_chi_sweep_spans_the_critical_lines(chi):
     assert min(chi["gains"]) <= 0.25 and max(chi["gains"]) >= 16
     assert set(chi["panels"]) == {f"{a}, {v}" for a in hw.CHI_ACTIVATIONS for v in hw.CHI_VARIANTS}
     assert chi["critical_gain"]["relu"] == pytest.approx(math.sqrt(2), rel=1e-4)
-    assert 0.98 < chi["critical_gain"]["tanh"] < 1.03 and 8 < chi["critical_gain"]["sigmoid"] < 12
+    assert chi["critical_gain"]["tanh"] == pytest.approx(1.0, abs=1e-6) and 10 < chi["critical_gain"]["sigmoid"] < 10.3
+
+
+def test_chi_sweep_stores_the_mean_field_the_package_computes(chi):
+    """The predicted columns are theory, not measurement: recomputed (a few seconds), they must equal the stored
+    ones, so a change of the mean field cannot leave the chapter's contours and ratios behind."""
+    theory = hw.chi_predictions(chi["gains"], chi["n_blocks"])
+    assert theory["critical_gain"] == pytest.approx(chi["critical_gain"], rel=1e-9)
+    for key, panel in chi["panels"].items():
+        assert np.allclose(panel["predicted"], theory["predicted"][key], rtol=1e-9, atol=1e-12), key
 
 
 def test_claim_plain_stacks_follow_chi(chi):
@@ -203,7 +212,9 @@ def test_claim_plain_stacks_follow_chi(chi):
             for j in range(len(g)):
                 if abs(p[i, j]) >= 1 and abs(math.log(g[j] / crit)) > 0.1:
                     signs.append(np.sign(m[i, j]) == np.sign(math.log(g[j] / crit)))
-    assert len(errs) > 100 and np.median(errs) < 0.15 and np.percentile(errs, 90) < 0.5
+    # stored: median 0.7 %, 90th percentile 5 % over 324 cells (a fixed quadrature that failed at large variance
+    # gave 21 %)
+    assert len(errs) > 100 and np.median(errs) < 0.03 and np.percentile(errs, 90) < 0.1
     assert np.mean(signs) > 0.97                                   # vanishes below chi = 1, explodes above
 
 
@@ -223,7 +234,9 @@ def test_claim_residual_stacks_cannot_vanish_and_the_branch_scale_takes_the_dept
             assert abs(hw.chi_network("relu", "branch/sqrt(L)", math.sqrt(2), d, s)["log_ratio"]) < 1
     relu = np.nanmean(measured(chi, "relu, residual"), axis=2)
     assert relu[-1].max() > 10                                       # unnormalized residual ReLU explodes when deep
-    # ReLU residual stacks follow the mean field; the saturating activations' residual stacks grow less than it says
+    # residual stacks follow the mean field for all three activations. Stored, over the cells where it predicts at
+    # least a decade: median ratio measured / predicted 1.00 for each, every cell between 0.75 and 1.09 (the lowest
+    # at tanh's largest gain and depth, a width-64 shortfall that shrinks with width: tests/test_highway_probes.py).
     m, p = np.nanmean(measured(chi, "relu, residual"), axis=2), np.array(chi["panels"]["relu, residual"]["predicted"])
     big = np.abs(p) >= 1
     assert np.median(np.abs(m[big] - p[big]) / np.abs(p[big])) < 0.05
@@ -231,8 +244,10 @@ def test_claim_residual_stacks_cannot_vanish_and_the_branch_scale_takes_the_dept
         key = f"{act}, residual"
         m, p = np.nanmean(measured(chi, key), axis=2), np.array(chi["panels"][key]["predicted"])
         big = p >= 1
-        assert big.sum() >= 10 and np.all(m[big] < p[big]), act
-        assert np.median(m[big] / p[big]) < 0.9, act
+        ratio = m[big] / p[big]
+        assert big.sum() >= 10 and abs(np.median(ratio) - 1) < 0.05, act
+        assert np.all((ratio > 0.7) & (ratio < 1.2)), act
+        assert np.mean(ratio < 1) < 0.75, act                       # not below the mean field in every cell
 
 
 def test_claim_tanh_at_its_critical_gain_decays_slowly(chi):

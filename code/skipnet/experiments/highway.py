@@ -404,31 +404,37 @@ CHI_DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128)
 CHI_WIDTH = 64
 CHI_EXAMPLES = 256
 MAX_CHI_BLOCKS = 256
+MAX_CHI_WIDTH = 4096
 _DEFAULT_GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "sigmoid": 1.0}   # He init; Glorot x PyTorch's gain
 
 
-def chi_config(activation: str, variant: str, n_blocks: int) -> ModelConfig:
-    """The digits MLP of the phase diagram: width 64, one weight layer a block, pre-activation (``x + W phi(x)``
-    or, plain, ``W phi(x)``), no normalization, zero biases."""
+def chi_config(activation: str, variant: str, n_blocks: int, width: int = CHI_WIDTH) -> ModelConfig:
+    """The digits MLP of the phase diagram: width 64 (or ``width``), one weight layer a block, pre-activation
+    (``x + W phi(x)`` or, plain, ``W phi(x)``), no normalization, zero biases."""
     check_choice("activation", activation, CHI_ACTIVATIONS)
     check_choice("variant", variant, CHI_VARIANTS)
     check_int("n_blocks", n_blocks, 1, MAX_CHI_BLOCKS)
-    return PROFILE_MODEL.with_(n_blocks=n_blocks, width=CHI_WIDTH, activation=activation, norm="none",
+    check_int("width", width, 1, MAX_CHI_WIDTH)
+    return PROFILE_MODEL.with_(n_blocks=n_blocks, width=width, activation=activation, norm="none",
                                residual=variant != "plain",
                                branch_scale="1/sqrt(L)" if variant == "branch/sqrt(L)" else 1.0)
 
 
-def stem_variance(activation: str, n_examples: int = CHI_EXAMPLES) -> float:
+def stem_variance(activation: str, n_examples: int = CHI_EXAMPLES, width: int = CHI_WIDTH) -> float:
     """Mean-field variance of the stream entering the first block: the stem's weight variance (its default
-    init) times the mean squared norm of a digit."""
+    init: He, ``2 / 64``, for ReLU; Glorot, ``gain^2 * 2 / (64 + width)``, for sigmoid and tanh) times the mean
+    squared norm of a digit."""
     X, _ = _mlp_batch(n_examples, torch.float64)
-    return _DEFAULT_GAIN[activation] ** 2 / X.shape[1] * float((X ** 2).sum(1).mean())
+    fan_in = X.shape[1]
+    var_w = 2.0 / fan_in if activation == "relu" else _DEFAULT_GAIN[activation] ** 2 * 2.0 / (fan_in + width)
+    return var_w * float((X ** 2).sum(1).mean())
 
 
 def chi_network(activation: str = "tanh", variant: str = "plain", gain: float = 1.0, n_blocks: int = 32,
-                seed: int = 0, n_examples: int = CHI_EXAMPLES) -> dict:
+                seed: int = 0, n_examples: int = CHI_EXAMPLES, width: int = CHI_WIDTH) -> dict:
     """One network of the phase diagram at initialization: every block's weights drawn with standard deviation
-    ``gain / sqrt(64)`` (the stem and head keep their default init), float64, one batch of training digits.
+    ``gain / sqrt(width)`` (the stem and head keep their default init), float64, one batch of training digits.
+    The mean field is the limit of infinite width; ``width`` (64 in the diagram) lets one watch it approach.
 
     Returns ``log_ratio`` (measured ``log10 ||dL/dx_0|| / ||dL/dx_L||``, ``None`` if not finite), ``profile``
     (``log10 ||dL/dx_l|| / ||dL/dx_L||`` for every block input and the output), the mean-field ``predicted``
@@ -437,7 +443,7 @@ def chi_network(activation: str = "tanh", variant: str = "plain", gain: float = 
     """
     check_float("gain", gain, 0.01, 100.0)
     check_seed(seed)
-    cfg = chi_config(activation, variant, n_blocks)
+    cfg = chi_config(activation, variant, n_blocks, width)
     net = build_model(cfg, seed=seed).double()
     factor = gain / _DEFAULT_GAIN[activation]
     with torch.no_grad():
@@ -450,8 +456,24 @@ def chi_network(activation: str = "tanh", variant: str = "plain", gain: float = 
         profile = np.log10(norms) - np.log10(norms[-1])
     ok = np.isfinite(profile[0])
     return {"log_ratio": float(profile[0]) if ok else None, "profile": profile,
-            "predicted": meanfield.predicted_profile(activation, gain, n_blocks, variant, stem_variance(activation)),
+            "predicted": meanfield.predicted_profile(activation, gain, n_blocks, variant,
+                                                     stem_variance(activation, n_examples, width)),
             "chi": meanfield.fixed_point_chi(activation, gain)}
+
+
+def chi_predictions(gains: Iterable[float] = CHI_GAINS, n_blocks: Iterable[int] = CHI_DEPTHS,
+                    activations: Iterable[str] = CHI_ACTIVATIONS, variants: Iterable[str] = CHI_VARIANTS) -> dict:
+    """The mean-field half of :func:`chi_phase`, no network built: ``{"critical_gain": {act: g},
+    "predicted": {"tanh, plain": [depth][gain], ...}}``, each cell
+    :func:`skipnet.probes.meanfield.predicted_log_ratio` from the stem's variance (a few seconds)."""
+    gains, depths = [float(g) for g in gains], list(n_blocks)
+    predicted = {}
+    for act in activations:
+        q0 = stem_variance(act)
+        for var in variants:
+            predicted[f"{act}, {var}"] = [[meanfield.predicted_log_ratio(act, g, d, var, q0) for g in gains]
+                                          for d in depths]
+    return {"critical_gain": {a: meanfield.critical_gain(a) for a in activations}, "predicted": predicted}
 
 
 def chi_phase(seeds: Iterable[int] = (0, 1, 2), gains: Iterable[float] = CHI_GAINS,
@@ -460,23 +482,24 @@ def chi_phase(seeds: Iterable[int] = (0, 1, 2), gains: Iterable[float] = CHI_GAI
     """The phase diagram: measured and mean-field ``log10 ||dL/dx_0|| / ||dL/dx_L||`` over (gain, depth) for each
     activation and variant. Returns plain data: ``{"gains", "n_blocks", "seeds", "critical_gain": {act: g},
     "panels": {"tanh, plain": {"measured": [depth][gain][seed], "predicted": [depth][gain]}, ...}}``
-    (``None`` where a measurement was not finite)."""
+    (``None`` where a measurement was not finite; ``predicted`` from :func:`chi_predictions`)."""
     gains, depths, seeds = [float(g) for g in gains], list(n_blocks), list(seeds)
     activations, variants = list(activations), list(variants)
     panels, done, total = {}, 0, len(activations) * len(variants) * len(depths)
     for act in activations:
-        q0 = stem_variance(act)
         for var in variants:
-            measured, predicted = [], []
+            measured = []
             for d in depths:
                 measured.append([[chi_network(act, var, g, d, s)["log_ratio"] for s in seeds] for g in gains])
-                predicted.append([meanfield.predicted_log_ratio(act, g, d, var, q0) for g in gains])
                 done += 1
                 if progress is not None and progress(done / total, f"{act}, {var}, {d} blocks", None) is False:
                     break
-            panels[f"{act}, {var}"] = {"measured": measured, "predicted": predicted}
-    return {"gains": gains, "n_blocks": depths, "seeds": seeds,
-            "critical_gain": {a: meanfield.critical_gain(a) for a in activations}, "panels": panels}
+            panels[f"{act}, {var}"] = {"measured": measured}
+    theory = chi_predictions(gains, depths, activations, variants)
+    for key, panel in panels.items():
+        panel["predicted"] = theory["predicted"][key][:len(panel["measured"])]
+    return {"gains": gains, "n_blocks": depths, "seeds": seeds, "critical_gain": theory["critical_gain"],
+            "panels": panels}
 
 
 # -- curvature at the trained weights (Li et al. 2018) ------------------------------------------------

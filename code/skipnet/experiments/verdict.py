@@ -70,6 +70,7 @@ def noise_evidence(noise: dict, label: str = "residual-56", m: int = 6, margin: 
             WRONG: "deleting the branches costs nothing: they add no useful perturbation",
             OPEN: "the usefulness of the branches, or how input-specific they are, was not decided over these seeds",
         }[verdict]
+        n["p"] = c["specific"].p
         measure = (f"{m} branches of {label} replaced by their output on another image: {n['other']:.0%} correct, "
                    f"against {n['delete']:.0%} deleted and {n['intact']:.0%} intact (worse than deleted in "
                    f"{n['worse_seeds']} of {n['seeds']} seeds; {p_words(c['specific'])})")
@@ -147,11 +148,11 @@ def rnn_evidence(recall: list[dict], depth: list[dict], noresid: list[dict], lag
                                                   and r["placement"] == placement], lambda r: r["train_loss"]))
     claims = {
         "carousel": (np.log2(lstm), np.log2(tanh), f"'{carousel}' solves longer recall lags than '{rnn}' (log2 T)",
-                     {"margin": lag_margin, "fmt": ".1f"}),
+                     {"margin": lag_margin, "fmt": ".1f", "unit": "log2 lag"}),
         "transformer": (nr_loss, res_loss, f"the {nr_blocks}-block Transformer without skips (best lr) ends above "
-                        f"the residual {placement}-LN one (training loss)", {"fmt": ".2f"}),
+                        f"the residual {placement}-LN one (training loss)", {"fmt": ".2f", "unit": "nats"}),
         "forget": (np.log2(fg), np.log2(lstm), f"'{gated}' (bias 1) solves shorter recall lags than '{carousel}' (log2 T)",
-                   {"fmt": ".1f"})}
+                   {"fmt": ".1f", "unit": "log2 lag"})}
     numbers = {"tanh": longest.get(rnn, 0), "tanh128": longest.get("tanh RNN, width 128", 0),
                "lstm": longest.get(carousel, 0), "lstm_fg": longest.get(gated, 0),
                "linear": longest.get("linear attention", 0), "max_T": max(r["seq_len"] for r in recall),
@@ -222,9 +223,9 @@ def messy_evidence(decode: dict, n_blocks: int | None = None, kinds=("residual",
     x_s, x_t, seeds = pair(probe(sum_kind, "x0"), probe(twin, "x0"))
     w_s, w_t, _ = pair(probe(sum_kind, "worst"), probe(twin, "worst"))
     claims = {"input": (x_s, x_t, f"after {n} blocks a linear probe reads more of the input from the {sum_kind} "
-                        f"stream than from the {twin} twin (test R^2)", {}),
+                        f"stream than from the {twin} twin (test R^2)", {"unit": "R^2"}),
               "writes": (w_s, w_t, f"after {n} blocks a linear probe reads more of the worst-kept block output from the "
-                         f"{sum_kind} stream than from the {twin} twin (test R^2)", {})}
+                         f"{sum_kind} stream than from the {twin} twin (test R^2)", {"unit": "R^2"})}
     numbers = {"n_blocks": n, "seeds": len(seeds),
                **{f"{kind}_{what}": median(list(probe(kind, what).values()))
                   for kind in ("residual", "plain", "dense") for what in ("x0", "worst", "class")}}

@@ -63,10 +63,10 @@ def highway_evidence(convergence: list[dict], intervention: list[dict], target: 
     claims = {
         "speed": (np.log10(plain), np.log10(res), f"plain-{depth} needs more steps than residual-{depth} to a "
                   f"training loss of {target:g} (log10 steps, censored at the budget)",
-                  {"margin": math.log10(speed_margin), "fmt": ".2f"}),
+                  {"margin": math.log10(speed_margin), "fmt": ".2f", "unit": "log10 steps"}),
         "intervention": (np.log10(ip) - math.log10(int_ratio), np.log10(ir), f"with a healthy gradient, plain-56 "
                          f"still ends more than {int_ratio:g}x above residual-56 (log10 loss minus "
-                         f"log10 {int_ratio:g})", {"fmt": ".2f"})}
+                         f"log10 {int_ratio:g})", {"fmt": ".2f", "unit": "log10 loss"})}
 
     def decide(d):
         s = d("speed")
@@ -141,9 +141,9 @@ def identity_evidence(zero_gamma: dict, zero_gamma_long: dict, fit_fair: dict,
                "long_ratio": float(10 ** np.mean(np.log10(l56) - np.log10(l20))), "depth_margin": depth_margin}
     claims = {
         "long": (np.log10(l56), np.log10(l20), f"residual-{deep_d} ends above residual-{shallow} after "
-                 f"{steps_long} steps (log10 training loss)", {"margin": math.log10(depth_margin)}),
+                 f"{steps_long} steps (log10 training loss)", {"margin": math.log10(depth_margin), "unit": "log10 loss"}),
         "short": (np.log10(s56), np.log10(s20), f"residual-{deep_d} ends above residual-{shallow} after "
-                  f"{steps_short} steps (log10 training loss)", {})}
+                  f"{steps_short} steps (log10 training loss)", {"unit": "log10 loss"})}
 
     def decide(d):
         long_ = d("long")
@@ -196,7 +196,7 @@ def overfitting_evidence(gaps: dict, levels=(0.1, 0.05, 0.03, 0.02), depths=(8, 
     pd_, rd_, _ = pair(final(f"{plain_l}-{deep}", "train_loss"), final(f"{res_l}-{deep}", "train_loss"))
     claims = {"underfit": (np.log10(pd_) - math.log10(underfit_ratio), np.log10(rd_),
                            f"{plain_l}-{deep} ends more than {underfit_ratio:g}x above {res_l}-{deep} in training "
-                           f"loss (log10)", {})}
+                           f"loss (log10)", {"unit": "log10 loss"})}
     for d in depths:
         # the mean gap over the levels that every run of both twins reached, one number per seed
         ga = {lv: by_seed(gaps[f"{plain_l}-{d}"], lambda r, lv=lv: interpolated_gap(r["evals"], lv)) for lv in levels}
@@ -205,7 +205,7 @@ def overfitting_evidence(gaps: dict, levels=(0.1, 0.05, 0.03, 0.02), depths=(8, 
         a, b, _ = pair({s: np.mean([ga[lv][s] for lv in ok]) for s in ga[ok[0]]},
                        {s: np.mean([gb[lv][s] for lv in ok]) for s in gb[ok[0]]})
         claims[f"gap{d}"] = (a, b, f"at equal training loss ({len(ok)} levels), {plain_l}-{d}'s generalization "
-                             f"gap is larger than {res_l}-{d}'s (nats)", {"margin": gap_margin, "fmt": ".3f"})
+                             f"gap is larger than {res_l}-{d}'s (nats)", {"margin": gap_margin, "fmt": ".3f", "unit": "nats"})
 
     def mean_final(label, key):
         return float(np.mean(list(final(label, key).values())))
@@ -238,6 +238,7 @@ def overfitting_evidence(gaps: dict, levels=(0.1, 0.05, 0.03, 0.02), depths=(8, 
         measure = (f"{plain_l}-{deep} training loss {n['plain_deep_loss']:.2f} against {n['res_deep_loss']:.3f} "
                    f"({p_words(c['underfit'])}); gap difference at equal loss: {gaps_txt}")
         n["matched_min_p"] = min(c[x].p for x in gap_names)
+        n["matched_max_p_equiv"] = max(c[x].p_equiv for x in gap_names)
         return reason, measure
 
     series = {label: {"train_loss": mean_final(label, "train_loss"),

@@ -1,21 +1,12 @@
 """What every verdict rule of the closing chapter (``verdict``) shares: the verdict words, the margins stated in
-advance, the pairing by seed, and :func:`settle`, which decides every rule from one Holm family.
+advance (each with its justification), the pairing by seed, and :func:`settle`, which decides every rule from one
+Holm family of its paired comparisons (:mod:`skipnet.inference`).
 
-The rules themselves are in :mod:`skipnet.experiments.verdict_rules` and :mod:`skipnet.experiments.verdict`.
-
-Nothing here trains. Each ``judge_*`` function takes stored records (as :func:`skipnet.store.load_result` returns
-them) and returns a :class:`Verdict`. Every deciding contrast is a paired comparison over seeds through
-:mod:`skipnet.inference` (exact sign-flip test, t interval, TOST against a margin stated here as a named constant);
-:func:`judge_all` puts the claims of all six rules into one :class:`~skipnet.inference.Family`, Holm-adjusted,
-and each rule reads the adjusted outcomes. A rule says "wrong" only from a difference detected in the other
-direction or from an equivalence within its margin, never from a large p; otherwise it says "open".
-
-``Verdict.lean`` is the answer the rule would give if every observed direction held (each contrast's sign where
-it was not decided): it is what a confirmation on fresh seeds would test, not a verdict.
-
-The rules were written after the sweeps they judge were stored (exploratory); five seeds can never reach p < 0.05
-with an exact test, so most verdicts here are "open" until a confirmation on at least ten fresh seeds.
-The negative controls and the sensitivity table are in :mod:`skipnet.experiments.verdict_controls`.
+A rule is an :class:`Evidence`: its numbers, its paired claims and a decision that reads only each claim's
+direction (``higher``, ``lower``, ``equivalent`` or ``not detected``). :func:`settle` calls the decision twice: with
+the outcomes of the family (the verdict), and with each undecided claim's observed direction (the lean: within
+its margin if it has one, else the sign of its mean), which is what a confirmation on fresh seeds would test.
+The rules are in :mod:`skipnet.experiments.verdict_rules` (1-3) and :mod:`skipnet.experiments.verdict` (4-6).
 """
 from __future__ import annotations
 
@@ -35,21 +26,26 @@ __all__ = ["HOLDS", "QUALIFIED", "WRONG", "OPEN", "VERDICTS", "ALPHA", "SPEED_MA
 HOLDS, QUALIFIED, WRONG, OPEN = "holds", "holds, with a qualification", "wrong", "open"
 VERDICTS = (HOLDS, QUALIFIED, WRONG, OPEN)
 
-#: A speed-up below 1.5x in steps to the target is "as fast": the claim is that skips make deep nets *train*,
-#: an order-of-magnitude effect in the highway chapter; 1.5x is within what one learning-rate step changes.
+# The margins and ratios below were fixed with the rules, after the sweeps were stored (exploratory); the
+# sensitivity table (:mod:`skipnet.experiments.verdict_controls`) shows each verdict at other values.
+#: Plain and residual nets reach the target "as fast" if their steps differ by less than 1.5x: the thread says skips
+#: let deep nets *train*, a claim about several-fold differences, not about a speed-up of a few tens of percent.
 SPEED_MARGIN = 1.5
-#: The healthy-gradient plain net "still does not train" if it ends more than ten times above the residual net.
+#: The healthy-gradient plain net "still does not train" if it ends more than ten times (an order of magnitude)
+#: above the residual net in training loss: slower training would close part of that gap, not leave it.
 INT_RATIO = 10.0
-#: "Depth made it no worse": the deeper net's training loss within a factor two of the shallower one's.
+#: "Depth made it no worse": the deeper net's training loss within a factor two of the shallower one's; the claim
+#: is about whether depth hurts the fit, and a factor two is small against the orders of magnitude between a net
+#: that fits and one that does not.
 DEPTH_MARGIN = 2.0
 #: Generalization gaps (test minus training loss, nats) within 0.05 of each other do not differ: 0.05 nats is a
 #: 5 % change of the test likelihood (e^0.05 = 1.05), small against the near-chance loss a deep plain net ends at.
 GAP_MARGIN = 0.05
-#: "The deep plain net underfits": its training loss more than ten times the residual twin's.
+#: "The deep plain net underfits": its training loss more than ten times (an order of magnitude) the residual twin's.
 UNDERFIT_RATIO = 10.0
 #: One point of test accuracy (about four of the 359 test digits) is "no difference" between two replacements.
 NOISE_MARGIN = 0.01
-#: Recall lags within a factor two (one step of the swept lags 5, 10, 20, 40) are "the same".
+#: Recall lags within a factor two (one step of the swept lags 5, 10, 20, 40) are "the same" (in log2 T).
 LAG_MARGIN = 1.0
 
 #: The stored sweeps each verdict reads (files in ``book/data``).

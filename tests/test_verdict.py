@@ -281,7 +281,7 @@ def test_noise_decides_with_ten_seeds(stored):
     assert vd.judge_noise(noise).verdict == vd.QUALIFIED
 
 
-# -- the sensitivity table ----------------------------------------------------------------------------------------------
+# -- the sensitivity table ------------------------------------------------------------------------------------------
 def test_sensitivity_rows_recomputed(stored):
     rows = vc.sensitivity(stored)
     keys = {(r["rule"], r["constant"], r["value"]) for r in rows}

@@ -3,7 +3,8 @@
 Nothing here trains. Each ``judge_*`` function takes stored records (as :func:`skipnet.store.load_result` returns
 them) and returns a :class:`Verdict`. Every deciding contrast is a paired comparison over seeds through
 :mod:`skipnet.inference`; :func:`judge_all` puts the claims of all six rules into one Holm family
-(:func:`verdict_family`) and decides each rule from the adjusted outcomes (:func:`skipnet.experiments.verdict_base.settle`).
+(:func:`verdict_family`) and decides each rule from the adjusted outcomes
+(:func:`skipnet.experiments.verdict_base.settle`).
 A rule says "wrong" only from a difference detected in the other direction or an equivalence within a margin stated
 in advance; otherwise "open". ``Verdict.lean`` is the answer if every observed direction held: what a confirmation
 on fresh seeds would test, not a verdict.
@@ -45,12 +46,14 @@ def noise_evidence(noise: dict, label: str = "residual-56", m: int = 6, margin: 
     other, delete, _ = pair(acc("other image"), acc("delete"))
     intact, _, _ = pair(by_seed(recs, lambda r: float(r["no_first"]["intact"])), acc("delete"))
     kw = {"margin": margin, "scale": 100, "unit": "points", "fmt": ".1f"}
-    claims = {"useful": (intact, delete, f"deleting {m} branches of {label} costs test accuracy (intact - deleted)", kw),
+    claims = {"useful": (intact, delete, f"deleting {m} branches of {label} costs test accuracy (intact - deleted)",
+                         kw),
               "specific": (other, delete, f"{m} branches of {label} answering for another image do better than "
                            "deleted (another image - deleted)", kw)}
     numbers = {"label": label, "m": m, "seeds": len(recs), "intact": float(np.mean(intact)),
                "delete": float(np.mean(delete)), "other": float(np.mean(other)),
-               "noise": float(np.mean(list(acc("noise").values()))), "diff_points": 100 * float(np.mean(other - delete)),
+               "noise": float(np.mean(list(acc("noise").values()))),
+               "diff_points": 100 * float(np.mean(other - delete)),
                "worse_seeds": int(np.sum(other < delete)), "margin_points": 100 * margin}
 
     def decide(d):
@@ -151,7 +154,8 @@ def rnn_evidence(recall: list[dict], depth: list[dict], noresid: list[dict], lag
                      {"margin": lag_margin, "fmt": ".1f", "unit": "log2 lag"}),
         "transformer": (nr_loss, res_loss, f"the {nr_blocks}-block Transformer without skips (best lr) ends above "
                         f"the residual {placement}-LN one (training loss)", {"fmt": ".2f", "unit": "nats"}),
-        "forget": (np.log2(fg), np.log2(lstm), f"'{gated}' (bias 1) solves shorter recall lags than '{carousel}' (log2 T)",
+        "forget": (np.log2(fg), np.log2(lstm),
+                   f"'{gated}' (bias 1) solves shorter recall lags than '{carousel}' (log2 T)",
                    {"fmt": ".1f", "unit": "log2 lag"})}
     numbers = {"tanh": longest.get(rnn, 0), "tanh128": longest.get("tanh RNN, width 128", 0),
                "lstm": longest.get(carousel, 0), "lstm_fg": longest.get(gated, 0),
@@ -224,7 +228,8 @@ def messy_evidence(decode: dict, n_blocks: int | None = None, kinds=("residual",
     w_s, w_t, _ = pair(probe(sum_kind, "worst"), probe(twin, "worst"))
     claims = {"input": (x_s, x_t, f"after {n} blocks a linear probe reads more of the input from the {sum_kind} "
                         f"stream than from the {twin} twin (test R^2)", {"unit": "R^2"}),
-              "writes": (w_s, w_t, f"after {n} blocks a linear probe reads more of the worst-kept block output from the "
+              "writes": (w_s, w_t, f"after {n} blocks a linear probe reads more of the worst-kept block output "
+                         f"from the "
                          f"{sum_kind} stream than from the {twin} twin (test R^2)", {"unit": "R^2"})}
     numbers = {"n_blocks": n, "seeds": len(seeds),
                **{f"{kind}_{what}": median(list(probe(kind, what).values()))

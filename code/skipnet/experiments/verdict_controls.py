@@ -63,6 +63,11 @@ def _useless_branches(nf, j):      # branches whose output is worth nothing: the
     nf["delete"][j] = [nf["intact"]] * len(nf["delete"][j])
 
 
+def _swap_kind(label: str) -> str:
+    kind, depth = label.split("-", 1)
+    return f"{ {'plain': 'residual', 'residual': 'plain'}[kind]}-{depth}"
+
+
 def _swap_labels(rows, a, b):
     rows = copy.deepcopy(rows)
     for r in rows:
@@ -75,7 +80,8 @@ CONTROLS = (
             lambda s: judge_highway(s["highway_convergence"], s["highway_intervention"], depth=_shallow_depth(s)),
             "verdict", WRONG),
     Control("highway", "plain and residual labels swapped",
-            lambda s: judge_highway(_swap_residual(s["highway_convergence"]), s["highway_intervention"]), "lean", WRONG),
+            lambda s: judge_highway(_swap_residual(s["highway_convergence"]), s["highway_intervention"]),
+            "lean", WRONG),
     Control("identity", "the long budget replaced by the short one, where depth still costs",
             lambda s: judge_identity(s["identity_zero_gamma"], s["identity_zero_gamma"], s["identity_fit_fair"]),
             "lean", WRONG),
@@ -83,8 +89,7 @@ CONTROLS = (
             lambda s: judge_identity(s["identity_zero_gamma"], s["identity_zero_gamma_long"], s["identity_fit_fair"],
                                      depths=(20, 20)), "verdict", HOLDS),
     Control("overfitting", "plain and residual labels swapped",
-            lambda s: judge_overfitting({k.replace("plain", "@").replace("residual", "plain").replace("@", "residual"): v
-                                         for k, v in s["ensemble_gaps"].items()}), "lean", OPEN),
+            lambda s: judge_overfitting({_swap_kind(k): v for k, v in s["ensemble_gaps"].items()}), "lean", OPEN),
     Control("noise", "another image is the same image (the intact net)",
             lambda s: judge_noise(_noise_with(s, _same_image)), "lean", HOLDS),
     Control("noise", "another image's output is nothing at all (deletion)",
@@ -116,7 +121,8 @@ CONSTANTS = {
     "highway": {"target": (0.1, (1.0, 0.5, 0.2, 0.1)), "depth": (56, (44, 56, 110)),
                 "speed_margin": (SPEED_MARGIN, (1.25, 1.5, 2.0, 3.0)), "int_ratio": (INT_RATIO, (3.0, 10.0, 30.0))},
     "identity": {"depth_margin": (DEPTH_MARGIN, (1.5, 2.0, 4.0))},
-    "overfitting": {"gap_margin": (GAP_MARGIN, (0.02, 0.05, 0.1)), "underfit_ratio": (UNDERFIT_RATIO, (3.0, 10.0, 30.0)),
+    "overfitting": {"gap_margin": (GAP_MARGIN, (0.02, 0.05, 0.1)),
+                    "underfit_ratio": (UNDERFIT_RATIO, (3.0, 10.0, 30.0)),
                     "levels": ((0.1, 0.05, 0.03, 0.02), ((0.1,), (0.05,), (0.1, 0.05, 0.03, 0.02)))},
     "noise": {"m": (6, (1, 2, 4, 6, 9, 13)), "label": ("residual-56", ("residual-56", "residual-20")),
               "margin": (NOISE_MARGIN, (0.005, 0.01, 0.02))},

@@ -141,7 +141,8 @@ def identity_evidence(zero_gamma: dict, zero_gamma_long: dict, fit_fair: dict,
                "long_ratio": float(10 ** np.mean(np.log10(l56) - np.log10(l20))), "depth_margin": depth_margin}
     claims = {
         "long": (np.log10(l56), np.log10(l20), f"residual-{deep_d} ends above residual-{shallow} after "
-                 f"{steps_long} steps (log10 training loss)", {"margin": math.log10(depth_margin), "unit": "log10 loss"}),
+                 f"{steps_long} steps (log10 training loss)",
+                 {"margin": math.log10(depth_margin), "unit": "log10 loss"}),
         "short": (np.log10(s56), np.log10(s20), f"residual-{deep_d} ends above residual-{shallow} after "
                   f"{steps_short} steps (log10 training loss)", {"unit": "log10 loss"})}
 
@@ -205,7 +206,8 @@ def overfitting_evidence(gaps: dict, levels=(0.1, 0.05, 0.03, 0.02), depths=(8, 
         a, b, _ = pair({s: np.mean([ga[lv][s] for lv in ok]) for s in ga[ok[0]]},
                        {s: np.mean([gb[lv][s] for lv in ok]) for s in gb[ok[0]]})
         claims[f"gap{d}"] = (a, b, f"at equal training loss ({len(ok)} levels), {plain_l}-{d}'s generalization "
-                             f"gap is larger than {res_l}-{d}'s (nats)", {"margin": gap_margin, "fmt": ".3f", "unit": "nats"})
+                             f"gap is larger than {res_l}-{d}'s (nats)",
+                             {"margin": gap_margin, "fmt": ".3f", "unit": "nats"})
 
     def mean_final(label, key):
         return float(np.mean(list(final(label, key).values())))
@@ -233,7 +235,8 @@ def overfitting_evidence(gaps: dict, levels=(0.1, 0.05, 0.03, 0.02), depths=(8, 
             HOLDS: "at equal training loss the residual network generalizes better",
             WRONG: (f"the deep plain net underfits, it does not overfit; at equal training loss the generalization "
                     f"gaps are equivalent within {gap_margin:g} nats"),
-            OPEN: "the underfitting of the deep plain net, or the equivalence of the gaps, was not established"}[verdict]
+            OPEN: "the underfitting of the deep plain net, or the equivalence of the gaps, was not established",
+        }[verdict]
         gaps_txt = "; ".join(f"{x[3:]} layers {c[x].effect} (TOST p {c[x].p_equiv:.3f})" for x in gap_names)
         measure = (f"{plain_l}-{deep} training loss {n['plain_deep_loss']:.2f} against {n['res_deep_loss']:.3f} "
                    f"({p_words(c['underfit'])}); gap difference at equal loss: {gaps_txt}")

@@ -123,7 +123,8 @@ CONSTANTS = {
     "identity": {"depth_margin": (DEPTH_MARGIN, (1.5, 2.0, 4.0))},
     "overfitting": {"gap_margin": (GAP_MARGIN, (0.02, 0.05, 0.1)),
                     "underfit_ratio": (UNDERFIT_RATIO, (3.0, 10.0, 30.0)),
-                    "levels": ((0.1, 0.05, 0.03, 0.02), ((0.1,), (0.05,), (0.1, 0.05, 0.03, 0.02)))},
+                    "levels": ((0.1, 0.05, 0.03, 0.02), ((0.1,), (0.05,), (0.1, 0.05, 0.03, 0.02))),
+                    "depths": ((8, 20), ((8,), (20,), (8, 20)))},
     "noise": {"m": (6, (1, 2, 4, 6, 9, 13)), "label": ("residual-56", ("residual-56", "residual-20")),
               "margin": (NOISE_MARGIN, (0.005, 0.01, 0.02))},
     "rnn": {"lag_margin": (LAG_MARGIN, (0.5, 1.0, 2.0))},
@@ -153,7 +154,7 @@ _SHORT = {HOLDS: "holds", QUALIFIED: "qualified", WRONG: "wrong", OPEN: "open"}
 
 
 def _value(x) -> str:
-    return "/".join(f"{y:g}" for y in x) if isinstance(x, tuple) else f"{x:g}" if isinstance(x, float) else str(x)
+    return "/".join(_value(y) for y in x) if isinstance(x, tuple) else f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def sensitivity_table(rows: list[dict]) -> str:

@@ -37,7 +37,7 @@ from skipnet.data import load_digits
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
 from skipnet.probes.lesions import recalibrated
-from skipnet.store import parse_seeds, start_sweep, tagged
+from skipnet.store import SweepMismatch, parse_seeds, start_sweep, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -99,8 +99,12 @@ def main(argv=None) -> int:
     written = [name for name in files if name in set().union(*(wanted[p] for p in parts))]
     outputs = {name: tagged(out / f"ensemble_{name}.json", args.tag) for name in written}
     run_name = "ensemble" if parts == set(PARTS) else "ensemble_" + "+".join(p for p in PARTS if p in parts)
-    sweep = start_sweep(outputs.values(), command, config, args.seeds, script=__file__, tag=args.tag,
-                        restart=args.restart, state=tagged(out / f"{run_name}.json", args.tag).with_suffix(".parts"))
+    try:
+        sweep = start_sweep(outputs.values(), command, config, args.seeds, script=__file__, tag=args.tag,
+                            restart=args.restart, state=tagged(out / f"{run_name}.json", args.tag).with_suffix(".parts"))
+    except SweepMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if sweep is None:
         return 0
     t_start = time.perf_counter()

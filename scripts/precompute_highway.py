@@ -34,7 +34,7 @@ from pathlib import Path
 
 from skipnet.data import load_digits
 from skipnet.experiments import degradation as dg
-from skipnet.store import parse_seeds, start_sweep, tagged
+from skipnet.store import SweepMismatch, parse_seeds, start_sweep, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         opened[0].finish({out: data})
     except _Complete:
         return 0
+    except SweepMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         for s in opened:
             s.__exit__()

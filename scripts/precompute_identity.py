@@ -47,7 +47,7 @@ from skipnet.experiments.identity_variants import (FAIR_VARIANTS, STUDY_MODEL, S
                                                    train_traced, train_variant)
 from skipnet.probes.branches import branch_stats, shortcut_product_norm
 from skipnet.config import check_int
-from skipnet.store import format_seeds, parse_seeds, start_sweep, tagged
+from skipnet.store import SweepMismatch, format_seeds, parse_seeds, start_sweep, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -301,6 +301,9 @@ def main(argv=None) -> int:
             path, = opened[0].finish({out: data})
         except _Complete:
             continue
+        except SweepMismatch as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         finally:
             for sweep in opened:
                 sweep.__exit__()

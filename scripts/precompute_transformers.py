@@ -36,7 +36,7 @@ from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, PRE_ADAM
                                                      init_depth_sweep, train_triage, triage_row)
 from skipnet.linear_attention import LinearAttentionConfig
 from skipnet.config import check_int
-from skipnet.store import format_seeds, interleave, parse_seeds, start_sweep, tagged
+from skipnet.store import SweepMismatch, format_seeds, interleave, parse_seeds, start_sweep, tagged
 
 N_BLOCKS = (1, 2, 4, 6, 8)
 WARMUP_CONDITIONS = [("post", WARMUP_LR, 0), ("post", WARMUP_LR, WARMUP_STEPS), ("pre", WARMUP_LR, 0),
@@ -232,6 +232,9 @@ def main(argv=None) -> int:
             path, = opened[0].finish({out: data}, config=config)
         except _Complete:
             continue
+        except SweepMismatch as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         finally:
             for sweep in opened:
                 sweep.__exit__()

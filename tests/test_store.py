@@ -318,3 +318,15 @@ def test_confirmation_commands_use_fresh_seeds_and_write_beside_the_stored_files
         sweeps.confirm_commands(["identity_decode"], [4, 100], "confirm")
     with pytest.raises(ValueError, match=r"ensemble_noise: \[24\]"):      # a member net of stored seed 4
         sweeps.confirm_commands(["ensemble_noise"], [24, 100], "confirm")
+
+
+def test_a_piece_reads_back_as_it_was_computed(tmp_path):
+    """A resumed run sees exactly what an uninterrupted one saw: values go through JSON both ways, and changing a
+    returned value does not change the stored one."""
+    with Sweep(tmp_path / "x.parts", "c", {}, [0], log=None) as sweep:
+        first = sweep.run(0, ("a", 1), lambda: {"pair": (1, 2), 3: 0.1})
+        assert first == {"pair": [1, 2], "3": 0.1}
+        first["pair"].append(9)
+        assert sweep.run(0, ("a", 1), lambda: pytest.fail("computed twice")) == {"pair": [1, 2], "3": 0.1}
+    reread = Sweep(tmp_path / "x.parts", "c", {}, [0], log=None)
+    assert reread.run(0, ["a", 1], lambda: pytest.fail("computed twice")) == {"pair": [1, 2], "3": 0.1}

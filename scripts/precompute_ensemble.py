@@ -100,8 +100,9 @@ def main(argv=None) -> int:
     outputs = {name: tagged(out / f"ensemble_{name}.json", args.tag) for name in written}
     run_name = "ensemble" if parts == set(PARTS) else "ensemble_" + "+".join(p for p in PARTS if p in parts)
     try:
+        state = tagged(out / f"{run_name}.json", args.tag).with_suffix(".parts")
         sweep = start_sweep(outputs.values(), command, config, args.seeds, script=__file__, tag=args.tag,
-                            restart=args.restart, state=tagged(out / f"{run_name}.json", args.tag).with_suffix(".parts"))
+                            restart=args.restart, state=state)
     except SweepMismatch as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

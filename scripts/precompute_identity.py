@@ -244,7 +244,8 @@ def section_rezero_alpha(seeds, log, start):
         row = run.row()
         row.update({"init": "rezero", "lr": NO_NORM_TRAIN.lr, "loss": [_r(v, 4) for v in run.history.loss],
                     "alpha_max": [_r(v, 4) for v in run.extra["alpha_max"]]})
-        log(f"rezero_alpha seed={seed}: {row['status']} train_loss={row['train_loss']} max alpha {max(row['alpha_max']):.3g}")
+        log(f"rezero_alpha seed={seed}: {row['status']} train_loss={row['train_loss']} "
+            f"max alpha {max(row['alpha_max']):.3g}")
         return row
     return {"runs": sweep.grid([()], one)}
 

@@ -82,8 +82,10 @@ def test_an_interrupted_sweep_resumes_where_it_stopped_and_writes_the_same_file(
     assert _untimed(a) == _untimed(b)
     assert b["seeds"] == SEEDS and b["command"] == "python make.py --seeds 7 3 12"
     assert not (tmp_path / "cut.parts").exists()               # the pieces go once the file is written
-    # a finished sweep has nothing left to run
+    # a finished sweep has nothing left to run, unless asked to start over
     assert start_sweep([cut], "python make.py --seeds 7 3 12", {"lr": 0.1, "cells": CELLS}, SEEDS, log=None) is None
+    assert start_sweep([cut], "python make.py --seeds 7 3 12", {"lr": 0.1, "cells": CELLS}, SEEDS, log=None,
+                       restart=True) is not None
 
 
 def test_a_real_precompute_script_resumes_seed_by_seed(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ def _check_tag(tag: str) -> str:
 
 
 def tagged(path: str | Path, tag: str | None) -> Path:
-    """``x.json`` -> ``x.<tag>.json`` (the file of a confirmation beside the exploratory one); ``tag=None``: ``path``."""
+    """``x.json`` -> ``x.<tag>.json``, a confirmation's file beside the exploratory one (``tag=None``: ``path``)."""
     path = Path(path)
     if tag is None:
         return path
@@ -411,12 +411,12 @@ def start_sweep(outputs: Iterable[str | Path], command: str, config: dict, seeds
                 script: str | Path | None = None, tag: str | None = None, restart: bool = False,
                 state: str | Path | None = None, log: Callable[[str], Any] | None = print) -> Sweep | None:
     """The :class:`Sweep` that writes ``outputs`` (its pieces in ``state``, default ``<first output>.parts``), or
-    None when they are complete with this command, config, seeds and code. A tagged run (a confirmation) refuses to
-    replace a different stored one unless ``restart``."""
+    None when they are complete with this command, config, seeds and code (``restart``: run it again anyway). A
+    tagged run (a confirmation) refuses to replace a different stored one unless ``restart``."""
     outputs = [Path(p) for p in outputs]
     sweep = Sweep(state or outputs[0].with_suffix(".parts"), command, config, seeds, script=script, restart=restart,
                   log=log)
-    if sweep.finished(outputs, protect=tag is not None) and not sweep.state.exists():
+    if not restart and sweep.finished(outputs, protect=tag is not None) and not sweep.state.exists():
         if log:
             log(f"{', '.join(map(str, outputs))}: complete (same command, config, seeds and code); nothing to run")
         return None

@@ -171,11 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     out = tagged(base, args.tag)
     command = command_for(sweep, argv, args, base)
     data_note = f"load_digits() ({len(load_digits().X_train):,} train, {len(load_digits().X_test):,} test)"
-    opened, config = [], {}
+    opened = []
 
     def start(cfg):
         cfg["data"] = data_note
-        config.update(cfg)
         s = start_sweep([out], command, cfg, args.seeds, script=__file__, tag=args.tag, restart=args.restart)
         if s is None:
             raise _Complete

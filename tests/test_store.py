@@ -332,3 +332,34 @@ def test_a_piece_reads_back_as_it_was_computed(tmp_path):
         assert sweep.run(0, ("a", 1), lambda: pytest.fail("computed twice")) == {"pair": [1, 2], "3": 0.1}
     reread = Sweep(tmp_path / "x.parts", "c", {}, [0], log=None)
     assert reread.run(0, ["a", 1], lambda: pytest.fail("computed twice")) == {"pair": [1, 2], "3": 0.1}
+
+
+def test_a_killed_run_leaves_a_stale_lock_that_the_next_run_takes_over(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    state = tmp_path / "x.parts"
+    state.mkdir()
+    (state / "lock").write_text(dead.stdout)                    # a run killed before it could remove its lock
+    with Sweep(state, "c", {}, [0], log=None) as sweep:
+        sweep.run(0, (), lambda: 1)
+    (state / "lock").write_text(f"{os.getppid()}\n")            # a live process holds it
+    with pytest.raises(RuntimeError, match=f"another process \\(pid {os.getppid()}\\) is running this sweep"):
+        Sweep(state, "c", {}, [0], log=None).__enter__()
+
+
+def test_the_listing_shows_seeds_commands_confirmations_and_unfinished_runs(tmp_path):
+    sweeps = _script("sweeps")
+    (tmp_path / "identity_decode.json").write_text((DATA / "identity_decode.json").read_text())
+    (tmp_path / "identity_fit.json").write_text((DATA / "identity_fit.json").read_text())
+    save_result(tmp_path / "identity_decode.confirm.json", {"runs": []}, {}, "python x --tag confirm",
+                seeds=range(100, 110))
+    with Sweep(tmp_path / "identity_fit.confirm.parts", "c", {}, [100, 101, 102], log=None) as sweep:
+        sweep.run(100, (), lambda: 1)
+        sweep.seed_done(100)
+        sweep.run(101, (), lambda: 1)
+    text = sweeps.listing(tmp_path)
+    assert "* identity_decode: seeds 0-4\n    python scripts/precompute_identity.py --section decode --seeds 5" in text
+    assert "confirm: seeds 100-109, commit " in text and "python x --tag confirm" in text
+    assert "  identity_fit: seeds 0-4" in text                  # not deciding, no confirmation
+    assert "unfinished: identity_fit.confirm.parts: 1 of 3 seeds done (100-100)" in text

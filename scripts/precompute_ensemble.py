@@ -19,10 +19,16 @@ Parts (each file records the command that wrote it):
   ensemble, members deleted).
 
 On one core shared with other jobs: about 10 minutes a seed for ``lesions trials`` (53 minutes for seeds 0-4).
+
+Every study of one seed is stored at once in ``ensemble[_<parts>][.<tag>].parts/`` (skipnet.store.Sweep): a killed
+run restarted with the same command resumes at the first unfinished seed and ends with the same files.
+``--seeds 10-19 --tag confirm`` writes ``ensemble_<name>.confirm.json`` beside the exploratory files (a confirmation
+on fresh seeds).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,7 +37,7 @@ from skipnet.data import load_digits
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
 from skipnet.probes.lesions import recalibrated
-from skipnet.store import save_result
+from skipnet.store import SweepMismatch, parse_seeds, start_sweep, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -49,16 +55,37 @@ MEMBERS = 5             # residual-8 nets in the real ensemble (seeds 5 s .. 5 s
 ZERO_GAMMA = E.DEFAULT_MODEL.with_(init="zero_gamma")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", nargs="+", default=["0", "1", "2", "3", "4"], help="seeds and ranges A-B, e.g. 10-19")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--out", default=str(DATA))
+    ap.add_argument("--tag", default=None, help="write ensemble_<name>.<tag>.json beside the exploratory files")
+    ap.add_argument("--restart", action="store_true", help="discard the stored pieces of an unfinished run")
     args = ap.parse_args(argv)
-    out, parts = Path(args.out), set(args.parts)
+    args.seeds = parse_seeds(args.seeds)
+    if args.tag is not None:
+        tagged(DATA / "x.json", args.tag)                 # checks the tag
+    return args
+
+
+def command_for(args: argparse.Namespace) -> str:
+    """The command that (re)makes the files of this run: rerunning it resumes or repeats the run."""
+    parts = set(args.parts)
     command = "python scripts/precompute_ensemble.py --seeds " + " ".join(map(str, args.seeds))
     if parts != set(PARTS):
         command += " --parts " + " ".join(p for p in PARTS if p in parts)
+    if Path(args.out).resolve() != DATA.resolve():
+        command += " --out " + shlex.quote(args.out)
+    if args.tag:
+        command += " --tag " + args.tag
+    return command
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out, parts = Path(args.out), set(args.parts)
+    command = command_for(args)
     config = {"model": E.DEFAULT_MODEL.as_dict(), "train": E.DEFAULT_TRAIN.as_dict(), "seeds": args.seeds,
               "lesion_nets": LESION_NETS, "gap_nets": GAP_NETS, "n_samples": N_SAMPLES, "swap_ks": SWAP_KS,
               "path_samples": PATH_SAMPLES, "path_batch": T.SPECTRUM_BATCH, "probe_dims": E.PROBE_DIMS,
@@ -69,51 +96,72 @@ def main(argv=None) -> int:
                                    "members")}
     wanted = {"gaps": {"gaps"}, "lesions": {"lesions", "streams"}, "paths": {"paths"},
               "trials": {"spectra", "recal", "noise", "short", "members"}}
-    written = set().union(*(wanted[p] for p in parts))
+    written = [name for name in files if name in set().union(*(wanted[p] for p in parts))]
+    outputs = {name: tagged(out / f"ensemble_{name}.json", args.tag) for name in written}
+    run_name = "ensemble" if parts == set(PARTS) else "ensemble_" + "+".join(p for p in PARTS if p in parts)
+    try:
+        state = tagged(out / f"{run_name}.json", args.tag).with_suffix(".parts")
+        sweep = start_sweep(outputs.values(), command, config, args.seeds, script=__file__, tag=args.tag,
+                            restart=args.restart, state=state)
+    except SweepMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if sweep is None:
+        return 0
     t_start = time.perf_counter()
+    with sweep:
+        for seed in args.seeds:                 # every study of one seed is one stored piece (they share the nets)
+            got = sweep.run(seed, (), lambda seed=seed: one_seed(seed, parts, data))
+            for name, labels in got.items():
+                for label, records in labels.items():
+                    files[name].setdefault(label, []).extend(records)
+            sweep.seed_done(seed)
+            print(f"seed {seed} stored after {time.perf_counter() - t_start:.0f} s", flush=True)
+        sweep.finish({outputs[name]: files[name] for name in written})
+    print(f"done in {time.perf_counter() - t_start:.0f} s ({sweep.seconds:.0f} s of computing)")
+    return 0
+
+
+def one_seed(seed: int, parts: set, data) -> dict:
+    """Every study of ``parts`` for one seed: ``{file name: {label: [record]}}``."""
+    files = {}
 
     def put(name, label, seed, record):
-        files[name].setdefault(label, []).append({"seed": seed, **record})
+        files.setdefault(name, {}).setdefault(label, []).append({"seed": seed, **record})
 
-    for seed in args.seeds:
-        trained = {}
-        if "gaps" in parts:
-            for depth, residual in GAP_NETS:
-                net = E.train_net(depth, residual, seed=seed, data=data)
-                trained[(depth, residual, 0.0)] = net
-                put("gaps", net.label, seed, {"seconds": net.seconds, "status": net.history.status,
-                                              "evals": net.history.evals})
-                print(f"seed {seed} {net.label}: {net.history.status}, train loss {net.train_loss:.4f}, "
-                      f"test acc {net.test_acc:.3f}, {net.seconds:.1f} s", flush=True)
-        if parts & {"lesions", "paths", "trials"}:
-            for depth, residual, drop in LESION_NETS:
-                net = trained.get((depth, residual, drop)) or E.train_net(depth, residual, seed=seed, drop_prob=drop,
-                                                                          data=data)
-                trained[(depth, residual, drop)] = net
-                t0 = time.perf_counter()
-                n = net.model.n_blocks
-                if "lesions" in parts:
-                    study = E.lesion_study(net.net, data, net.label, n_samples=N_SAMPLES, swap_ks=SWAP_KS[n],
-                                           seed=seed, fixed_swaps=residual)
-                    put("lesions", net.label, seed, study.as_dict())
-                    put("streams", net.label, seed, E.stream_study(net.net, data, net.label).as_dict())
-                if "paths" in parts and residual:
-                    put("paths", net.label, seed, E.path_study(net.net, data, n_samples=PATH_SAMPLES,
-                                                               seed=seed).as_dict())
-                print(f"seed {seed} {net.label}: test acc {net.test_acc:.3f} ({net.seconds:.0f} s), "
-                      f"studies {time.perf_counter() - t0:.1f} s", flush=True)
-        if "lesions" in parts:
-            fresh = E.DEFAULT_MODEL.build(seed)
-            calibrated, _ = recalibrated(fresh, data.X_train)
-            put("streams", "residual-56, fresh", seed, E.stream_study(calibrated, data, "residual-56, fresh").as_dict())
-        if "trials" in parts:
-            trials(seed, data, trained, put)
-        seconds = time.perf_counter() - t_start
-        for name in written:
-            save_result(out / f"ensemble_{name}.json", files[name], config, command, seconds)
-        print(f"seed {seed} saved after {seconds:.0f} s", flush=True)
-    print(f"done in {time.perf_counter() - t_start:.0f} s")
-    return 0
+    trained = {}
+    if "gaps" in parts:
+        for depth, residual in GAP_NETS:
+            net = E.train_net(depth, residual, seed=seed, data=data)
+            trained[(depth, residual, 0.0)] = net
+            put("gaps", net.label, seed, {"seconds": net.seconds, "status": net.history.status,
+                                          "evals": net.history.evals})
+            print(f"seed {seed} {net.label}: {net.history.status}, train loss {net.train_loss:.4f}, "
+                  f"test acc {net.test_acc:.3f}, {net.seconds:.1f} s", flush=True)
+    if parts & {"lesions", "paths", "trials"}:
+        for depth, residual, drop in LESION_NETS:
+            net = trained.get((depth, residual, drop)) or E.train_net(depth, residual, seed=seed, drop_prob=drop,
+                                                                      data=data)
+            trained[(depth, residual, drop)] = net
+            t0 = time.perf_counter()
+            n = net.model.n_blocks
+            if "lesions" in parts:
+                study = E.lesion_study(net.net, data, net.label, n_samples=N_SAMPLES, swap_ks=SWAP_KS[n],
+                                       seed=seed, fixed_swaps=residual)
+                put("lesions", net.label, seed, study.as_dict())
+                put("streams", net.label, seed, E.stream_study(net.net, data, net.label).as_dict())
+            if "paths" in parts and residual:
+                put("paths", net.label, seed, E.path_study(net.net, data, n_samples=PATH_SAMPLES,
+                                                           seed=seed).as_dict())
+            print(f"seed {seed} {net.label}: test acc {net.test_acc:.3f} ({net.seconds:.0f} s), "
+                  f"studies {time.perf_counter() - t0:.1f} s", flush=True)
+    if "lesions" in parts:
+        fresh = E.DEFAULT_MODEL.build(seed)
+        calibrated, _ = recalibrated(fresh, data.X_train)
+        put("streams", "residual-56, fresh", seed, E.stream_study(calibrated, data, "residual-56, fresh").as_dict())
+    if "trials" in parts:
+        trials(seed, data, trained, put)
+    return files
 
 
 def trials(seed, data, trained, put) -> None:

@@ -23,12 +23,13 @@ this command and the configuration. CPU seconds on one loaded core (an idle one 
   (about 250 s); with ``--mean-field-only``, only its mean-field columns (``predicted``, ``critical_gain``) are
   recomputed (a few seconds) and the stored measurements are kept, with the command that made them.
 
-Rows are also appended, as they come, to ``<out>.partial.jsonl`` (a long sweep can be read before it ends).
+Each finished run is stored at once in ``<out>.parts/`` (:class:`skipnet.store.Sweep`): a killed run restarted with
+the same command resumes there and ends with the same file as an uninterrupted one. ``--tag confirm`` (with fresh
+``--seeds``, or fresh seeds in each ``--grid``) writes ``highway_<sweep>.confirm.json`` beside the exploratory file.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from skipnet.data import load_digits
 from skipnet.experiments import degradation as dg
-from skipnet.store import save_result
+from skipnet.store import SweepMismatch, parse_seeds, save_result, start_sweep, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
@@ -44,75 +45,91 @@ SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
 
 def _grid(text: str) -> tuple[list[int], list[int]]:
     depths, seeds = text.split(":")
-    return [int(d) for d in depths.split(",")], [int(s) for s in seeds.split(",")]
+    return [int(d) for d in depths.split(",")], parse_seeds(seeds.split(","), "--grid seeds")
 
 
-def _rows_degradation(args, log):
-    for depth in args.depths:
-        for seed in args.seeds:
-            runs = dg.race(depth, seed)
-            for r in runs.values():
-                log(dg.degradation_row(r))
-    return {"function": "skipnet.experiments.degradation.race + degradation_row", "depths": args.depths,
-            "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
-            "epoch_loss": "mean training-batch loss of each epoch (train mode)",
-            "train_loss": "full training set, eval mode, after the last step"}
+def _rows_degradation(args, start, log):
+    sweep = start({"function": "skipnet.experiments.degradation.race + degradation_row", "depths": args.depths,
+                   "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
+                   "epoch_loss": "mean training-batch loss of each epoch (train mode)",
+                   "train_loss": "full training set, eval mode, after the last step"})
+
+    def one(depth, seed):
+        return [log(dg.degradation_row(r)) for r in dg.race(depth, seed).values()]
+    return [row for pair in sweep.grid(args.depths, one) for row in pair]
 
 
-def _rows_convergence(args, log):
+def _rows_convergence(args, start, log):
     grids = [_grid(g) for g in (args.grid or ["8,14,20,26,32,38,44,56:0,1,2"])]
-    for depths, seeds in grids:
+    sweep = start({"function": "skipnet.experiments.degradation.convergence_run", "grid": grids, "epochs": args.epochs,
+                   "thresholds": list(dg.THRESHOLDS), "model": dg.DEFAULT_MODEL.as_dict(),
+                   "train": dg.DEFAULT_TRAIN.with_(epochs=args.epochs).as_dict(),
+                   "steps_to": "first step at which the mean training-batch loss of the last epoch of steps (11) is "
+                               "below the threshold; null: not within the budget",
+                   "stop": "a run stops at the end of the first epoch whose mean batch loss is below the lowest "
+                           "threshold",
+                   "train_loss": "full training set, eval mode, when the run stopped (null if not finite)"})
+    last = {s: k for k, (_, seeds) in enumerate(grids) for s in seeds}      # the last grid that runs each seed
+    rows = []
+    for k, (depths, seeds) in enumerate(grids):
         for seed in seeds:                                   # a seed at a time: a cut-short sweep has whole seeds
             for depth in depths:
                 for residual in (False, True):
-                    log(dg.convergence_run(depth, residual, seed, epochs=args.epochs))
-    return {"function": "skipnet.experiments.degradation.convergence_run", "grid": grids, "epochs": args.epochs,
-            "thresholds": list(dg.THRESHOLDS), "model": dg.DEFAULT_MODEL.as_dict(),
-            "train": dg.DEFAULT_TRAIN.with_(epochs=args.epochs).as_dict(),
-            "steps_to": "first step at which the mean training-batch loss of the last epoch of steps (11) is below "
-                        "the threshold; null: not within the budget",
-            "stop": "a run stops at the end of the first epoch whose mean batch loss is below the lowest threshold",
-            "train_loss": "full training set, eval mode, when the run stopped (null if not finite)"}
+                    rows.append(sweep.run(seed, (depth, residual), lambda d=depth, r=residual, s=seed:
+                                          log(dg.convergence_run(d, r, s, epochs=args.epochs))))
+            if last[seed] == k:
+                sweep.seed_done(seed)
+    return rows
 
 
-def _rows_lr(args, log):
-    for lr in args.lrs:
-        for depth in args.depths:
-            for seed in args.seeds:
-                for residual in (False, True):
-                    log(dg.lr_row(depth, residual, lr, seed))
-    return {"function": "skipnet.experiments.degradation.lr_row", "lrs": args.lrs, "depths": args.depths,
-            "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()}
+def _rows_lr(args, start, log):
+    sweep = start({"function": "skipnet.experiments.degradation.lr_row", "lrs": args.lrs, "depths": args.depths,
+                   "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
+
+    def one(cell, seed):
+        lr, depth = cell
+        return [log(dg.lr_row(depth, residual, lr, seed)) for residual in (False, True)]
+    return [row for pair in sweep.grid([(lr, d) for lr in args.lrs for d in args.depths], one) for row in pair]
 
 
-def _rows_intervention(args, log):
-    for seed in args.seeds:
-        for mode in dg.INTERVENTIONS:
-            for residual in (False, True):
-                log(dg.intervention_run(mode, args.depths[0], residual, seed))
-    return {"function": "skipnet.experiments.degradation.intervention_run", "modes": list(dg.INTERVENTIONS),
-            "depth": args.depths[0], "seeds": args.seeds, "trust": dg.LARS_TRUST, "model": dg.DEFAULT_MODEL.as_dict(),
-            "train": dg.DEFAULT_TRAIN.as_dict()}
+def _rows_intervention(args, start, log):
+    sweep = start({"function": "skipnet.experiments.degradation.intervention_run", "modes": list(dg.INTERVENTIONS),
+                   "depth": args.depths[0], "seeds": args.seeds, "trust": dg.LARS_TRUST,
+                   "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
+    cells = [(mode, residual) for mode in dg.INTERVENTIONS for residual in (False, True)]
+    return sweep.grid(cells, lambda cell, seed: log(dg.intervention_run(cell[0], args.depths[0], cell[1], seed)),
+                      seed_major=True)
 
 
-def _rows_hessian(args, log):
+def _rows_hessian(args, start, log):
     from skipnet.experiments import highway as hw
-    for seed in args.seeds:
-        for depth, residual in hw.HESSIAN_NETS:
-            log(hw.hessian_row(depth, residual, seed, slice_seed=0 if seed == args.seeds[0] else None))
-    return {"function": "skipnet.experiments.highway.hessian_row", "nets": hw.HESSIAN_NETS, "seeds": args.seeds,
-            "n_examples": hw.HESSIAN_EXAMPLES, "lanczos_steps": hw.LANCZOS_STEPS, "model": dg.DEFAULT_MODEL.as_dict(),
-            "train": dg.DEFAULT_TRAIN.as_dict(), "slice": "filter-normalized slice, first seed only"}
+    sweep = start({"function": "skipnet.experiments.highway.hessian_row", "nets": hw.HESSIAN_NETS, "seeds": args.seeds,
+                   "n_examples": hw.HESSIAN_EXAMPLES, "lanczos_steps": hw.LANCZOS_STEPS,
+                   "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
+                   "slice": "filter-normalized slice, first seed only"})
+
+    def one(cell, seed):
+        return log(hw.hessian_row(cell[0], cell[1], seed, slice_seed=0 if seed == args.seeds[0] else None))
+    return sweep.grid(hw.HESSIAN_NETS, one, seed_major=True)
 
 
-def _rows_chi(args, log):
+def _rows_chi(args, start, log):
     from skipnet.experiments import highway as hw
-    if args.mean_field_only:
-        return _chi_mean_field_only(args)
-    data = hw.chi_phase(seeds=args.seeds, progress=lambda f, text, _: print(f"{f:.0%} {text}", flush=True))
-    return data, {"function": "skipnet.experiments.highway.chi_phase", "seeds": args.seeds, "gains": list(hw.CHI_GAINS),
-            "n_blocks": list(hw.CHI_DEPTHS), "activations": list(hw.CHI_ACTIVATIONS),
-            "variants": list(hw.CHI_VARIANTS), "n_examples": hw.CHI_EXAMPLES, "width": hw.CHI_WIDTH}
+    sweep = start({"function": "skipnet.experiments.highway.chi_phase", "seeds": args.seeds,
+                   "gains": list(hw.CHI_GAINS), "n_blocks": list(hw.CHI_DEPTHS),
+                   "activations": list(hw.CHI_ACTIVATIONS), "variants": list(hw.CHI_VARIANTS),
+                   "n_examples": hw.CHI_EXAMPLES, "width": hw.CHI_WIDTH})
+
+    def one(cell, seed):                                     # every measurement of one seed
+        return hw.chi_phase(seeds=[seed], progress=lambda f, text, _: print(f"seed {seed}: {f:.0%} {text}",
+                                                                             flush=True))
+    parts = sweep.grid([()], one)
+    data = parts[0]
+    data["seeds"] = list(args.seeds)
+    for name, panel in data["panels"].items():               # measured: [depth][gain][seed]
+        panel["measured"] = [[[p["panels"][name]["measured"][i][j][0] for p in parts] for j in range(len(row))]
+                             for i, row in enumerate(panel["measured"])]
+    return data
 
 
 def _chi_mean_field_only(args):
@@ -134,51 +151,89 @@ def _chi_mean_field_only(args):
     return data, config
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[str, list[str], argparse.Namespace]:
+    """(sweep, the argument words after it, the parsed arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     sweep = argv.pop(0) if argv and argv[0] in SWEEPS else "degradation"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds and ranges A-B, e.g. 10-19")
     ap.add_argument("--depths", type=int, nargs="+", default=[56] if sweep in ("lr", "intervention") else [8, 20, 56])
-    ap.add_argument("--grid", action="append", help="convergence: DEPTHS:SEEDS, e.g. 8,20,56:0,1,2 (repeatable)")
+    ap.add_argument("--grid", action="append", help="convergence: DEPTHS:SEEDS, e.g. 8,20,56:0,1,2 or 110:10-19 "
+                                                    "(repeatable)")
     ap.add_argument("--epochs", type=int, default=dg.LONG_EPOCHS)
     ap.add_argument("--mean-field-only", action="store_true",
                     help="chi: recompute only the mean-field columns of the stored sweep at --out, "
                          "keep the measurements")
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3])
     default_out = "highway_degradation.json" if sweep == "degradation" else f"highway_{sweep}.json"
-    ap.add_argument("--out", type=Path, default=ROOT / "book" / "data" / default_out)
+    ap.add_argument("--out", type=Path, default=ROOT / "book" / "data" / default_out,
+                    help="the output file (with --tag, its tagged name beside it)")
+    ap.add_argument("--tag", default=None, help="write <out>.<tag>.json beside the exploratory file")
+    ap.add_argument("--restart", action="store_true", help="discard the stored pieces of an unfinished run")
     args = ap.parse_args(argv)
-    out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-    partial = out.with_suffix(".partial.jsonl")
-    partial.write_text("")
-    t0, rows = time.perf_counter(), []
+    args.seeds = parse_seeds(args.seeds)
+    if sweep == "convergence":          # the seeds of a convergence sweep are those of its grids
+        args.seeds = list(dict.fromkeys(s for g in (args.grid or ["8,14,20,26,32,38,44,56:0,1,2"])
+                                        for s in _grid(g)[1]))
+    return sweep, argv, args
 
-    def log(row: dict) -> None:
-        rows.append(row)
-        with partial.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        brief = {k: v for k, v in row.items() if not isinstance(v, (list, dict)) or k == "steps_to"}
-        print(f"[{time.perf_counter() - t0:.0f} s] {brief}", flush=True)
 
-    config = globals()[f"_rows_{sweep}"](args, log)
-    if isinstance(config, tuple):                            # a sweep whose data is not a list of rows
-        data, config = config
-    else:
-        data = rows
-    config["data"] = f"load_digits() ({len(load_digits().X_train):,} train, {len(load_digits().X_test):,} test)"
+def command_for(sweep: str, argv: list[str], args: argparse.Namespace, out: Path) -> str:
+    """The command to rerun: the words given, and ``--out`` (the untagged file) when they had none."""
     try:
         shown = out.resolve().relative_to(ROOT)
     except ValueError:
         shown = out
-    words = ([sweep] if sweep != "degradation" else []) + [shlex.quote(a) for a in argv]
+    words = ([sweep] if sweep != "degradation" else []) + [shlex.quote(a) for a in argv if a != "--restart"]
     if "--out" not in argv:
         words += ["--out", shlex.quote(str(shown))]
-    command = ".venv/bin/python scripts/precompute_highway.py " + " ".join(words)
-    save_result(out, data, config, command, seconds=round(time.perf_counter() - t0, 1))
-    partial.unlink(missing_ok=True)
-    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
+    return ".venv/bin/python scripts/precompute_highway.py " + " ".join(words)
+
+
+def main(argv: list[str] | None = None) -> int:
+    sweep, argv, args = parse_args(argv)
+    base = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    out = tagged(base, args.tag)
+    command = command_for(sweep, argv, args, base)
+    data_note = f"load_digits() ({len(load_digits().X_train):,} train, {len(load_digits().X_test):,} test)"
+    opened = []
+    if sweep == "chi" and args.mean_field_only:
+        data, config = _chi_mean_field_only(args)
+        save_result(out, data, config, command)
+        print(f"wrote {out} (mean-field columns only)")
+        return 0
+
+    def start(cfg):
+        cfg["data"] = data_note
+        s = start_sweep([out], command, cfg, args.seeds, script=__file__, tag=args.tag, restart=args.restart)
+        if s is None:
+            raise _Complete
+        opened.append(s.__enter__())
+        return s
+
+    def log(row: dict) -> dict:
+        brief = {k: v for k, v in row.items() if not isinstance(v, (list, dict)) or k == "steps_to"}
+        print(f"[{time.perf_counter() - t0:.0f} s] {brief}", flush=True)
+        return row
+
+    t0 = time.perf_counter()
+    try:
+        data = globals()[f"_rows_{sweep}"](args, start, log)
+        opened[0].finish({out: data})
+    except _Complete:
+        return 0
+    except SweepMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        for s in opened:
+            s.__exit__()
+    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s ({opened[0].seconds:.0f} s of computing)")
     return 0
+
+
+class _Complete(Exception):
+    """The output is already complete with this command, config, seeds and code."""
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python scripts/precompute_identity.py --section variants --seeds 5   # one section
     python scripts/precompute_identity.py --seeds 5                      # every section (use the seeds below)
+    python scripts/precompute_identity.py --section fit --seeds 10-19 --tag confirm   # fresh seeds, own file
 
 Writes book/data/identity_<section>.json (skipnet.store.save_result: command, config, data). Sections, the seeds
 the book uses and the wall time of the stored run (one thread, nice 10, on the shared 2-core project machine while
@@ -20,14 +21,17 @@ other jobs ran: upper bounds):
     init_lr          3 seeds  10 min   the same over learning rates
     rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
 
-The "seconds" stored in each file is the wall time of the run that made it. The chapter re-runs seed 0 of some
+Each finished run of one seed is stored at once in ``identity_<section>[.<tag>].parts/``: a killed run restarted
+with the same command resumes there and ends with the same file (skipnet.store.Sweep); ``--tag NAME`` writes
+``identity_<section>.<NAME>.json`` beside the exploratory file (a confirmation on fresh seeds). The "seconds"
+stored in each file is the computing time of the runs that made it. The chapter re-runs seed 0 of some
 of them live, and tests/test_identity_claims.py checks the chapter's claims on the stored seeds.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +46,8 @@ from skipnet.experiments.identity_sum import (DECODE_KINDS, DECODE_TRAIN, LAMBDA
 from skipnet.experiments.identity_variants import (FAIR_VARIANTS, STUDY_MODEL, STUDY_TRAIN, VARIANTS, summarize,
                                                    train_traced, train_variant)
 from skipnet.probes.branches import branch_stats, shortcut_product_norm
-from skipnet.store import save_result
+from skipnet.config import check_int
+from skipnet.store import SweepMismatch, format_seeds, parse_seeds, start_sweep, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -60,55 +65,52 @@ def _r(x, n=6):
     return None if x is None else float(np.round(float(x), n))
 
 
-def section_fit(seeds, log):
+def section_fit(seeds, log, start):
     cfg = IdentityFitConfig()
-    rows = []
-    for n_blocks in FIT_BLOCKS:
-        for residual in (False, True):
-            for seed in seeds:
-                f = fit_identity(n_blocks, residual, seed, cfg)
-                steps, err = f.curve("rel_error")
-                rows.append({"n_blocks": n_blocks, "residual": residual, "seed": seed, "status": f.status,
-                             "steps": steps, "rel_error": [_r(v) for v in err], "seconds": round(f.seconds, 2)})
-                log(f"fit n_blocks={n_blocks} residual={residual} seed={seed}: {err[0]:.3g} -> {final_rel_error(f):.3g}")
-    return {"runs": rows}, {"fit": cfg.as_dict(), "n_blocks": FIT_BLOCKS, "seeds": list(seeds)}
+    sweep = start({"fit": cfg.as_dict(), "n_blocks": FIT_BLOCKS, "seeds": list(seeds)})
+
+    def run(cell, seed):
+        n_blocks, residual = cell
+        f = fit_identity(n_blocks, residual, seed, cfg)
+        steps, err = f.curve("rel_error")
+        log(f"fit n_blocks={n_blocks} residual={residual} seed={seed}: {err[0]:.3g} -> {final_rel_error(f):.3g}")
+        return {"n_blocks": n_blocks, "residual": residual, "seed": seed, "status": f.status,
+                "steps": steps, "rel_error": [_r(v) for v in err], "seconds": round(f.seconds, 2)}
+    return {"runs": sweep.grid([(n, r) for n in FIT_BLOCKS for r in (False, True)], run)}
 
 
-def section_fit_fair(seeds, log):
+def section_fit_fair(seeds, log, start):
     """The identity fit without the plain stack's handicaps: a learning-rate sweep for both stacks, and the
     lifted task (stream [x, -x]) where a ReLU block can pass negative pixels."""
-    rows = []
-    for lift in (False, True):
-        for n_blocks in FAIR_BLOCKS:
-            for residual in (False, True):
-                for lr in FAIR_LRS:
-                    cfg = IdentityFitConfig(lr=lr, lift=lift, eval_every=300)
-                    for seed in seeds:
-                        f = fit_identity(n_blocks, residual, seed, cfg)
-                        err = f.curve("rel_error")[1]
-                        final = final_rel_error(f)
-                        rows.append({"lift": lift, "n_blocks": n_blocks, "residual": residual, "lr": lr, "seed": seed,
-                                     "status": f.status, "rel_error_init": _r(err[0]),
-                                     "rel_error": None if final == float("inf") else _r(final),
-                                     "seconds": round(f.seconds, 2)})
-                        log(f"fit_fair lift={lift} n_blocks={n_blocks} residual={residual} lr={lr} seed={seed}: "
-                            f"{err[0]:.3g} -> {final:.3g}")
-    return {"runs": rows}, {"fit": IdentityFitConfig().as_dict(), "n_blocks": FAIR_BLOCKS, "lrs": FAIR_LRS,
-                            "lift": [False, True], "seeds": list(seeds)}
+    sweep = start({"fit": IdentityFitConfig().as_dict(), "n_blocks": FAIR_BLOCKS, "lrs": FAIR_LRS,
+                   "lift": [False, True], "seeds": list(seeds)})
+
+    def run(cell, seed):
+        lift, n_blocks, residual, lr = cell
+        f = fit_identity(n_blocks, residual, seed, IdentityFitConfig(lr=lr, lift=lift, eval_every=300))
+        err = f.curve("rel_error")[1]
+        final = final_rel_error(f)
+        log(f"fit_fair lift={lift} n_blocks={n_blocks} residual={residual} lr={lr} seed={seed}: "
+            f"{err[0]:.3g} -> {final:.3g}")
+        return {"lift": lift, "n_blocks": n_blocks, "residual": residual, "lr": lr, "seed": seed,
+                "status": f.status, "rel_error_init": _r(err[0]),
+                "rel_error": None if final == float("inf") else _r(final), "seconds": round(f.seconds, 2)}
+    cells = [(lift, n, r, lr) for lift in (False, True) for n in FAIR_BLOCKS for r in (False, True) for lr in FAIR_LRS]
+    return {"runs": sweep.grid(cells, run)}
 
 
-def section_variants(seeds, log):
-    runs = []
-    for key in VARIANTS:
-        for seed in seeds:
-            r = train_variant(key, seed)
-            if seed != seeds[0]:
-                r["loss"] = None                      # keep one curve per variant (the first seed): small file
-            runs.append(r)
-            log(f"variant {key} seed={seed}: {r['status']} test_err={r['test_err']}")
-    return ({"runs": runs, "summary": summarize(runs)},
-            {"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "seeds": list(seeds),
-             "variants": {k: v.fields for k, v in VARIANTS.items()}})
+def section_variants(seeds, log, start):
+    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "seeds": list(seeds),
+                   "variants": {k: v.fields for k, v in VARIANTS.items()}})
+
+    def run(key, seed):
+        r = train_variant(key, seed)
+        if seed != seeds[0]:
+            r["loss"] = None                          # keep one curve per variant (the first seed): small file
+        log(f"variant {key} seed={seed}: {r['status']} test_err={r['test_err']}")
+        return r
+    runs = sweep.grid(list(VARIANTS), run)
+    return {"runs": runs, "summary": summarize(runs)}
 
 
 def _branch_fields(net, at_init, X_test) -> dict:
@@ -122,144 +124,191 @@ def _branch_fields(net, at_init, X_test) -> dict:
     return out
 
 
-def _zero_gamma_rows(seeds, log, train, tag):
+def _zero_gamma_rows(seeds, log, start, train, tag):
     X_test = load_digits().X_test
-    rows = []
-    for depth in ZG_DEPTHS:
-        for init in ZG_INITS:
-            cfg = BRANCH_MODEL.with_(depth=depth, init=init)
-            for seed in seeds:
-                at_init = cfg.build(seed)
-                run = train_digits(cfg, seed, train)
-                row = run.row()
-                row.update({"depth": depth, "init": init, "loss": [_r(v, 5) for v in run.history.loss]})
-                if train.eval_every:
-                    row["evals"] = [{k: _r(v) for k, v in e.items()} for e in run.history.evals]
-                row.update(_branch_fields(run.net, at_init, X_test))
-                rows.append(row)
-                log(f"{tag} depth={depth} init={init} seed={seed}: train_loss={row['train_loss']:.4f} "
-                    f"median rel norm {np.median(row['rel_norm']):.3f} ({run.seconds:.0f} s)")
-    return {"runs": rows}, {"model": BRANCH_MODEL.as_dict(), "train": train.as_dict(), "depths": ZG_DEPTHS,
-                            "inits": ZG_INITS, "seeds": list(seeds)}
+    sweep = start({"model": BRANCH_MODEL.as_dict(), "train": train.as_dict(), "depths": ZG_DEPTHS,
+                   "inits": ZG_INITS, "seeds": list(seeds)})
+
+    def one(cell, seed):
+        depth, init = cell
+        cfg = BRANCH_MODEL.with_(depth=depth, init=init)
+        at_init = cfg.build(seed)
+        run = train_digits(cfg, seed, train)
+        row = run.row()
+        row.update({"depth": depth, "init": init, "loss": [_r(v, 5) for v in run.history.loss]})
+        if train.eval_every:
+            row["evals"] = [{k: _r(v) for k, v in e.items()} for e in run.history.evals]
+        row.update(_branch_fields(run.net, at_init, X_test))
+        log(f"{tag} depth={depth} init={init} seed={seed}: train_loss={row['train_loss']:.4f} "
+            f"median rel norm {np.median(row['rel_norm']):.3f} ({run.seconds:.0f} s)")
+        return row
+    return {"runs": sweep.grid([(d, i) for d in ZG_DEPTHS for i in ZG_INITS], one)}
 
 
-def section_variants_fair(seeds, log):
+def section_variants_fair(seeds, log, start):
     """The confounded comparisons rerun (``FAIR_VARIANTS``): the 1x1 shortcut started at I or orthogonal, with
     the spectral norm of the product of its 54 maps after every step; every placement with a norm before the
     classifier; every placement with a zero-initialized classifier (the first three seeds)."""
-    runs = []
-    for key, v in FAIR_VARIANTS.items():
-        for seed in (seeds if v.group != "placement_zero_head" else seeds[:3]):
-            probe = shortcut_product_norm if v.group == "shortcut_fair" else None
-            r = train_traced(key, seed, probe)
-            if probe:
-                r["prod_norm"] = [float(f"{x:.4g}") for x in r.pop("trace")]
-            runs.append(r)
-            log(f"variant {key} seed={seed}: {r['status']} test_err={r['test_err']} first loss {r['first_loss']} "
-                f"max loss {r['max_loss']} ({r['seconds']:.0f} s)")
-    return ({"runs": runs, "summary": summarize(runs)},
-            {"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "seeds": list(seeds),
-             "variants": {k: v.fields for k, v in FAIR_VARIANTS.items()}})
+    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "seeds": list(seeds),
+                   "variants": {k: v.fields for k, v in FAIR_VARIANTS.items()}})
+
+    def run(key, seed):
+        probe = shortcut_product_norm if FAIR_VARIANTS[key].group == "shortcut_fair" else None
+        r = train_traced(key, seed, probe)
+        if probe:
+            r["prod_norm"] = [float(f"{x:.4g}") for x in r.pop("trace")]
+        log(f"variant {key} seed={seed}: {r['status']} test_err={r['test_err']} first loss {r['first_loss']} "
+            f"max loss {r['max_loss']} ({r['seconds']:.0f} s)")
+        return r
+    runs = sweep.grid(list(FAIR_VARIANTS), run, seeds_for=lambda key: seeds if FAIR_VARIANTS[key].group !=
+                      "placement_zero_head" else seeds[:3])
+    return {"runs": runs, "summary": summarize(runs)}
 
 
-def section_decode(seeds, log):
+def section_decode(seeds, log, start):
     """Linear probes of the stream of residual, plain and dense MLPs of 8 and 16 blocks at matched parameters."""
-    rows = []
-    for n_blocks in DECODE_BLOCKS:
-        for kind in DECODE_KINDS:
-            for seed in seeds:
-                r = decode_row(kind, n_blocks, seed)
-                rows.append(r)
-                top = r["decode"][str(n_blocks)]
-                log(f"decode {kind} n_blocks={n_blocks} seed={seed}: test_err={r['test_err']:.3f} top: x0 {top['x0']:.3f} "
-                    f"writes min {min(top['writes']):.3f} class {top['class_acc']:.3f} ({r['seconds']:.0f} s)")
-    return {"runs": rows}, {"train": DECODE_TRAIN.as_dict(), "n_blocks": DECODE_BLOCKS, "kinds": DECODE_KINDS,
-                            "seeds": list(seeds), "probe": "ridge, standardized features, lam = 1e-2 N, test R^2"}
+    sweep = start({"train": DECODE_TRAIN.as_dict(), "n_blocks": DECODE_BLOCKS, "kinds": DECODE_KINDS,
+                   "seeds": list(seeds), "probe": "ridge, standardized features, lam = 1e-2 N, test R^2"})
+
+    def run(cell, seed):
+        n_blocks, kind = cell
+        r = decode_row(kind, n_blocks, seed)
+        top = r["decode"][str(n_blocks)]
+        log(f"decode {kind} n_blocks={n_blocks} seed={seed}: test_err={r['test_err']:.3f} top: x0 {top['x0']:.3f} "
+            f"writes min {min(top['writes']):.3f} class {top['class_acc']:.3f} ({r['seconds']:.0f} s)")
+        return r
+    return {"runs": sweep.grid([(n, k) for n in DECODE_BLOCKS for k in DECODE_KINDS], run)}
 
 
-def section_lambda(seeds, log):
+def section_lambda(seeds, log, start):
     """The shortcut y = lambda x + F(x) over lambda and depth (the trainability map)."""
-    rows = []
-    for n_blocks in LAMBDA_BLOCKS:
-        for lam in LAMBDAS:
-            for seed in seeds:
-                r = lambda_row(lam, n_blocks, seed)
-                rows.append(r)
-                log(f"lambda {lam} n_blocks={n_blocks} seed={seed}: {r['status']} test_err={r['test_err']} "
-                    f"({r['seconds']:.0f} s)")
-    return {"runs": rows}, {"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lambdas": LAMBDAS,
-                            "n_blocks": LAMBDA_BLOCKS, "seeds": list(seeds)}
+    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lambdas": LAMBDAS,
+                   "n_blocks": LAMBDA_BLOCKS, "seeds": list(seeds)})
+
+    def run(cell, seed):
+        n_blocks, lam = cell
+        r = lambda_row(lam, n_blocks, seed)
+        log(f"lambda {lam} n_blocks={n_blocks} seed={seed}: {r['status']} test_err={r['test_err']} "
+            f"({r['seconds']:.0f} s)")
+        return r
+    return {"runs": sweep.grid([(n, lam) for n in LAMBDA_BLOCKS for lam in LAMBDAS], run)}
 
 
-def section_zero_gamma(seeds, log):
-    return _zero_gamma_rows(seeds, log, DEFAULT_TRAIN, "zero_gamma")
+def section_zero_gamma(seeds, log, start):
+    return _zero_gamma_rows(seeds, log, start, DEFAULT_TRAIN, "zero_gamma")
 
 
-def section_zero_gamma_long(seeds, log):
+def section_zero_gamma_long(seeds, log, start):
     """The same four networks trained four times longer (40 epochs): a budget at which all of them converge."""
-    return _zero_gamma_rows(seeds, log, LONG_TRAIN, "zero_gamma_long")
+    return _zero_gamma_rows(seeds, log, start, LONG_TRAIN, "zero_gamma_long")
 
 
-def section_init(seeds, log):
-    rows = []
-    for key in INIT_VARIANTS:
-        for seed in seeds:
-            run = train_digits(init_config(key), seed, NO_NORM_TRAIN, keep_model=False)
-            row = run.row()
-            row.update({"init": key, "loss": [_r(v, 5) for v in run.history.loss]})
-            rows.append(row)
-            log(f"init {key} seed={seed}: {row['status']} train_loss={row['train_loss']}")
-    return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
-                            "inits": INIT_VARIANTS}
+def section_init(seeds, log, start):
+    sweep = start({"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
+                   "inits": INIT_VARIANTS})
+
+    def one(key, seed):
+        run = train_digits(init_config(key), seed, NO_NORM_TRAIN, keep_model=False)
+        row = run.row()
+        row.update({"init": key, "loss": [_r(v, 5) for v in run.history.loss]})
+        log(f"init {key} seed={seed}: {row['status']} train_loss={row['train_loss']}")
+        return row
+    return {"runs": sweep.grid(list(INIT_VARIANTS), one)}
 
 
-def section_init_lr(seeds, log):
+def section_init_lr(seeds, log, start):
     """The no-normalization inits over learning rates (``INIT_LRS``); ReZero's largest alpha logged each step."""
-    rows = []
-    for key, lrs in INIT_LRS.items():
-        for lr in lrs:
-            for seed in seeds:
-                run = train_init_traced(key, seed, lr)
-                row = run.row()
-                row.update({"init": key, "lr": lr, "first_loss": _r(run.history.loss[0], 4) if run.history.loss else None,
-                            "loss": [_r(v, 4) for v in run.history.loss]})
-                if "alpha_max" in run.extra:
-                    row["alpha_max"] = [_r(v, 4) for v in run.extra["alpha_max"]]
-                rows.append(row)
-                log(f"init_lr {key} lr={lr} seed={seed}: {row['status']} train_loss={row['train_loss']} "
-                    f"({run.seconds:.0f} s)")
-    return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
-                            "inits": INIT_VARIANTS, "lrs": INIT_LRS}
+    sweep = start({"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds),
+                   "inits": INIT_VARIANTS, "lrs": INIT_LRS})
+
+    def one(cell, seed):
+        key, lr = cell
+        run = train_init_traced(key, seed, lr)
+        row = run.row()
+        row.update({"init": key, "lr": lr, "first_loss": _r(run.history.loss[0], 4) if run.history.loss else None,
+                    "loss": [_r(v, 4) for v in run.history.loss]})
+        if "alpha_max" in run.extra:
+            row["alpha_max"] = [_r(v, 4) for v in run.extra["alpha_max"]]
+        log(f"init_lr {key} lr={lr} seed={seed}: {row['status']} train_loss={row['train_loss']} "
+            f"({run.seconds:.0f} s)")
+        return row
+    return {"runs": sweep.grid([(key, lr) for key, lrs in INIT_LRS.items() for lr in lrs], one)}
 
 
-def section_rezero_alpha(seeds, log):
+def section_rezero_alpha(seeds, log, start):
     """ReZero at the chapter's learning rate (0.05), every seed of the init sweep, with its largest alpha each step."""
-    rows = []
-    for seed in seeds:
+    sweep = start({"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds)})
+
+    def one(cell, seed):
         run = train_init_traced("rezero", seed, NO_NORM_TRAIN.lr)
         row = run.row()
         row.update({"init": "rezero", "lr": NO_NORM_TRAIN.lr, "loss": [_r(v, 4) for v in run.history.loss],
                     "alpha_max": [_r(v, 4) for v in run.extra["alpha_max"]]})
-        rows.append(row)
-        log(f"rezero_alpha seed={seed}: {row['status']} train_loss={row['train_loss']} max alpha {max(row['alpha_max']):.3g}")
-    return {"runs": rows}, {"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds)}
+        log(f"rezero_alpha seed={seed}: {row['status']} train_loss={row['train_loss']} "
+            f"max alpha {max(row['alpha_max']):.3g}")
+        return row
+    return {"runs": sweep.grid([()], one)}
+
+
+class _Complete(Exception):
+    """The section's output is already complete with this command, config, seeds and code."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--section", choices=("all",) + SECTIONS, default="all")
+    ap.add_argument("--seeds", nargs="+", default=["5"],
+                    help="one number N: seeds 0..N-1 (as the stored commands say); else seeds and ranges A-B, "
+                         "e.g. 10-19 (a lone seed s: s-s)")
+    ap.add_argument("--out", default=str(DATA))
+    ap.add_argument("--tag", default=None, help="write identity_<section>.<tag>.json beside the exploratory file")
+    ap.add_argument("--restart", action="store_true", help="discard the stored pieces of an unfinished run")
+    args = ap.parse_args(argv)
+    args.seeds = (list(range(check_int("seeds", int(args.seeds[0]), 1))) if len(args.seeds) == 1 and
+                  args.seeds[0].isdigit() else parse_seeds(args.seeds))
+    if args.tag is not None:
+        tagged(DATA / "x.json", args.tag)                 # checks the tag
+    return args
+
+
+def command_for(args: argparse.Namespace, name: str) -> str:
+    """The command that (re)makes section ``name``'s file: rerunning it resumes or repeats the run."""
+    n = len(args.seeds)
+    seeds = str(n) if args.seeds == list(range(n)) else format_seeds(args.seeds)
+    words = ["python scripts/precompute_identity.py", "--section", name, "--seeds", seeds]
+    if Path(args.out).resolve() != DATA.resolve():
+        words += ["--out", shlex.quote(args.out)]
+    if args.tag:
+        words += ["--tag", args.tag]
+    return " ".join(words)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", choices=("all",) + SECTIONS, default="all")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--out", default=str(DATA))
-    args = ap.parse_args(argv)
-    seeds = list(range(args.seeds))
+    args = parse_args(argv)
     todo = SECTIONS if args.section == "all" else (args.section,)
     for name in todo:
-        t0 = time.perf_counter()
-        data, config = globals()[f"section_{name}"](seeds, lambda m: print(m, flush=True))
-        command = f"python scripts/precompute_identity.py --section {name} --seeds {args.seeds}"
-        path = save_result(Path(args.out) / f"identity_{name}.json", data, config, command,
-                           seconds=round(time.perf_counter() - t0, 1))
-        print(f"wrote {path} in {time.perf_counter() - t0:.0f} s", flush=True)
+        out = tagged(Path(args.out) / f"identity_{name}.json", args.tag)
+        opened = []
+
+        def start(config, name=name, out=out):
+            sweep = start_sweep([out], command_for(args, name), config, args.seeds, script=__file__, tag=args.tag,
+                                restart=args.restart)
+            if sweep is None:
+                raise _Complete
+            opened.append(sweep.__enter__())
+            return sweep
+        try:
+            data = globals()[f"section_{name}"](args.seeds, lambda m: print(m, flush=True), start)
+            path, = opened[0].finish({out: data})
+        except _Complete:
+            continue
+        except SweepMismatch as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            for sweep in opened:
+                sweep.__exit__()
+        print(f"wrote {path} ({opened[0].seconds:.0f} s of computing)", flush=True)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Multi-seed sweeps of the chapter *Residual connections in Transformers (and the RNN question)*.
 
     python scripts/precompute_transformers.py [depth] [warmup] [triage] [noresid] [init] [recall] [--seeds 3]
-        [--out book/data]
+        [--out book/data] [--tag confirm] [--restart]
 
 Writes, each with the exact command and configuration (one thread, CPU):
 book/data/transformers_depth.json (no residual / post-LN / pre-LN across depth),
@@ -13,12 +13,16 @@ steps, with its trained stream's collapse),
 book/data/transformers_init.json (no training: gradient and stream norm against total depth; Liu's amplification),
 book/data/transformers_recall.json (steps to solve recall within a 2000-step budget: tanh RNNs of two widths, LSTM
 with and without forget gate, linear attention with and without decay, across sequence length and two lrs).
+
+Each finished run is stored at once in ``transformers_<sweep>[.<tag>].parts/`` (skipnet.store.Sweep): a killed run
+restarted with the same command resumes there and ends with the same file. ``--seeds 10-19 --tag confirm`` writes
+``transformers_<sweep>.confirm.json`` beside the exploratory file (a confirmation on fresh seeds).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +35,8 @@ from skipnet.experiments.transformers_rnn import (RECALL_BUDGET, RECALL_NETS, RN
 from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, PRE_ADAM_BATCHES, TRIAGE, amplification,
                                                      init_depth_sweep, train_triage, triage_row)
 from skipnet.linear_attention import LinearAttentionConfig
-from skipnet.store import save_result
+from skipnet.config import check_int
+from skipnet.store import SweepMismatch, format_seeds, interleave, parse_seeds, start_sweep, tagged
 
 N_BLOCKS = (1, 2, 4, 6, 8)
 WARMUP_CONDITIONS = [("post", WARMUP_LR, 0), ("post", WARMUP_LR, WARMUP_STEPS), ("pre", WARMUP_LR, 0),
@@ -44,128 +49,196 @@ AMP_BLOCKS = (2, 4, 8, 16, 32)
 CURVE_EVERY = 5                 # keep every 5th step of each loss curve (small files)
 
 
-def depth_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
-    rows = []
-    for n in N_BLOCKS:
-        for name in VARIANTS:
-            for s in seeds:
-                run = train_sort(variant_config(name, n), DEFAULT_TRAIN, seed=s, label=name)
-                rows.append(sort_row(run, CURVE_EVERY))
-                log(f"{n} blocks {name} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
-    config = {"model": DEFAULT_MODEL.as_dict(), "variants": VARIANTS, "n_blocks": list(N_BLOCKS), "seeds": seeds,
-              "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
-    return rows, config
+def depth_sweep(seeds: list[int], log, start) -> list[dict]:
+    sweep = start({"model": DEFAULT_MODEL.as_dict(), "variants": VARIANTS, "n_blocks": list(N_BLOCKS), "seeds": seeds,
+                   "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
+
+    def one(cell, s):
+        n, name = cell
+        run = train_sort(variant_config(name, n), DEFAULT_TRAIN, seed=s, label=name)
+        log(f"{n} blocks {name} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
+        return sort_row(run, CURVE_EVERY)
+    return sweep.grid([(n, name) for n in N_BLOCKS for name in VARIANTS], one)
 
 
-def warmup_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
-    rows = []
-    for placement, lr, warm in WARMUP_CONDITIONS:
-        for s in seeds:
-            train = DEFAULT_TRAIN.with_(lr=lr, warmup_steps=warm)
-            run = train_sort(DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement=placement), train, seed=s,
-                             label=f"{placement}-LN")
-            rows.append(sort_row(run, CURVE_EVERY))
-            log(f"{placement} lr {lr} warm-up {warm} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
-    config = {"model": DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict(),
-              "conditions_placement_lr_warmup": WARMUP_CONDITIONS, "seeds": seeds, "train": DEFAULT_TRAIN.as_dict(),
-              "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
-    return rows, config
+def warmup_sweep(seeds: list[int], log, start) -> list[dict]:
+    sweep = start({"model": DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict(),
+                   "conditions_placement_lr_warmup": WARMUP_CONDITIONS, "seeds": seeds,
+                   "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
+
+    def one(cell, s):
+        placement, lr, warm = cell
+        train = DEFAULT_TRAIN.with_(lr=lr, warmup_steps=warm)
+        run = train_sort(DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement=placement), train, seed=s,
+                         label=f"{placement}-LN")
+        log(f"{placement} lr {lr} warm-up {warm} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
+        return sort_row(run, CURVE_EVERY)
+    return sweep.grid(WARMUP_CONDITIONS, one)
 
 
-def triage_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
-    rows = []
-    for name in TRIAGE:
-        for s in seeds:
-            row = triage_row(train_triage(name, seed=s), CURVE_EVERY)
-            rows.append(row)
-            log(f"{name} seed {s}: {row['status']} loss {row['train_loss']} r {row['r_final']:.1e} ({row['seconds']} s)")
-    config = {"conditions": {k: {"model": m.as_dict(), "train": t.as_dict(), "pre_estimated_adam": p}
-                             for k, (m, t, p) in TRIAGE.items()},
-              "pre_adam_batches": PRE_ADAM_BATCHES, "seeds": seeds, "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
-    return rows, config
+def triage_sweep(seeds: list[int], log, start) -> list[dict]:
+    sweep = start({"conditions": {k: {"model": m.as_dict(), "train": t.as_dict(), "pre_estimated_adam": p}
+                                  for k, (m, t, p) in TRIAGE.items()},
+                   "pre_adam_batches": PRE_ADAM_BATCHES, "seeds": seeds,
+                   "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
+
+    def one(name, s):
+        row = triage_row(train_triage(name, seed=s), CURVE_EVERY)
+        log(f"{name} seed {s}: {row['status']} loss {row['train_loss']} r {row['r_final']:.1e} ({row['seconds']} s)")
+        return row
+    return sweep.grid(list(TRIAGE), one)
 
 
-def noresid_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
+def noresid_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
+    """Every lr for every seed; then, at the lr with the lowest mean loss over the seeds, 5x the steps."""
     model = variant_config("no residual", NORESID_BLOCKS)
-    rows = []
-    for lr in NORESID_LRS:
-        for s in seeds:
-            rows.append(collapse_row(train_sort(model, DEFAULT_TRAIN.with_(lr=lr), seed=s, label="no residual"),
-                                     CURVE_EVERY))
-            log(f"lr {lr} seed {s}: loss {rows[-1]['train_loss']:.3f} r {rows[-1]['r_final']:.1e} ({rows[-1]['seconds']} s)")
+
+    def config(best=None, long=None):         # the choice made from the results goes in the stored config too
+        c = {"model": model.as_dict(), "lrs": list(NORESID_LRS), "best_lr": best, "long_factor": NORESID_LONG,
+             "train": DEFAULT_TRAIN.as_dict(), "long_train": long, "seeds": seeds,
+             "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
+        return c if best is not None else {k: v for k, v in c.items() if k not in ("best_lr", "long_train")}
+    sweep = start(config())
+
+    def one(lr, s):
+        row = collapse_row(train_sort(model, DEFAULT_TRAIN.with_(lr=lr), seed=s, label="no residual"), CURVE_EVERY)
+        log(f"lr {lr} seed {s}: loss {row['train_loss']:.3f} r {row['r_final']:.1e} ({row['seconds']} s)")
+        return row
+    rows = sweep.grid(NORESID_LRS, one, mark=False)
     best = min(NORESID_LRS, key=lambda lr: np.mean([r["train_loss"] for r in rows if r["lr"] == lr]))
     long = DEFAULT_TRAIN.with_(lr=best, steps=NORESID_LONG * DEFAULT_TRAIN.steps,
                                warmup_steps=NORESID_LONG * DEFAULT_TRAIN.warmup_steps)
-    for s in seeds:
-        rows.append(collapse_row(train_sort(model, long, seed=s, label="no residual"), CURVE_EVERY))
-        log(f"lr {best} x{NORESID_LONG} steps seed {s}: loss {rows[-1]['train_loss']:.3f} r {rows[-1]['r_final']:.1e}")
-    config = {"model": model.as_dict(), "lrs": list(NORESID_LRS), "best_lr": best, "long_factor": NORESID_LONG,
-              "train": DEFAULT_TRAIN.as_dict(), "long_train": long.as_dict(), "seeds": seeds,
-              "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}}
-    return rows, config
+
+    def one_long(cell, s):
+        row = collapse_row(train_sort(model, long, seed=s, label="no residual"), CURVE_EVERY)
+        log(f"lr {best} x{NORESID_LONG} steps seed {s}: loss {row['train_loss']:.3f} r {row['r_final']:.1e}")
+        return row
+    rows += sweep.grid([("long", best)], one_long)
+    return rows, config(best, long.as_dict())
 
 
-def init_sweep(seeds: list[int], log) -> tuple[dict, dict]:
-    grads = init_depth_sweep(INIT_BLOCKS, seeds)
-    log(f"gradient / stream-norm sweep: {len(grads)} rows")
-    amp = []
-    for init in ("depth", "standard"):
-        for placement in ("post", "pre", "admin"):
-            if placement == "admin" and init == "depth":
-                continue
-            for L in AMP_BLOCKS:
-                model = DEFAULT_MODEL.with_(n_blocks=L, placement="post" if placement == "admin" else placement,
-                                            init="admin" if placement == "admin" else init)
-                for mode in ("random", "adamw"):
-                    for s in seeds:
-                        amp.append({"placement": model.placement, "init": model.init, "n_blocks": L, "mode": mode,
-                                    "seed": s, "change": amplification(model, seed=s, mode=mode)})
-            log(f"amplification {placement} {init} done")
-    config = {"model": DEFAULT_MODEL.as_dict(), "grad_blocks": list(INIT_BLOCKS), "amp_blocks": list(AMP_BLOCKS),
-              "amp_eps": AMPLIFICATION_EPS, "amp_lr": WARMUP_LR, "seeds": seeds}
-    return {"grads": grads, "amplification": amp}, config
+def init_sweep(seeds: list[int], log, start) -> dict:
+    sweep = start({"model": DEFAULT_MODEL.as_dict(), "grad_blocks": list(INIT_BLOCKS), "amp_blocks": list(AMP_BLOCKS),
+                   "amp_eps": AMPLIFICATION_EPS, "amp_lr": WARMUP_LR, "seeds": seeds})
+    amp_cells = [(init, placement, L, mode) for init in ("depth", "standard") for placement in ("post", "pre", "admin")
+                 if not (placement == "admin" and init == "depth") for L in AMP_BLOCKS for mode in ("random", "adamw")]
+
+    def one(cell, s):
+        if cell == ("grads",):
+            rows = init_depth_sweep(INIT_BLOCKS, [s])
+            log(f"gradient / stream-norm sweep, seed {s}: {len(rows)} rows")
+            return rows
+        init, placement, L, mode = cell
+        model = DEFAULT_MODEL.with_(n_blocks=L, placement="post" if placement == "admin" else placement,
+                                    init="admin" if placement == "admin" else init)
+        if (L, mode) == (AMP_BLOCKS[-1], "adamw"):
+            log(f"amplification {placement} {init}, seed {s} done")
+        return {"placement": model.placement, "init": model.init, "n_blocks": L, "mode": mode, "seed": s,
+                "change": amplification(model, seed=s, mode=mode)}
+    values = sweep.grid([("grads",)] + amp_cells, one)
+    return {"grads": interleave(values[:len(seeds)]), "amplification": values[len(seeds):]}
 
 
-def recall_sweep(seeds: list[int], log) -> tuple[list[dict], dict]:
+def recall_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
     """Every net at every lr, lengths in increasing order; once every seed fails at a length, longer lengths are
-    not run for that net and lr (recall of the first of T tokens only gets harder with T)."""
+    not run for that net and lr (recall of the first of T tokens only gets harder with T). Which lengths run
+    depends on every seed's result, so this sweep is resumable run by run, in that order, not seed by seed."""
+    def config(skipped=None):
+        c = {"nets": {k: v.as_dict() for k, v in RECALL_NETS.items()}, "seq_lens": list(SEQ_LENS),
+             "la_seq_lens": list(LA_SEQ_LENS), "lrs": list(RECALL_LRS), "budget": RECALL_BUDGET,
+             "solved_acc": SOLVED_ACC, "stop_acc": STOP_ACC, "window": SOLVE_WINDOW, "seeds": seeds,
+             "train": RNN_TRAIN.as_dict(), "not_run_after_all_seeds_failed": skipped}
+        return c if skipped is not None else {k: v for k, v in c.items() if k != "not_run_after_all_seeds_failed"}
+    sweep = start(config())
     rows, skipped = [], []
     for label, net in RECALL_NETS.items():
         lengths = LA_SEQ_LENS if isinstance(net, LinearAttentionConfig) else SEQ_LENS
         for lr in RECALL_LRS:
             for i, seq_len in enumerate(lengths):
-                new = [solve_row(solve_recall(net, seq_len, seed=s, lr=lr, label=label)) for s in seeds]
+                new = [sweep.run(s, (label, lr, seq_len), lambda s=s: solve_row(solve_recall(net, seq_len, seed=s,
+                                                                                             lr=lr, label=label)))
+                       for s in seeds]
                 rows += new
                 log(f"{label} lr {lr} T {seq_len}: steps to solve {[r['steps_to_solve'] for r in new]} "
                     f"({sum(r['seconds'] for r in new):.0f} s)")
                 if not any(r["solved"] for r in new):
                     skipped += [{"label": label, "lr": lr, "seq_len": n} for n in lengths[i + 1:]]
                     break
-    config = {"nets": {k: v.as_dict() for k, v in RECALL_NETS.items()}, "seq_lens": list(SEQ_LENS),
-              "la_seq_lens": list(LA_SEQ_LENS), "lrs": list(RECALL_LRS), "budget": RECALL_BUDGET,
-              "solved_acc": SOLVED_ACC, "stop_acc": STOP_ACC, "window": SOLVE_WINDOW, "seeds": seeds,
-              "train": RNN_TRAIN.as_dict(), "not_run_after_all_seeds_failed": skipped}
-    return rows, config
+    return rows, config(skipped)
 
 
 SWEEPS = {"depth": depth_sweep, "warmup": warmup_sweep, "triage": triage_sweep, "noresid": noresid_sweep,
           "init": init_sweep, "recall": recall_sweep}
+DEFAULT_SEEDS = {"warmup": 5, "init": 5}        # seeds 0..n-1; 3 for the others
 
 
-def main() -> int:
+class _Complete(Exception):
+    """The sweep's output is already complete with this command, config, seeds and code."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("sweeps", nargs="*", default=list(SWEEPS), choices=list(SWEEPS))
-    ap.add_argument("--seeds", type=int, default=None, help="seeds 0..n-1 (default: 3; 5 for warmup and init)")
+    ap.add_argument("--seeds", nargs="+", default=None,
+                    help="one number N: seeds 0..N-1 (default: 3; 5 for warmup and init); else seeds and ranges "
+                         "A-B, e.g. 10-19 (a lone seed s: s-s)")
     ap.add_argument("--out", default="book/data")
-    args = ap.parse_args()
-    command = "python scripts/precompute_transformers.py " + " ".join(sys.argv[1:])
-    for name in args.sweeps or list(SWEEPS):
-        n = args.seeds or (5 if name in ("warmup", "init") else 3)
-        t0 = time.perf_counter()
-        rows, config = SWEEPS[name]([*range(n)], lambda m: print(f"[{name}] {m}", flush=True))
-        path = save_result(Path(args.out) / f"transformers_{name}.json", rows, config, command.strip(),
-                           seconds=round(time.perf_counter() - t0, 1))
-        print(f"wrote {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    ap.add_argument("--tag", default=None, help="write transformers_<sweep>.<tag>.json beside the exploratory file")
+    ap.add_argument("--restart", action="store_true", help="discard the stored pieces of an unfinished run")
+    args = ap.parse_args(argv)
+    args.sweeps = args.sweeps or list(SWEEPS)
+    if args.seeds is not None:
+        args.seeds = (list(range(check_int("seeds", int(args.seeds[0]), 1))) if len(args.seeds) == 1 and
+                      args.seeds[0].isdigit() else parse_seeds(args.seeds))
+    if args.tag is not None:
+        tagged(Path("x.json"), args.tag)                   # checks the tag
+    return args
+
+
+def seeds_of(args: argparse.Namespace, name: str) -> list[int]:
+    return args.seeds if args.seeds is not None else list(range(DEFAULT_SEEDS.get(name, 3)))
+
+
+def command_for(args: argparse.Namespace, name: str) -> str:
+    """The command that (re)makes sweep ``name``'s file: rerunning it resumes or repeats the run."""
+    words = ["python scripts/precompute_transformers.py", name]
+    if args.seeds is not None:
+        n = len(args.seeds)
+        words += ["--seeds", str(n) if args.seeds == list(range(n)) else format_seeds(args.seeds)]
+    if args.out != "book/data":
+        words += ["--out", shlex.quote(args.out)]
+    if args.tag:
+        words += ["--tag", args.tag]
+    return " ".join(words)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    for name in args.sweeps:
+        out = tagged(Path(args.out) / f"transformers_{name}.json", args.tag)
+        opened = []
+
+        def start(config, name=name, out=out):
+            sweep = start_sweep([out], command_for(args, name), config, seeds_of(args, name), script=__file__,
+                                tag=args.tag, restart=args.restart)
+            if sweep is None:
+                raise _Complete
+            opened.append(sweep.__enter__())
+            return sweep
+        try:
+            result = SWEEPS[name](seeds_of(args, name), lambda m, name=name: print(f"[{name}] {m}", flush=True),
+                                  start)
+            data, config = result if isinstance(result, tuple) else (result, None)
+            path, = opened[0].finish({out: data}, config=config)
+        except _Complete:
+            continue
+        except SweepMismatch as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            for sweep in opened:
+                sweep.__exit__()
+        print(f"wrote {path} ({opened[0].seconds:.0f} s of computing)", flush=True)
     return 0
 
 

@@ -362,3 +362,17 @@ def test_the_glossary_is_used_from_every_chapter():
         for u in used:
             target = re.search(r"<([^>]+)>", u)
             assert (target.group(1) if target else u).strip().lower() in names, (chapter, u)
+
+
+def test_a_confirmation_is_read_by_the_same_call_and_judged_by_the_same_rules(tmp_path):
+    """``load_stored(dir, tag)`` reads ``<name>.<tag>.json``; a missing confirmation is an error that names it."""
+    import shutil
+    names = sorted({n for ns in vd.SOURCES.values() for n in ns})
+    for n in names:
+        shutil.copy(DATA / f"{n}.json", tmp_path / f"{n}.confirm.json")
+    confirm = vd.load_stored(tmp_path, tag="confirm")
+    assert {k: v.verdict for k, v in vd.judge_all(confirm).items()} == \
+           {k: v.verdict for k, v in vd.judge_all(vd.load_stored(DATA)).items()}
+    (tmp_path / f"{names[0]}.confirm.json").unlink()
+    with pytest.raises(FileNotFoundError, match=f"{names[0]}.*confirm"):
+        vd.load_stored(tmp_path, tag="confirm")

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from skipnet.inference import ALPHA, EQUIVALENT, HIGHER, LOWER, NOT_DETECTED, Comparison, Family
-from skipnet.store import load_result
+from skipnet.store import load_result, load_sweep
 
 __all__ = ["HOLDS", "QUALIFIED", "WRONG", "OPEN", "VERDICTS", "ALPHA", "SPEED_MARGIN", "INT_RATIO", "DEPTH_MARGIN",
            "GAP_MARGIN", "UNDERFIT_RATIO", "NOISE_MARGIN", "LAG_MARGIN", "Verdict", "Evidence", "settle", "SOURCES",
@@ -60,11 +60,11 @@ SOURCES = {
 }
 
 
-def load_stored(data_dir: str | Path) -> dict:
-    """``{name: data}`` for every stored sweep that a verdict reads."""
-    data_dir = Path(data_dir)
+def load_stored(data_dir: str | Path, tag: str | None = None) -> dict:
+    """``{name: data}`` for every stored sweep that a verdict reads: the exploratory sweeps, or with ``tag`` (e.g.
+    ``"confirm"``) the ones stored beside them under that tag, read by the same call and judged by the same rules."""
     names = sorted({n for names in SOURCES.values() for n in names})
-    return {n: load_result(data_dir / f"{n}.json")["data"] for n in names}
+    return {n: load_sweep(n, tag, data_dir)["data"] for n in names}
 
 
 def by_seed(rows, value: Callable[[dict], float]) -> dict:

@@ -66,6 +66,35 @@ def test_glue_hands_myst_nb_plain_python_numbers(monkeypatch):
     assert [type(v) for _, v, _ in calls] == [float, int, float, str]          # a repr like np.float64(0.95) formats
 
 
+# every digit survives: a p-value of 0.0023 glued as "p = {glue:text}`p:.3f`" must not print as 0.000
+EXACT = [(np.float64(1 / 3), 1 / 3, float), (np.float64(0.0023), 0.0023, float),
+         (np.float32(1 / 3), float(np.float32(1 / 3)), float), (np.float64(-2.5e-7), -2.5e-7, float),
+         (np.int64(2 ** 40 + 1), 2 ** 40 + 1, int), (np.int32(-7), -7, int), (np.bool_(True), True, bool),
+         (np.array(0.0023), 0.0023, float),
+         (torch.tensor(1 / 3, dtype=torch.float64), 1 / 3, float),
+         (torch.tensor(0.0023, dtype=torch.float64), 0.0023, float),
+         (torch.tensor(1 / 3), float(np.float32(1 / 3)), float), (torch.tensor(12_345_678_901), 12_345_678_901, int)]
+
+
+@pytest.mark.parametrize("value,expected,kind", EXACT, ids=[repr(v) for v, _, _ in EXACT])
+def test_glue_hands_on_scalars_exactly_as_python_numbers(monkeypatch, value, expected, kind):
+    import myst_nb
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: calls.append(value))
+    notebook.glue("x", value)
+    assert calls == [expected] and type(calls[0]) is kind                  # exact: no rounding, no precision lost
+
+
+def test_glue_leaves_arrays_and_non_numbers_alone(monkeypatch):
+    import myst_nb
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: calls.append(value))
+    arr, vec, text = np.array([1 / 3, 0.0023]), torch.tensor([1 / 3]), "301,328"
+    for v in (arr, vec, text):
+        notebook.glue("x", v)
+    assert calls[0] is arr and calls[1] is vec and calls[2] is text
+
+
 @pytest.mark.slow
 def test_every_chapter_starts_in_a_kernel_without_myst_nb_or_sphinx(tmp_path, monkeypatch):
     """Binder's kernel: myst_nb and sphinx cannot be imported. Each chapter's setup cells (up to and including

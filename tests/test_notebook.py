@@ -5,6 +5,7 @@ the block it trains from the package (``{literalinclude}`` with ``:pyobject:``).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -103,13 +104,17 @@ def test_every_chapter_starts_in_a_kernel_without_myst_nb_or_sphinx(tmp_path, mo
     for name in ("myst_nb", "sphinx"):
         (blocker / name).mkdir(parents=True)
         (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed on Binder')\n")
-    monkeypatch.setenv("PYTHONPATH", str(blocker))                  # the kernel finds the blockers first
+    # the kernel finds the blockers first, then the package under test (not an installed copy of another checkout)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(blocker), str(ROOT / "code")]))
     for path in CHAPTERS:
         nb = jupytext.read(path)
         code = [c for c in nb.cells if c.cell_type == "code"]
         upto = next((i for i, c in enumerate(code) if "glue(" in c.source), 0)
         nb.cells = code[:upto + 1] + [jupytext.reads("import importlib.util\n"
                                                      "assert importlib.util.find_spec('myst_nb').origin.startswith("
-                                                     f"{str(blocker)!r})\n", fmt="py:percent").cells[0]]
+                                                     f"{str(blocker)!r})\n"
+                                                     "import skipnet\n"
+                                                     f"assert skipnet.__file__.startswith({str(ROOT / 'code')!r})\n",
+                                                     fmt="py:percent").cells[0]]
         NotebookClient(nb, timeout=600, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()

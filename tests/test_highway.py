@@ -2,6 +2,7 @@
 chapter asserted over several seeds with wide margins."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,28 @@ def test_bad_parameters_are_named():
         hw.profile_pair(n_blocks=0)
     with pytest.raises(ValueError, match="n_examples"):
         hw.gradient_profile(hw.PROFILE_MODEL, n_examples=1)
+
+
+def test_race_gradient_ratio_is_read_at_the_stem_and_the_head():
+    """The ratio the chapter glues (first/last layer) is the stem's gradient norm over the head's: the recorded
+    columns are named, the first recorded row is the gradient of the first batch at the initial weights (computed
+    here with autograd), and grad_ratio is the geometric mean of stem/head over the rows asked for."""
+    race = hw.training_race(depth=8, variant="BN + ReLU", epochs=1, seed=3)
+    digits = load_digits()
+    for key, run in race.runs.items():
+        h = run.history
+        assert h.layer_names[0] == "stem" and h.layer_names[-1] == "head" and len(h.layer_names) == 8, h.layer_names
+        assert len(h.grad_norms) == len(h.grad_steps) == h.steps_done and all(len(r) == 8 for r in h.grad_norms)
+        net = run.model.build(3).to(memory_format=torch.channels_last).train()       # the initial weights
+        idx = torch.randperm(len(digits.X_train), generator=torch.Generator().manual_seed(3))[:run.train.batch_size]
+        X = digits.X_train.contiguous(memory_format=torch.channels_last)[idx]
+        torch.nn.functional.cross_entropy(net(X), digits.y_train[idx]).backward()
+        assert h.grad_norms[0][0] == pytest.approx(net.stem.weight.grad.norm().item(), rel=1e-4), key
+        assert h.grad_norms[0][-1] == pytest.approx(net.head.weight.grad.norm().item(), rel=1e-4), key
+        stem, head = h.layer_names.index("stem"), h.layer_names.index("head")
+        for rows in (slice(0, 1), slice(-10, None), slice(None)):
+            logs = [math.log(r[stem]) - math.log(r[head]) for r in h.grad_norms[rows]]
+            assert hw.grad_ratio(h, rows) == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-12), (key, rows)
 
 
 def test_epoch_means():

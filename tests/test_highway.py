@@ -2,6 +2,7 @@
 chapter asserted over several seeds with wide margins."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,28 @@ def test_bad_parameters_are_named():
         hw.gradient_profile(hw.PROFILE_MODEL, n_examples=1)
 
 
+def test_race_gradient_ratio_is_read_at_the_stem_and_the_head():
+    """The ratio the chapter glues (first/last layer) is the stem's gradient norm over the head's: the recorded
+    columns are named, the first recorded row is the gradient of the first batch at the initial weights (computed
+    here with autograd), and grad_ratio is the geometric mean of stem/head over the rows asked for."""
+    race = hw.training_race(depth=8, variant="BN + ReLU", epochs=1, seed=3)
+    digits = load_digits()
+    for key, run in race.runs.items():
+        h = run.history
+        assert h.layer_names[0] == "stem" and h.layer_names[-1] == "head" and len(h.layer_names) == 8, h.layer_names
+        assert len(h.grad_norms) == len(h.grad_steps) == h.steps_done and all(len(r) == 8 for r in h.grad_norms)
+        net = run.model.build(3).to(memory_format=torch.channels_last).train()       # the initial weights
+        idx = torch.randperm(len(digits.X_train), generator=torch.Generator().manual_seed(3))[:run.train.batch_size]
+        X = digits.X_train.contiguous(memory_format=torch.channels_last)[idx]
+        torch.nn.functional.cross_entropy(net(X), digits.y_train[idx]).backward()
+        assert h.grad_norms[0][0] == pytest.approx(net.stem.weight.grad.norm().item(), rel=1e-4), key
+        assert h.grad_norms[0][-1] == pytest.approx(net.head.weight.grad.norm().item(), rel=1e-4), key
+        stem, head = h.layer_names.index("stem"), h.layer_names.index("head")
+        for rows in (slice(0, 1), slice(-10, None), slice(None)):
+            logs = [math.log(r[stem]) - math.log(r[head]) for r in h.grad_norms[rows]]
+            assert hw.grad_ratio(h, rows) == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-12), (key, rows)
+
+
 def test_epoch_means():
     assert epoch_means([1, 3, 5, 7, 9], 2) == [2.0, 6.0, 9.0]
 
@@ -259,6 +282,7 @@ def test_claim_tanh_exercise():
 
 
 # -- the stored degradation table -------------------------------------------------------------------
+@pytest.mark.data
 def test_stored_degradation_table_has_command_config_and_the_claims():
     rec = load_result(DATA)
     assert rec["command"].startswith(".venv/bin/python scripts/precompute_highway.py")
@@ -288,9 +312,12 @@ def test_stored_degradation_table_has_command_config_and_the_claims():
 @pytest.mark.slow
 def test_a_live_degradation_run_falls_within_the_stored_seeds():
     """The live networks are another draw from the sweep's distribution (on another CPU a seed is another seed):
-    their training loss lies in the band the stored seeds span (tests/bands.py), and they are stored the same way."""
+    their training loss lies in the band the stored seeds span (tests/bands.py), and they are stored the same way.
+    Depth 8 only: there the stored seeds agree within a factor 1.6, so the band is narrow; at depth 56 they spread
+    over a factor 10 (residual), so one seed's band would be 880x wide, and the 56-layer nets are held instead to
+    the median of three live seeds (tests/test_degradation.py)."""
     rows = load_result(DATA)["data"]
-    for run in degradation_table(depths=(8, 56), seeds=(0,)):
+    for run in degradation_table(depths=(8,), seeds=(0,)):
         row = degradation_row(run)
         stored = [r for r in rows if (r["depth"], r["residual"]) == (row["depth"], row["residual"])]
         assert set(row) == set(stored[0])
@@ -300,15 +327,26 @@ def test_a_live_degradation_run_falls_within_the_stored_seeds():
 
 @pytest.mark.slow
 def test_claim_race_plain56_explodes_then_freezes_residual_trains():
+    """The ratio at the first step is the gradient of the first batch at the initial weights: no step has been
+    taken, so it is no draw from a chaotic training. It is held to the same seed's value in the stored intervention
+    sweep (same nets, same first batch; its hooks read the stem and the head) within 10 %: across CPU kernels it moved
+    at most 3 % for plain-56 (56 BatchNorm layers amplify the rounding) and 2e-4 for residual-56 (measured with
+    ATEN_CPU_CAPABILITY=default, avx2, avx512), while the seeds differ by 3x. The later numbers come from training:
+    every seed must show the chapter's two phases, with margins from the runs (stored and live: plain end ratio
+    0.003-0.054, residual 0.38-0.68)."""
+    stored = {(r["residual"], r["seed"]): r["ratio_first_step"]
+              for r in load_result(DATA.with_name("highway_intervention.json"))["data"] if r["mode"] == "sgd"}
     for s in SEEDS:
         race = hw.training_race(depth=56, variant="BN + ReLU", epochs=6, seed=s)
         plain, residual = race.runs["plain"].history, race.runs["residual"].history
         assert plain.status == residual.status == "finished"
         assert plain.final["train_loss"] > 1.0 and residual.final["train_loss"] < 0.3
+        for h, res in ((plain, False), (residual, True)):
+            assert hw.grad_ratio(h, slice(0, 1)) == pytest.approx(stored[(res, s)], rel=0.1), (s, res)
         assert hw.grad_ratio(plain, slice(0, 1)) > 100                      # explosion at the start
         assert hw.grad_ratio(plain, slice(-10, None)) < 0.2                 # paralysis at the end
-        assert 0.05 < hw.grad_ratio(residual, slice(-10, None)) < 20
-        assert 0.05 < hw.grad_ratio(residual, slice(0, 1)) < 20
+        assert 0.1 < hw.grad_ratio(residual, slice(-10, None)) < 2          # order one throughout
+        assert 0.1 < hw.grad_ratio(residual, slice(0, 1)) < 2
         g_plain, g_res = race.weight_growth("plain"), race.weight_growth("residual")
         assert g_plain[0] > 10 and np.median(g_plain[1:19]) > 10            # the lowest layers' weights inflated
         assert g_res[0] < 3 and np.median(g_res[1:19]) < 3

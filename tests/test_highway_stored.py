@@ -65,6 +65,7 @@ def test_claim_residual_steps_hardly_change_with_depth(conv):
         assert max(res[110]) < budget / 3                                      # 110 layers: a fraction of the budget
 
 
+@pytest.mark.data
 def test_claim_plain56_trains_slowly_not_at_all_and_110_steps_cut_it_off(conv):
     p56 = [r for r in conv if r["depth"] == 56 and not r["residual"]]
     for r in p56:
@@ -75,6 +76,7 @@ def test_claim_plain56_trains_slowly_not_at_all_and_110_steps_cut_it_off(conv):
     assert all(r["status"] == "reached 0.1" for r in res56)
 
 
+@pytest.mark.data
 def test_eval_mode_losses_never_count_as_divergence(conv):
     for r in conv:
         assert not r["status"].startswith("diverged") or r["steps_done"] < r["budget"]
@@ -91,6 +93,7 @@ def test_a_live_convergence_run_falls_within_the_stored_seeds(conv):
 
 
 # -- the learning-rate exercise -----------------------------------------------------------------------------------
+@pytest.mark.data
 def test_claim_no_learning_rate_closes_the_gap():
     rec = stored("lr")
     rows = rec["data"]
@@ -110,6 +113,7 @@ def test_claim_no_learning_rate_closes_the_gap():
 
 
 # -- the intervention on "explosion, then paralysis" ------------------------------------------------------------
+@pytest.mark.data
 def test_claim_removing_the_weight_growth_removes_paralysis_but_not_the_failure():
     rec = stored("intervention")
     rows = rec["data"]
@@ -146,6 +150,7 @@ def hvals(rows, depth, residual, key):
                      if r["depth"] == depth and r["residual"] == residual], dtype=float)
 
 
+@pytest.mark.data
 def test_claim_plain20_sits_in_a_sharper_minimum(hess):
     assert len(hvals(hess, 20, True, "seed")) >= 3
     assert np.all(hvals(hess, 20, False, "lam_max") > 2 * hvals(hess, 20, True, "lam_max"))
@@ -268,6 +273,7 @@ def test_live_chi_cells_fall_within_the_stored_seeds(chi):
 
 
 # -- the degradation table (chapter budget) ---------------------------------------------------------------------
+@pytest.mark.data
 def test_claims_of_the_opening_chapter_on_the_stored_degradation_table():
     rows = stored("degradation")["data"]
     seeds = sorted({r["seed"] for r in rows})
@@ -286,6 +292,7 @@ def test_claims_of_the_opening_chapter_on_the_stored_degradation_table():
     assert abs(v(56, True, "test_err").mean() - v(20, True, "test_err").mean()) < 2 * se   # equal within noise
 
 
+@pytest.mark.data
 def test_claim_of_the_opening_chapter_on_zero_gamma():
     """The opening chapter: zero-initialized branches help residual-56 against a zero-initialized residual-20, but not
     against the standard residual-20 (median training loss over the stored seeds of the identity chapter's sweep)."""

@@ -79,6 +79,7 @@ def test_the_plain_stacks_depth_trend_survives_a_learning_rate_sweep_and_the_lif
 
 
 # -- trained branches are small corrections --------------------------------------------------------
+@pytest.mark.data
 def test_trained_branches_are_small_corrections_over_seeds():
     rows = [r for r in stored("zero_gamma")["data"]["runs"] if r["depth"] == 56]
     assert len({r["seed"] for r in rows}) >= 3
@@ -92,19 +93,26 @@ def test_trained_branches_are_small_corrections_over_seeds():
     assert med["zero_gamma"] < 0.75 * med["standard"]                           # "smaller still with zero-gamma"
 
 
-def test_a_live_residual56_has_branches_and_loss_within_the_stored_seeds(digits):
+def test_a_live_residual56_has_branches_within_the_stored_seeds_and_trains(digits):
+    """The branches' median ||F||/||x|| lies in the band of the stored seeds (they agree within 0.04). The training
+    loss spreads over a factor 10 between the stored seeds, so one live seed is held to the chapter's one-sided claim
+    instead ("classifies its training digits almost perfectly"): training error below 1 % and loss below 0.1, 7x
+    and 5x above the worst stored seed (0.14 %, 0.021). The median over three seeds is in tests/test_degradation.py."""
     run = ie.train_digits(ie.BRANCH_MODEL, seed=0)
     st = branch_stats(run.net, digits.X_test)
     refs = [r for r in stored("zero_gamma")["data"]["runs"] if r["depth"] == 56 and r["init"] == "standard"]
     assert len(refs) >= 3 and st.median_rel_norm < 0.5
     assert_in_seed_band(st.median_rel_norm, [np.median(r["rel_norm"]) for r in refs], what="median ||F||/||x||")
-    assert_in_seed_band(run.final["train_loss"], [r["train_loss"] for r in refs], log=True, what="train loss")
+    assert max(r["train_err"] for r in refs) < 0.01 / 5 and max(r["train_loss"] for r in refs) < 0.1 / 4
+    assert run.final["train_acc"] > 0.99 and run.final["train_loss"] < 0.1, run.final
 
 
 # -- branch initialization without normalization ---------------------------------------------------
 def test_without_normalization_standard_diverges_while_scaled_or_zero_inits_train():
     """Live, the chapter's network (residual-56 without normalization, lr 0.05, 10 epochs): the standard init
-    diverges in every seed, the 1/sqrt(L) branch trains in every seed, Fixup's seed 0 reproduces."""
+    diverges in every seed, the 1/sqrt(L) branch trains in every seed, Fixup's seed 0 is another draw of the stored
+    seeds. "Trains" is the chapter's rule (finished, training loss below 1; the stored seeds end at 0.06-0.28 and
+    spread over a factor 5, so a fixed bound near them would fail a fresh seed now and then)."""
     rows = stored("init")["data"]["runs"]
     band = {k: [r["train_loss"] for r in rows if r["init"] == k] for k in ("1/sqrt(L)", "fixup")}
     for seed in SEEDS:
@@ -112,13 +120,14 @@ def test_without_normalization_standard_diverges_while_scaled_or_zero_inits_trai
         assert std.history.status.startswith("diverged at step") and std.history.diverged_at <= 20, seed
         assert all(np.isfinite(std.history.loss))
         scaled = ie.train_init("1/sqrt(L)", seed)
-        assert scaled.history.status == "finished" and scaled.final["train_loss"] < 0.5, seed
+        assert scaled.history.status == "finished" and scaled.final["train_loss"] < 1.0, seed
         assert_in_seed_band(scaled.final["train_loss"], band["1/sqrt(L)"], log=True, what="1/sqrt(L) train loss")
     fixup = ie.train_init("fixup", 0)
     assert fixup.history.status == "finished" and fixup.final["train_loss"] < 1.0
     assert_in_seed_band(fixup.final["train_loss"], band["fixup"], log=True, what="Fixup-style train loss")
 
 
+@pytest.mark.data
 def test_stored_init_sweep_standard_always_diverges_and_the_others_train():
     rows = stored("init")["data"]["runs"]
     seeds = sorted({r["seed"] for r in rows})
@@ -139,11 +148,13 @@ def variants():
     return stored("variants")["data"]
 
 
+@pytest.mark.data
 def test_variant_sweep_has_every_variant_over_several_seeds(variants):
     s = variants["summary"]
     assert set(s) == set(iv.VARIANTS) and min(v["n"] for v in s.values()) >= 3
 
 
+@pytest.mark.data
 def test_identity_shortcut_trains_and_scaled_shortcuts_fail(variants):
     s = variants["summary"]
     assert s["identity"]["fails"] == 0 and s["identity"]["test_err_range"][1] < 0.08
@@ -152,12 +163,14 @@ def test_identity_shortcut_trains_and_scaled_shortcuts_fail(variants):
         assert s[k]["test_err_range"][0] > 2 * s["identity"]["test_err_range"][1], k
 
 
+@pytest.mark.data
 def test_near_identity_gate_lands_near_the_identity(variants):
     s = variants["summary"]
     assert s["shortcut_gate_6"]["fails"] == 0
     assert abs(s["shortcut_gate_6"]["test_err"] - s["identity"]["test_err"]) < 0.03
 
 
+@pytest.mark.data
 def test_exclusive_gate_minus6_trains_with_its_blocks_switched_off(variants):
     s = variants["summary"]["exclusive_gate_6"]
     assert s["fails"] == 0 and s["gate_mean"] < 0.01
@@ -166,11 +179,13 @@ def test_exclusive_gate_minus6_trains_with_its_blocks_switched_off(variants):
             assert max(r["gates"]) < 0.05
 
 
+@pytest.mark.data
 def test_one_by_one_shortcut_fails_here(variants):
     s = variants["summary"]["conv1x1"]
     assert s["fails"] >= s["n"] - 1
 
 
+@pytest.mark.data
 def test_as_built_placements_full_preactivation_best_and_bn_after_addition_worst(variants):
     s = variants["summary"]
     err = {k: s[k]["test_err"] for k in iv.PLACEMENT_KEYS}
@@ -197,6 +212,7 @@ def _zg(rows):
     return loss
 
 
+@pytest.mark.data
 def test_zero_gamma_at_110_steps_deeper_wins_within_zero_gamma_only_and_in_training_loss_only():
     """The chapter: with zero-gamma residual-56 ends below residual-20 in (almost) every seed; with the standard init
     it does not; zero-gamma-56 stays above standard-20; zero-gamma-56's test error is not below zero-gamma-20's."""
@@ -214,6 +230,7 @@ def test_zero_gamma_at_110_steps_deeper_wins_within_zero_gamma_only_and_in_train
     assert sum(r["train_err"] == 0 for r in by[(20, "standard")].values()) >= len(seeds) - 1
 
 
+@pytest.mark.data
 def test_zero_gamma_and_standard_converge_together_at_40_epochs():
     by = _zg(stored("zero_gamma_long")["data"]["runs"])
     assert all(len(v) >= 3 for v in by.values())
@@ -233,6 +250,7 @@ def test_zero_gamma_and_standard_converge_together_at_40_epochs():
 
 
 # -- branch sizes: a property of depth --------------------------------------------------------------
+@pytest.mark.data
 def test_trained_branches_are_about_twice_as_large_at_20_layers_as_at_56():
     rows = [r for r in stored("zero_gamma")["data"]["runs"] if r["init"] == "standard"]
     med = {(d, k): [np.median(r[k]) for r in rows if r["depth"] == d]
@@ -250,6 +268,7 @@ def test_trained_branches_are_about_twice_as_large_at_20_layers_as_at_56():
 
 
 # -- the no-normalization inits over learning rates ------------------------------------------------
+@pytest.mark.data
 def test_standard_init_trains_at_no_learning_rate_and_the_others_do():
     rows = stored("init_lr")["data"]["runs"]
     assert len({r["seed"] for r in rows}) >= 3
@@ -273,6 +292,7 @@ def test_standard_init_trains_at_no_learning_rate_and_the_others_do():
         assert sum(r["train_loss"] is not None and r["train_loss"] < 1 for r in at_best) >= len(at_best) // 2, key
 
 
+@pytest.mark.data
 def test_rezero_failures_at_lr_005_come_with_a_jump_of_alpha():
     rows = stored("rezero_alpha")["data"]["runs"]
     assert len(rows) >= 5
@@ -292,6 +312,7 @@ def fair():
     return stored("variants_fair")["data"]
 
 
+@pytest.mark.data
 def test_the_1x1_shortcut_started_at_the_identity_still_fails_through_its_product(fair):
     s = fair["summary"]
     base = stored("variants")["data"]["summary"]["identity"]
@@ -319,6 +340,7 @@ def test_a_live_identity_started_1x1_run_fails_like_the_stored_ones(fair):
 PLACES = ("pre", "post", "relu_only_pre", "relu_before_add", "bn_after_add")
 
 
+@pytest.mark.data
 def test_placements_from_the_same_loss_reorder_as_the_chapter_says(fair):
     built = stored("variants")["data"]
     arms = {"built": built["summary"],
@@ -347,6 +369,7 @@ def test_placements_from_the_same_loss_reorder_as_the_chapter_says(fair):
 
 
 # -- is the sum messy? -----------------------------------------------------------------------------
+@pytest.mark.data
 def test_the_sum_keeps_its_terms_readable_and_the_plain_stream_loses_them():
     rows = stored("decode")["data"]["runs"]
     by = {}

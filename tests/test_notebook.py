@@ -5,6 +5,7 @@ the block it trains from the package (``{literalinclude}`` with ``:pyobject:``).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -66,6 +67,35 @@ def test_glue_hands_myst_nb_plain_python_numbers(monkeypatch):
     assert [type(v) for _, v, _ in calls] == [float, int, float, str]          # a repr like np.float64(0.95) formats
 
 
+# every digit survives: a p-value of 0.0023 glued as "p = {glue:text}`p:.3f`" must not print as 0.000
+EXACT = [(np.float64(1 / 3), 1 / 3, float), (np.float64(0.0023), 0.0023, float),
+         (np.float32(1 / 3), float(np.float32(1 / 3)), float), (np.float64(-2.5e-7), -2.5e-7, float),
+         (np.int64(2 ** 40 + 1), 2 ** 40 + 1, int), (np.int32(-7), -7, int), (np.bool_(True), True, bool),
+         (np.array(0.0023), 0.0023, float),
+         (torch.tensor(1 / 3, dtype=torch.float64), 1 / 3, float),
+         (torch.tensor(0.0023, dtype=torch.float64), 0.0023, float),
+         (torch.tensor(1 / 3), float(np.float32(1 / 3)), float), (torch.tensor(12_345_678_901), 12_345_678_901, int)]
+
+
+@pytest.mark.parametrize("value,expected,kind", EXACT, ids=[repr(v) for v, _, _ in EXACT])
+def test_glue_hands_on_scalars_exactly_as_python_numbers(monkeypatch, value, expected, kind):
+    import myst_nb
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: calls.append(value))
+    notebook.glue("x", value)
+    assert calls == [expected] and type(calls[0]) is kind                  # exact: no rounding, no precision lost
+
+
+def test_glue_leaves_arrays_and_non_numbers_alone(monkeypatch):
+    import myst_nb
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: calls.append(value))
+    arr, vec, text = np.array([1 / 3, 0.0023]), torch.tensor([1 / 3]), "301,328"
+    for v in (arr, vec, text):
+        notebook.glue("x", v)
+    assert calls[0] is arr and calls[1] is vec and calls[2] is text
+
+
 @pytest.mark.slow
 def test_every_chapter_starts_in_a_kernel_without_myst_nb_or_sphinx(tmp_path, monkeypatch):
     """Binder's kernel: myst_nb and sphinx cannot be imported. Each chapter's setup cells (up to and including
@@ -74,13 +104,17 @@ def test_every_chapter_starts_in_a_kernel_without_myst_nb_or_sphinx(tmp_path, mo
     for name in ("myst_nb", "sphinx"):
         (blocker / name).mkdir(parents=True)
         (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed on Binder')\n")
-    monkeypatch.setenv("PYTHONPATH", str(blocker))                  # the kernel finds the blockers first
+    # the kernel finds the blockers first, then the package under test (not an installed copy of another checkout)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(blocker), str(ROOT / "code")]))
     for path in CHAPTERS:
         nb = jupytext.read(path)
         code = [c for c in nb.cells if c.cell_type == "code"]
         upto = next((i for i, c in enumerate(code) if "glue(" in c.source), 0)
         nb.cells = code[:upto + 1] + [jupytext.reads("import importlib.util\n"
                                                      "assert importlib.util.find_spec('myst_nb').origin.startswith("
-                                                     f"{str(blocker)!r})\n", fmt="py:percent").cells[0]]
+                                                     f"{str(blocker)!r})\n"
+                                                     "import skipnet\n"
+                                                     f"assert skipnet.__file__.startswith({str(ROOT / 'code')!r})\n",
+                                                     fmt="py:percent").cells[0]]
         NotebookClient(nb, timeout=600, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()

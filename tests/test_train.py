@@ -1,6 +1,7 @@
 """The training loop: reproducibility, schedule, divergence as a result, stopping, streams."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,38 @@ def test_warmup_then_cosine_schedule():
     assert cfg.lr_at(60, 110) == pytest.approx(0.05)          # half-way through the cosine
     assert cfg.lr_at(109, 110) < 0.001
     assert TrainConfig(lr=0.1, warmup_steps=0, schedule="constant").lr_at(50, 100) == 0.1
+
+
+def _three_part_schedule(lr, warmup, total, schedule):
+    """Written out independently of TrainConfig.lr_at: the lr of every step 0..total-1, as one array: a linear
+    warm-up (warmup steps ending AT lr), then a half cosine from lr (its first step) toward 0, or a constant."""
+    ramp = lr * np.arange(1, warmup + 1) / warmup if warmup else np.zeros(0)
+    n = max(total - warmup, 0)
+    tail = (np.full(n, lr) if schedule == "constant"
+            else lr / 2 * (1 + np.cos(np.pi * np.arange(n) / max(1, total - warmup))))
+    return np.concatenate([ramp, tail])[:total]
+
+
+@pytest.mark.parametrize("warmup,total,schedule", [(10, 110, "cosine"), (0, 50, "cosine"), (1, 7, "cosine"),
+                                                   (12, 12, "cosine"), (12, 100, "constant"), (0, 9, "constant")])
+def test_schedule_equals_an_independent_three_part_schedule_at_every_step(warmup, total, schedule):
+    cfg = TrainConfig(lr=0.1, warmup_steps=warmup, schedule=schedule)
+    lrs = np.array([cfg.lr_at(k, total) for k in range(total)])
+    assert np.allclose(lrs, _three_part_schedule(0.1, warmup, total, schedule), rtol=1e-12, atol=0)
+    assert lrs.max() == pytest.approx(0.1, rel=1e-12) and np.all(lrs > 0)      # never above lr, never 0 in the run
+
+
+def test_the_warmup_boundary_is_pinned():
+    cfg, total = TrainConfig(lr=0.1, warmup_steps=10), 110
+    assert cfg.lr_at(9, total) == pytest.approx(0.1, rel=1e-12)           # the last warm-up step reaches lr ...
+    assert cfg.lr_at(10, total) == pytest.approx(0.1, rel=1e-12)          # ... the first cosine step starts there
+    assert cfg.lr_at(11, total) == pytest.approx(0.05 * (1 + math.cos(math.pi / 100)), rel=1e-12)
+    assert cfg.lr_at(11, total) < cfg.lr_at(10, total)
+    no_warmup = TrainConfig(lr=0.1, warmup_steps=0)                        # legal: the cosine from step 0
+    assert no_warmup.lr_at(0, total) == pytest.approx(0.1, rel=1e-12)
+    assert no_warmup.lr_at(1, total) == pytest.approx(0.05 * (1 + math.cos(math.pi / 110)), rel=1e-12)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(warmup_steps=-1)
 
 
 def test_divergence_is_a_result_not_a_crash(digits_flat):

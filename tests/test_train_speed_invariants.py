@@ -35,8 +35,13 @@ def test_convolutions_run_channels_last(digits):
 def test_fused_step_equals_foreach_step(optimizer):
     cfg = TrainConfig(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3)
     nets = [build_model(arch="mlp", n_blocks=3, width=16, in_shape=(8,), seed=0) for _ in range(2)]
+    make = torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW
+    try:                                                           # does this torch build fuse on this device?
+        make([torch.zeros(1, requires_grad=True)], lr=0.1, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        pytest.skip(f"this torch build has no fused {optimizer} kernel here (make_optimizer then uses foreach)")
     fused = make_optimizer(cfg, list(nets[0].parameters()))
-    assert fused.defaults.get("fused") is True                     # the CPU has fused SGD and AdamW
+    assert fused.defaults.get("fused") is True                     # where torch can fuse, the loop does
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
     if optimizer == "sgd":
         plain = torch.optim.SGD(nets[1].parameters(), momentum=cfg.momentum, nesterov=True, foreach=True, **kw)

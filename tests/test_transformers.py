@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import skipnet
 from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, RANK_VARIANTS, SORT, VARIANTS,
                                               WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS, grad_norms_at_init,
                                               path_profile, rank_collapse, rank_variant_config, sort_row, stuck,
@@ -28,6 +30,7 @@ from skipnet.experiments.transformers_rnn import (RECALL_BUDGET, RECALL_NETS, RN
 from skipnet.experiments.transformers_warmup import TRIAGE, loglog_slope, triage_row, triage_summary
 from skipnet.probes.logit_lens import read_stream
 from skipnet.runtime import generator
+from skipnet.store import load_result, save_result
 from skipnet.models import build_model
 from skipnet.probes.rank import path_terms, token_residual_ratio
 from skipnet.recurrent import RecallTask, RecurrentConfig
@@ -35,7 +38,6 @@ from skipnet.train import TrainConfig
 from skipnet.transformer import (PlainPostLNBlock, PlainPreLNBlock, PostLNBlock, PreLNBlock, SortTask,
                                  TransformerConfig)
 
-from bands import assert_in_seed_band
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 SEEDS = (0, 1, 2)
@@ -278,16 +280,20 @@ def _train_until(model: TransformerConfig, train: TrainConfig, seed: int, target
 
 @pytest.mark.slow
 def test_no_residual_six_blocks_is_stuck_and_collapsed():
-    """Stuck above the floor of a collapsed stream, its trained stream collapsed and its predictions position-free;
-    the final loss within the band of the stored seeds at the same lr (another draw, not a reproduction)."""
+    """The chapter's claim, in every seed: stuck between the floor of a collapsed stream and chance, its trained
+    stream collapsed and its predictions position-free. Each live loss must sit inside (FLOOR, chance) by a margin
+    of five times the spread of the stored seeds at the same lr; the stored seeds sit about 20 such spreads inside
+    (the stuck level itself moves with the lr, 2.31 to 2.77 over the stored lrs, so no band around it is asserted)."""
     stored = [r["train_loss"] for r in _rows("noresid")
               if r["lr"] == DEFAULT_TRAIN.lr and r["steps"] == DEFAULT_TRAIN.steps]
+    margin = 5 * (max(stored) - min(stored))
+    assert len(stored) >= 3 and FLOOR + margin < min(stored) and max(stored) < SORT.chance_loss - margin
     for s in SEEDS:
         run = train_sort(variant_config("no residual", 6), DEFAULT_TRAIN, seed=s)
-        assert run.status == "finished" and run.train_loss > max(FLOOR, 0.8 * SORT.chance_loss), (s, run.train_loss)
+        assert run.status == "finished" and stuck(run.train_loss), (s, run.train_loss)
+        assert FLOOR + margin < run.train_loss < SORT.chance_loss - margin, (s, run.train_loss, FLOOR, margin)
         c = final_collapse(run.net)
         assert c["r_final"] < 1e-3 and c["position_spread"] < 1e-3, (s, c["r_final"], c["position_spread"])
-        assert_in_seed_band(run.train_loss, stored, floor=0.05, what="no-residual final loss")
 
 
 @pytest.mark.slow
@@ -326,10 +332,11 @@ def test_post_ln_at_high_lr_needs_warmup():
 
 
 # -- the stored sweeps say what the chapter says (checks of the stored data) --------------------------------
+# (marked `data` where only the stored numbers can fail them: they gate a regenerated sweep, not the code)
 def _record(name):
     path = DATA / f"transformers_{name}.json"
     assert path.exists(), f"{path} is missing: run scripts/precompute_transformers.py {name}"
-    return json.loads(path.read_text())
+    return load_result(path)
 
 
 def _rows(name):
@@ -374,6 +381,7 @@ def test_stored_stuck_flags_are_what_the_code_says():
             assert r["stuck"] == (r["status"].startswith("diverged") or stuck(r["train_loss"])), r
 
 
+@pytest.mark.data
 def test_stored_depth_sweep():
     rows = _rows("depth")
     pick = lambda label, n: [r for r in rows if r["label"] == label and r["n_blocks"] == n]
@@ -387,6 +395,7 @@ def test_stored_depth_sweep():
     assert max(d1("no residual")) < min(d1("post-LN") + d1("pre-LN"))
 
 
+@pytest.mark.data
 def test_stored_warmup_sweep():
     rows = _rows("warmup")
     cond = lambda placement, lr, warm: [r for r in rows
@@ -399,6 +408,7 @@ def test_stored_warmup_sweep():
     assert len(low_lr) >= 3 and sum(r["stuck"] for r in low_lr) <= 1
 
 
+@pytest.mark.data
 def test_stored_pre_and_post_ln_end_close_where_both_train():
     """'At our scale the difference is small ... and post-LN is not always lower': the chapter's comparison."""
     depth, warm = _rows("depth"), _rows("warmup")
@@ -411,6 +421,7 @@ def test_stored_pre_and_post_ln_end_close_where_both_train():
     assert max(abs(g) for g in gaps) < 0.01 and any(g < 0 for g in gaps) and any(g > 0 for g in gaps), gaps
 
 
+@pytest.mark.data
 def test_stored_noresid_sweep_stuck_and_collapsed_at_every_lr():
     rows, cfg = _rows("noresid"), _record("noresid")["config"]
     assert {r["lr"] for r in rows} == set(NORESID_LRS) and all(len([r for r in rows if r["lr"] == lr]) >= 3 for lr in NORESID_LRS)
@@ -442,6 +453,7 @@ def test_stored_triage_says_what_the_chapter_says():
     assert all(r["r_final"] > 0.5 for r in rows if not r["stuck"])            # every trained one distinct
 
 
+@pytest.mark.data
 def test_stored_init_sweep_depth_laws_and_amplification():
     data = _record("init")["data"]
     g, amp = data["grads"], data["amplification"]
@@ -463,10 +475,16 @@ def test_stored_init_sweep_depth_laws_and_amplification():
     assert all(r["change"] > 0.5 for r in amp if r["mode"] == "adamw" and r["n_blocks"] == 8)
 
 
-def test_a_missing_stored_sweep_fails_instead_of_skipping(monkeypatch, tmp_path):
-    monkeypatch.setitem(globals(), "DATA", tmp_path)
-    with pytest.raises(AssertionError, match="missing"):
-        _rows("depth")
+def test_a_stored_sweep_reads_back_as_it_was_written(tmp_path):
+    """The sweeps above are read through the package's store: what save_result writes, load_result gives back."""
+    data = [{"seed": 0, "train_loss": 1 / 3, "curve": [2.5, 0.0023], "stuck": True, "status": "finished"}]
+    config = {"model": {"n_blocks": 6, "placement": "pre"}, "lr": 3e-4}
+    path = save_result(tmp_path / "new" / "transformers_x.json", data, config, "scripts/x.py --seeds 0", 1.5)
+    rec = load_result(path)
+    assert set(rec) == {"command", "config", "made_with", "created", "seconds", "data"}
+    assert rec["data"] == data and rec["config"] == config and rec["command"] == "scripts/x.py --seeds 0"
+    assert rec["seconds"] == 1.5 and rec["made_with"]["skipnet"] == skipnet.__version__
+    assert rec["made_with"]["torch"] == torch.__version__ and rec["created"] == time.strftime("%Y-%m-%d")
 
 
 # -- claims: the RNN question ------------------------------------------------------------------------
@@ -513,6 +531,7 @@ def test_additive_states_solve_recall_within_the_budget():
             assert run.extra["eval_acc"] > 0.95, (s, run.label, run.extra["eval_acc"])
 
 
+@pytest.mark.data
 def test_stored_recall_race_says_what_the_chapter_says():
     rows, cfg = _rows("recall"), _record("recall")["config"]
     summary = {(x["label"], x["seq_len"]): x for x in recall_summary(rows)}

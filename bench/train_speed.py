@@ -21,13 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchlib import interleaved, sync, threads
+from benchlib import RESNET20, interleaved, sync, threads
 from skipnet.data import load_digits
 from skipnet.models import ModelConfig, build_model
 from skipnet.train import TrainConfig, Trainer, make_optimizer
 from vectorized import VectorizedTrainer
-
-RESNET20 = ModelConfig(arch="cnn", depth=20, width=16)
 
 
 # -- FLOPs and the matmul peak --------------------------------------------------------------------

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from skipnet.config import Config, check_int
+from skipnet.checks import check_int
+from skipnet.config import Config
 from skipnet.models import stream_states
 
 __all__ = ["DenseConfig", "DenseBlock", "DenseNet", "matched_growth", "dense_params", "n_params"]

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from skipnet.config import Config, check_choice, check_float, check_int
+from skipnet.checks import check_choice, check_float, check_int
+from skipnet.config import Config
 from skipnet.shortcuts import DropMask, Gate, GatedBranch, GatedShortcut, OptionA, Projection, Scaled
 
 __all__ = [

@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_choice, check_float, check_int, check_seed
+from skipnet.checks import check_choice, check_float, check_int, check_seed
+from skipnet.config import Config
 from skipnet.data import Dataset
 from skipnet.history import History, Run
 from skipnet.parallel import side_by_side, workers

@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_choice, check_int
+from skipnet.checks import check_choice, check_int
+from skipnet.config import Config
 
 __all__ = ["TransformerConfig", "TinyTransformer", "Attention", "MLP", "PreLNBlock", "PostLNBlock",
            "PlainPreLNBlock", "PlainPostLNBlock", "AdminPostLNBlock", "SortTask", "TRANSFORMER_NORMS", "TRANSFORMER_PLACEMENTS",

@@ -38,7 +38,7 @@ from skipnet.probes import meanfield
 from skipnet.probes.hessian import hessian_extremes
 from skipnet.probes.landscape import loss_surface
 from skipnet.probes.shattering import autocorrelation, input_gradients
-from skipnet.config import check_choice, check_float, check_int, check_seed
+from skipnet.checks import check_choice, check_float, check_int, check_seed
 from skipnet.train import Progress, Run
 
 __all__ = [

@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_float, check_int
+from skipnet.checks import check_float, check_int
+from skipnet.config import Config
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
 from skipnet.models import ModelConfig, build_model

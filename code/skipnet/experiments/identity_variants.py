@@ -26,7 +26,7 @@ import numpy as np
 import time
 from typing import Callable
 
-from skipnet.config import check_choice, check_int
+from skipnet.checks import check_choice, check_int
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
 from skipnet.models import ModelConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.config import check_int, check_seed
+from skipnet.checks import check_int, check_seed
 from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 from skipnet.widgets.base import Lab

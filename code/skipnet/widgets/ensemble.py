@@ -8,7 +8,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 
-from skipnet.config import check_int, check_seed
+from skipnet.checks import check_int, check_seed
 from skipnet.data import load_digits
 from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
     train_net

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.config import check_float, check_int, check_seed
+from skipnet.checks import check_float, check_int, check_seed
 from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, rank_collapse,
                                               rank_variant_config, stuck, train_sort)
 from skipnet.plotting.core import PLAIN, RESIDUAL

@@ -23,9 +23,9 @@ from skipnet.probes.lesions import (Deleted, LesionEvaluator, block_signature, c
 from skipnet.probes.paths import (PathGraph, binomial_length_counts, effective_mean_length, enumerate_paths,
                                   enumerated_length_counts, gradient_by_length, gradient_window,
                                   path_gradient_magnitudes, path_share)
+from skipnet.history import History
 from skipnet.runtime import eval_mode
 from skipnet.store import load_result
-from skipnet.train import History
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths

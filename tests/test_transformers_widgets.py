@@ -8,7 +8,7 @@ import time
 import pytest
 
 from skipnet.experiments.transformers import DEFAULT_MODEL, DEFAULT_TRAIN
-from skipnet.train import History, Run
+from skipnet.history import History, Run
 from skipnet.widgets.transformers import RankCollapseExplorer, TransformerLab
 
 MAX_SEED_TEXT = "4,294,967,295"             # the accepted range the labs name: 0 .. 2^32 - 1

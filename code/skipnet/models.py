@@ -339,6 +339,11 @@ class StochasticDepth(nn.Module):
         super().__init__()
         self.inner, self.survival = branch, survival
 
+    @property
+    def draws_at_random(self) -> bool:
+        """Whether training draws from torch's global generator (read by :func:`skipnet.race.race`)."""
+        return self.survival < 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self.survival * self.inner(x)

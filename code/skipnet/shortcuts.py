@@ -102,6 +102,8 @@ class DropMask(nn.Module):
     """Dropout on the shortcut: an UNSCALED Bernoulli(1/2) mask in training, 0.5 at test time (expected
     scale 0.5, as in He et al. 2016; ``nn.Dropout`` would rescale by 2)."""
 
+    draws_at_random = True          # training draws from torch's global generator (read by skipnet.race.race)
+
     def __init__(self, skip: OptionA):
         super().__init__()
         self.skip = skip

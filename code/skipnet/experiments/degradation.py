@@ -20,8 +20,10 @@ import numpy as np
 import torch
 
 from skipnet.data import load_digits
+from skipnet.history import Run
 from skipnet.models import ModelConfig
-from skipnet.train import Progress, Run, TrainConfig, Trainer, evaluate, race_runs, train_run
+from skipnet.race import race_runs
+from skipnet.train import Progress, TrainConfig, Trainer, evaluate, train_run
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_one", "race", "degradation_table", "degradation_row",
            "epoch_means", "THRESHOLDS", "LONG_EPOCHS", "convergence_run", "steps_to", "lr_row", "INTERVENTIONS",

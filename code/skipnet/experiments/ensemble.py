@@ -19,9 +19,10 @@ from skipnet.models import ModelConfig, ResidualNet
 from skipnet.probes.lesions import LesionEvaluator, random_subsets, random_swap_accuracies
 from skipnet.probes.paths import binomial_length_counts, effective_mean_length, gradient_by_length, \
     path_gradient_magnitudes
+from skipnet.history import History, Run
 from skipnet.probes.streams import branch_stream_ratios, linear_probe_accuracies
 from skipnet.runtime import generator
-from skipnet.train import History, Progress, Run, TrainConfig, train_run
+from skipnet.train import Progress, TrainConfig, train_run
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesion_study",
            "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study",

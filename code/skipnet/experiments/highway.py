@@ -39,7 +39,8 @@ from skipnet.probes.hessian import hessian_extremes
 from skipnet.probes.landscape import loss_surface
 from skipnet.probes.shattering import autocorrelation, input_gradients
 from skipnet.checks import check_choice, check_float, check_int, check_seed
-from skipnet.train import Progress, Run
+from skipnet.history import Run
+from skipnet.train import Progress
 
 __all__ = [
     "PROFILE_MODEL", "PROFILE_VARIANTS", "JACOBIAN_VARIANTS", "SHATTER_MODEL", "SHATTER_VARIANTS", "RACE_VARIANTS",

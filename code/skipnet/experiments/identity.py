@@ -25,9 +25,10 @@ from skipnet.checks import check_float, check_int
 from skipnet.config import Config
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
+from skipnet.history import Run
 from skipnet.models import ModelConfig, build_model
 from skipnet.runtime import generator
-from skipnet.train import Progress, Run, TrainConfig, Trainer, train_run
+from skipnet.train import Progress, TrainConfig, Trainer, train_run
 
 __all__ = [
     "IdentityFitConfig", "IdentityTask", "identity_target", "fit_identity", "final_rel_error", "train_digits",
@@ -213,9 +214,8 @@ def train_init_traced(key: str, seed: int = 0, lr: float = NO_NORM_TRAIN.lr, bas
     trainer = Trainer(net, load_digits(flatten=cfg.arch == "mlp"), train)
     alphas = [b.branch.alpha.value for b in net.blocks] if cfg.init == "rezero" else []
     alpha_max = []
-    while trainer.step():
-        if alphas:
-            alpha_max.append(float(torch.stack(alphas).detach().abs().max()))
-    if alphas and len(alpha_max) < trainer.history.steps_done:       # the last step (step() returned False)
-        alpha_max.append(float(torch.stack(alphas).detach().abs().max()))
+    if alphas:          # the largest |alpha| after every step
+        trainer.add_callback("on_step_end",
+                             lambda _: alpha_max.append(float(torch.stack(alphas).detach().abs().max())))
+    trainer.run()
     return Run(cfg, train, trainer.history, time.perf_counter() - t0, None, extra={"alpha_max": alpha_max} if alphas else {})

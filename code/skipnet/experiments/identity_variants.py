@@ -29,9 +29,11 @@ from typing import Callable
 from skipnet.checks import check_choice, check_int
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
+from skipnet.history import Run
 from skipnet.models import ModelConfig
 from skipnet.probes.branches import gate_openness
-from skipnet.train import Progress, Run, TrainConfig, Trainer, race_runs
+from skipnet.race import race_runs
+from skipnet.train import Progress, TrainConfig, Trainer
 
 __all__ = ["Variant", "VARIANTS", "FAIR_VARIANTS", "PAPER_BASELINE", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL", "STUDY_TRAIN",
            "FAIL_ERR", "variant_config", "shortcut_config", "variant_row", "failed", "train_variant", "race_variants",
@@ -168,12 +170,9 @@ def train_traced(key: str, seed: int = 0, probe: Callable | None = None, base: M
     t0 = time.perf_counter()
     trainer = Trainer(net, load_digits(flatten=True), train)
     trace = [probe(net)] if probe else []
-    while True:
-        more = trainer.step()
-        if probe and trainer.history.steps_done >= len(trace):
-            trace.append(probe(net))
-        if not more:
-            break
+    if probe:
+        trainer.add_callback("on_step_end", lambda _: trace.append(probe(net)))
+    trainer.run()
     row = variant_row(key, Run(cfg, train, trainer.history, time.perf_counter() - t0, net.eval()))
     loss = trainer.history.loss
     row.update({"first_loss": round(loss[0], 4) if loss else None, "max_loss": round(max(loss), 4) if loss else None})

@@ -13,10 +13,11 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from skipnet.history import Run
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.probes.rank import path_terms, stream_ratios, token_residual_ratio
 from skipnet.runtime import eval_mode, generator
-from skipnet.train import Progress, Run, TrainConfig, train_run
+from skipnet.train import Progress, TrainConfig, train_run
 from skipnet.transformer import SortTask, TransformerConfig
 
 __all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",

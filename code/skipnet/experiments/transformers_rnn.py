@@ -16,11 +16,12 @@ from typing import Iterable
 import numpy as np
 
 from skipnet.config import Config
+from skipnet.history import Run
 from skipnet.linear_attention import LinearAttentionConfig
 from skipnet.probes.through_time import grad_through_time
 from skipnet.recurrent import RecallTask, RecurrentConfig
 from skipnet.runtime import generator
-from skipnet.train import Progress, Run, TrainConfig, evaluate, train_run
+from skipnet.train import Progress, TrainConfig, evaluate, train_run
 
 __all__ = ["RNN_CELLS", "RNN_TRAIN", "RECALL_NETS", "RECALL_BUDGET", "SOLVED_ACC", "STOP_ACC", "SOLVE_WINDOW",
            "TimeGradients", "gradient_through_time", "train_recall", "recall_row", "solve_recall", "solve_row",

@@ -31,9 +31,10 @@ import torch.nn.functional as F
 
 from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, WARMUP_BLOCKS, WARMUP_LR,
                                               WARMUP_STEPS, final_collapse, stuck)
+from skipnet.history import Run
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.runtime import eval_mode, generator
-from skipnet.train import Run, Trainer
+from skipnet.train import Trainer
 from skipnet.transformer import SortTask, TransformerConfig
 
 __all__ = ["TRIAGE", "PRE_ADAM_BATCHES", "PreEstimatedAdam", "train_triage", "triage_row",

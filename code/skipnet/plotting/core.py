@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch, Circle
 
-from skipnet.train import History
+from skipnet.history import History
 
 __all__ = ["plot_curves", "draw_residual_block", "figure_png", "diverged_label", "scrubber", "PLAIN", "RESIDUAL"]
 

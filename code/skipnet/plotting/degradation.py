@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from skipnet.train import Run
+from skipnet.history import Run
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 
 __all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "degradation_markdown", "plot_convergence"]

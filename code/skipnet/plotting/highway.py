@@ -11,8 +11,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
+from skipnet.history import History
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
-from skipnet.train import History
 
 __all__ = ["style", "plot_profiles", "plot_profile_pair", "plot_profile_panels", "PROFILE_PANELS", "plot_jacobian", "plot_band_share",
            "plot_identity", "plot_shattered_gradients", "plot_autocorrelation", "plot_heatmap", "race_figure",

@@ -12,12 +12,14 @@ from skipnet.checks import check_int, check_seed
 from skipnet.data import load_digits
 from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
     train_net
+from skipnet.experiments.ensemble import DEFAULT_TRAIN
+from skipnet.experiments.ensemble_trials import spectrum_study
+from skipnet.history import Run
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_shares, plot_path_study
-from skipnet.experiments.ensemble_trials import spectrum_study
 from skipnet.probes.lesions import LesionEvaluator, recalibrated
-from skipnet.experiments.ensemble import DEFAULT_TRAIN
-from skipnet.train import Run, race_runs, sub_progress
+from skipnet.race import race_runs
+from skipnet.train import sub_progress
 from skipnet.widgets.base import Lab
 
 __all__ = ["LesionLab", "PathExplorer", "LesionState", "LAB_DEPTHS", "PATH_DEPTHS"]

@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt
 from skipnet.checks import check_float, check_int, check_seed
 from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, rank_collapse,
                                               rank_variant_config, stuck, train_sort)
+from skipnet.history import Run
+from skipnet.parallel import in_worker
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.transformers import plot_rank_curves, plot_sort_runs
-from skipnet.train import Run
 from skipnet.transformer import TRANSFORMER_PLACEMENTS
-from skipnet.parallel import in_worker
 from skipnet.widgets.base import Lab
 
 __all__ = ["TransformerLab", "RankCollapseExplorer"]

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from skipnet.experiments import ensemble as E
-from skipnet.models import ResidualBlock, StochasticDepth, build_model
+from skipnet.branch import StochasticDepth
+from skipnet.models import ResidualBlock, build_model
 from skipnet.plotting import ensemble as P
 from skipnet.probes.lesions import (Deleted, LesionEvaluator, block_signature, check_order, lesioned_accuracy,
                                     lesioned_blocks, random_subsets, random_swap_accuracies, random_swap_order,

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, FLOAT64_FLOOR, RANK_VARIANTS, SORT,
                                               collapse_row, final_collapse, loglog_increments, rank_collapse,
                                               rank_variant_config, train_sort, variant_config)
-from skipnet.experiments.transformers_rnn import (RECALL_NETS, n_params, recall_summary, solve_recall, solve_row,
-                                                  steps_to_solve)
+from skipnet.experiments.transformers_rnn import RECALL_NETS, recall_summary, solve_recall, solve_row, steps_to_solve
 from skipnet.experiments.transformers_warmup import (TRIAGE, PreEstimatedAdam, amplification, loglog_slope,
                                                      radam_rectifier, train_triage, triage_row)
 from skipnet.linear_attention import DECAYS, LinearAttentionConfig
+from skipnet.models import n_params
 from skipnet.probes.logit_lens import read_stream, sublayer_writes
 from skipnet.recurrent import RecallTask
 from skipnet.runtime import generator

@@ -16,10 +16,10 @@ import time
 import torch
 
 from skipnet.data import load_digits
-from skipnet.dense import DenseConfig, matched_growth, n_params
+from skipnet.dense import DenseConfig, matched_growth
 from skipnet.experiments.degradation import DEFAULT_TRAIN
 from skipnet.experiments.identity_variants import STUDY_MODEL, STUDY_TRAIN, variant_row
-from skipnet.models import ModelConfig
+from skipnet.models import ModelConfig, n_params
 from skipnet.probes.decode import decodability
 from skipnet.train import train_run
 

@@ -36,7 +36,7 @@ def trained_lab():
 @pytest.fixture(scope="module")
 def small_nets(digits):
     short = E.DEFAULT_TRAIN.with_(steps=3, eval_every=0)
-    small = E.DEFAULT_MODEL.with_(width=4)
+    small = E.ENSEMBLE_MODEL.with_(width=4)
     return {"residual": E.train_net(8, True, seed=0, model=small, train=short, data=digits),
             "plain": E.train_net(8, False, seed=0, model=small, train=short, data=digits)}
 
@@ -63,7 +63,7 @@ def test_lab_nets_fall_inside_the_stored_seeds_and_support_the_chapter(trained_l
     nets = trained_lab.result.nets
     for name, residual in (("residual", True), ("plain", False)):
         run = nets[name]
-        assert run.model == E.DEFAULT_MODEL.with_(depth=20, residual=residual) and run.seed == 0
+        assert run.model == E.ENSEMBLE_MODEL.with_(depth=20, residual=residual) and run.seed == 0
         # the sweep's training, without its evaluations every 5 steps (they do not change the trained net:
         # tests/test_train.py::test_evaluations_along_the_way_do_not_change_the_training)
         assert json.loads(json.dumps(run.train.as_dict())) == {**rec["config"]["train"], "seed": 0, "eval_every": 0}
@@ -213,7 +213,7 @@ def test_path_explorer_at_initialization_and_bad_seed(digits):
     assert "at initialization" in lab.message.value and "n/2 = 3" in lab.message.value
     # length k means k branches: the one path of length 0 is the all-skip path, the one of length n the
     # all-branch path (a probe that mirrored k and n - k would swap them)
-    fresh, _ = recalibrated(E.DEFAULT_MODEL.with_(depth=14).build(seed=0), digits.X_train)   # BN as it would run
+    fresh, _ = recalibrated(E.ENSEMBLE_MODEL.with_(depth=14).build(seed=0), digits.X_train)   # BN as it would run
     skip_only, branch_only = _end_path_norms(fresh, digits, seed=0)
     assert abs(skip_only - branch_only) > 0.1 * skip_only
     assert study.magnitude[0] == pytest.approx(skip_only, rel=1e-4)

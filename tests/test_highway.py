@@ -184,11 +184,11 @@ def test_claim_cnn56_plain_bn_explodes_residual_stays_small():
 
 def test_claim_post_add_relu_passes_only_part_of_the_stream():
     """The identity term of a post-activation stage is the mask prod D_l: most entries fail some ReLU."""
-    from skipnet.experiments.degradation import DEFAULT_MODEL
+    from skipnet.experiments.degradation import DEGRADATION_MODEL
     from skipnet.probes.jacobian import post_relu_pass_through
     X = load_digits().X_train[:256]
     for s in SEEDS:
-        stages = post_relu_pass_through(build_model(DEFAULT_MODEL.with_(depth=56), seed=s), X)
+        stages = post_relu_pass_through(build_model(DEGRADATION_MODEL.with_(depth=56), seed=s), X)
         for per_block, through in stages:
             assert 0.4 < per_block < 0.9 and through < 0.5 and through < per_block
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from skipnet.experiments.transformers import DEFAULT_MODEL, DEFAULT_TRAIN
+from skipnet.experiments.transformers import SORT_MODEL, DEFAULT_TRAIN
 from skipnet.history import History, Run
 from skipnet.widgets.transformers import RankCollapseExplorer, TransformerLab
 
@@ -47,7 +47,7 @@ def test_transformer_lab_default_run():
     run = lab.wait(timeout=900)            # ~6 s on an idle core; generous for a busy CI machine
     assert lab.error is None, lab.error
     assert isinstance(run, Run) and run.status == "finished" and len(run.history.loss) == 200
-    assert run.model == DEFAULT_MODEL.with_(n_blocks=4, placement="pre", residual=True) and run.seed == 0
+    assert run.model == SORT_MODEL.with_(n_blocks=4, placement="pre", residual=True) and run.seed == 0
     assert lab.first_update_s is not None                   # progress was reported (its speed: bench/)
     assert len(lab.image.value) > 1000 and "Trained" in lab.message.value
 
@@ -78,7 +78,7 @@ def test_transformer_lab_reports_divergence_and_stuck_runs(diverged):
         h.diverged_at = 6
     else:
         h.evals.append({"step": 5, "train_loss": 2.7, "train_acc": 0.07, "test_loss": 2.7, "test_acc": 0.07})
-    run = Run(DEFAULT_MODEL, DEFAULT_TRAIN, h, 1.0, label="x")
+    run = Run(SORT_MODEL, DEFAULT_TRAIN, h, 1.0, label="x")
     text = lab.summary(run)
     assert ("diverged at step 6" in text) if diverged else ("Stuck" in text)
     assert len(lab.render(run).axes) == 2

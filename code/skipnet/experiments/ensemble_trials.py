@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from skipnet.data import Dataset, load_digits
-from skipnet.experiments.ensemble import DEFAULT_MODEL, DEFAULT_TRAIN
+from skipnet.experiments.ensemble import ENSEMBLE_MODEL, DEFAULT_TRAIN
 from skipnet.history import Run
 from skipnet.models import ModelConfig, ResidualNet
 from skipnet.probes.lesions import LesionEvaluator, random_subsets, recalibrated, recalibrated_accuracy
@@ -160,7 +160,7 @@ class ShortPaths:
 
 
 def train_short_paths(k: int, mode: str = "paths", seed: int = 0, depth: int = 56,
-                      model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN.with_(eval_every=0),
+                      model: ModelConfig = ENSEMBLE_MODEL, train: TrainConfig = DEFAULT_TRAIN.with_(eval_every=0),
                       data: Dataset | None = None) -> Run:
     """Train the chapter's residual net with :class:`ShortPaths` (k blocks a step); the hooks are removed after."""
     cfg = model.with_(depth=depth)

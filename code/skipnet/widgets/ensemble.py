@@ -10,7 +10,7 @@ import numpy as np
 
 from skipnet.checks import check_int, check_seed
 from skipnet.data import load_digits
-from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
+from skipnet.experiments.ensemble import ENSEMBLE_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
     train_net
 from skipnet.experiments.ensemble import DEFAULT_TRAIN
 from skipnet.experiments.ensemble_trials import spectrum_study
@@ -92,12 +92,12 @@ class LesionLab(_NoLiveFigure, Lab):
     # -- training and preparation ---------------------------------------------------------------
     def compute(self) -> LesionState:
         depth, seed = int(self.depth.value), check_seed(self.seed.value)
-        DEFAULT_MODEL.with_(depth=depth)                         # validates depth with a clear message
+        ENSEMBLE_MODEL.with_(depth=depth)                         # validates depth with a clear message
         self.update(0.0, f"loading the digits, building residual-{depth} and plain-{depth}...")
         data = load_digits()
         # the two nets train side by side (one process each on two cores), live curves as they go; the same
         # nets as train_net(depth, residual, seed) one after the other
-        cfgs = {name: DEFAULT_MODEL.with_(depth=depth, residual=name == "residual") for name in ("residual", "plain")}
+        cfgs = {name: ENSEMBLE_MODEL.with_(depth=depth, residual=name == "residual") for name in ("residual", "plain")}
         nets = race_runs(cfgs, data, LAB_TRAIN, seed=seed,
                          progress=sub_progress(self.report, 0, 0.9, "training: "))
         for name, net in nets.items():
@@ -229,7 +229,7 @@ class PathExplorer(_NoLiveFigure, Lab):
     def compute(self) -> dict:
         depth, seed = int(self.depth.value), check_seed(self.seed.value)
         samples = check_int("paths / length (samples)", self.samples.value, 1, 30)
-        cfg = DEFAULT_MODEL.with_(depth=depth)                   # validates depth with a clear message
+        cfg = ENSEMBLE_MODEL.with_(depth=depth)                   # validates depth with a clear message
         # a first figure at once: how many paths of each length there are (no training needed); the measured
         # spectra follow
         self.update(0.0, f"building residual-{depth}...", {"n": cfg.n_blocks}, force=True)

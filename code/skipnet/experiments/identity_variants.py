@@ -18,13 +18,11 @@ zero-initialized classifier (``zero_head``), so that all placements start from c
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
-
-import time
-from typing import Callable
 
 from skipnet.checks import check_choice, check_int
 from skipnet.data import load_digits
@@ -35,9 +33,9 @@ from skipnet.probes.branches import gate_openness
 from skipnet.race import race_runs
 from skipnet.train import Progress, TrainConfig, Trainer
 
-__all__ = ["Variant", "VARIANTS", "FAIR_VARIANTS", "PAPER_BASELINE", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL", "STUDY_TRAIN",
-           "FAIL_ERR", "variant_config", "shortcut_config", "variant_row", "failed", "train_variant", "race_variants",
-           "race_configs", "train_traced", "summarize"]
+__all__ = ["Variant", "VARIANTS", "FAIR_VARIANTS", "PAPER_BASELINE", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL",
+           "STUDY_TRAIN", "FAIL_ERR", "variant_config", "shortcut_config", "variant_row", "failed", "train_variant",
+           "race_variants", "race_configs", "train_traced", "summarize", "rank_of"]
 
 STUDY_MODEL = ModelConfig(arch="mlp", n_blocks=54, width=32, norm="batch", placement="pre", in_shape=(64,))
 STUDY_TRAIN = DEFAULT_TRAIN
@@ -205,3 +203,9 @@ def summarize(rows: Iterable[dict]) -> dict[str, dict]:
         if gates:
             out[key]["gate_mean"] = float(np.median(gates))
     return out
+
+
+def rank_of(values: Mapping[str, float]) -> dict[str, int]:
+    """Rank of each key by value, 1 = lowest (best error)."""
+    order = sorted(values, key=lambda k: values[k])
+    return {k: order.index(k) + 1 for k in values}

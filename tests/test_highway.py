@@ -12,8 +12,9 @@ from skipnet.data import input_sweep, load_digits
 from skipnet.experiments import highway as hw
 from skipnet.experiments.degradation import degradation_row, degradation_table, epoch_means
 from skipnet.models import build_model
-from skipnet.probes import (autocorrelation, filter_normalized_direction, identity_share, input_gradients,
-                            jacobian_singular_values, loss_surface, stack_jacobian)
+from skipnet.probes.jacobian import identity_share, jacobian_singular_values, stack_jacobian
+from skipnet.probes.landscape import filter_normalized_direction, loss_surface
+from skipnet.probes.shattering import autocorrelation, input_gradients
 from skipnet.store import load_result
 
 from bands import assert_in_seed_band

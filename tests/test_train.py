@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from skipnet.data import load_digits
 from skipnet.models import build_model
-from skipnet.probes import layer_grad_norms
+from skipnet.probes.gradients import layer_grad_norms
 from skipnet.race import race
 from skipnet.runtime import generator
 from skipnet.train import TrainConfig, Trainer, fit, evaluate, sub_progress

@@ -37,7 +37,7 @@ DEFAULT_TRAIN = TrainConfig(lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True
 
 def train_one(depth: int, residual: bool, seed: int = 0, model: ModelConfig = DEGRADATION_MODEL,
               train: TrainConfig = DEFAULT_TRAIN, progress: Progress | None = None) -> Run:
-    """Train one CNN of the given depth on the digits; return the :class:`~skipnet.train.Run`."""
+    """Train one CNN of the given depth on the digits; return the :class:`~skipnet.history.Run`."""
     return train_run(model.with_(depth=depth, residual=residual), load_digits(), train, seed, progress=progress)
 
 

@@ -138,7 +138,7 @@ def lifted(X: torch.Tensor) -> torch.Tensor:
 
 def fit_identity(n_blocks: int, residual: bool, seed: int = 0, cfg: IdentityFitConfig = IdentityFitConfig(),
                  progress: Progress | None = None) -> Run:
-    """Train ``n_blocks`` blocks (plain or residual) to reproduce their input; return the :class:`~skipnet.train.Run`.
+    """Train ``n_blocks`` blocks (plain or residual) to reproduce their input; return the :class:`~skipnet.history.Run`.
 
     ``run.curve("rel_error")`` is the test error at step 0 (initialization), every ``cfg.eval_every``
     steps and at the end; :func:`final_rel_error` the last one (``inf`` after a divergence).

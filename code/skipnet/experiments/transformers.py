@@ -55,7 +55,7 @@ def stuck(loss: float | None, task: SortTask = SORT) -> bool:
 
 def train_sort(model: TransformerConfig = SORT_MODEL, train: TrainConfig = DEFAULT_TRAIN, seed: int = 0,
                label: str = "", task: SortTask = SORT, progress: Progress | None = None) -> Run:
-    """Train one encoder on the sorting task (a fresh batch every step); return the :class:`~skipnet.train.Run`."""
+    """Train one encoder on the sorting task (a fresh batch every step); return the :class:`~skipnet.history.Run`."""
     return train_run(model, task, train, seed, label, progress)
 
 

@@ -107,7 +107,7 @@ def _pre_estimated_adam(trainer: Trainer, task: SortTask, batches: int = PRE_ADA
 
 
 def train_triage(name: str, seed: int = 0, task: SortTask = SORT) -> Run:
-    """Train one condition of :data:`TRIAGE` on the sorting task; return the :class:`~skipnet.train.Run`."""
+    """Train one condition of :data:`TRIAGE` on the sorting task; return the :class:`~skipnet.history.Run`."""
     if name not in TRIAGE:
         raise ValueError(f"condition must be one of {', '.join(map(repr, TRIAGE))}; got {name!r}")
     model, train, pre_adam = TRIAGE[name]

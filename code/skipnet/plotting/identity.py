@@ -32,7 +32,7 @@ def _get(obj, name):
 
 
 def _fit(f) -> Mapping:
-    """An identity fit as a row: a stored one, or the :class:`~skipnet.train.Run` of ``fit_identity``."""
+    """An identity fit as a row: a stored one, or the :class:`~skipnet.history.Run` of ``fit_identity``."""
     if isinstance(f, Mapping):
         return f
     steps, err = f.curve("rel_error")

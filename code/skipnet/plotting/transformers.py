@@ -109,7 +109,7 @@ def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: f
                    position_only: float | None = None, metric: str = "loss",
                    colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None,
                    floor: float | None = None) -> Axes:
-    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.train.Run`, with chance,
+    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.history.Run`, with chance,
     position-only and (``floor``) token-uniform lines."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))

@@ -60,7 +60,7 @@ class LesionLab(_NoLiveFigure, Lab):
     on the curve of accuracy against k blocks deleted at random.
 
     ``LesionLab(nets={"residual": trained, "plain": trained})`` starts from nets trained elsewhere
-    (two :class:`~skipnet.train.Run` of the same depth, from ``train_net``), with no training.
+    (two :class:`~skipnet.history.Run` of the same depth, from ``train_net``), with no training.
     """
 
     title = "Lesion lab: delete blocks of a trained residual and plain network"

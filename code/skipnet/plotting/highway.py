@@ -1,7 +1,5 @@
-"""Figures of the chapter *The gradient highway*. ``plot_x(result, ax=None) -> Axes``; nothing here trains.
-
-Over 300 lines because it holds every figure of one chapter, in the chapter's order (profiles, Jacobian, chi
-phase diagram, identity term, shattering, training race, landscape); each function is short and independent."""
+"""Figures of the chapter *The gradient highway*, in the chapter's order (profiles, Jacobian, chi phase diagram,
+identity term, shattering, training race, landscape). ``plot_x(result, ax=None) -> Axes``; nothing here trains."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence

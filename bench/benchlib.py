@@ -17,7 +17,10 @@ from typing import Callable
 
 import torch
 
+from skipnet.models import ModelConfig
+
 ROOT = Path(__file__).resolve().parents[1]
+RESNET20 = ModelConfig(arch="cnn", depth=20, width=16)   # the network every CNN benchmark times
 
 
 def sync(device: torch.device | str) -> None:

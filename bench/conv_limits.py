@@ -19,9 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchlib import sync
+from benchlib import RESNET20, sync
 from skipnet.models import build_model
-from train_speed import RESNET20
 
 
 def conv_shapes(batch: int = 128) -> list[tuple[int, int, int, int, int]]:

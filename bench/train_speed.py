@@ -21,13 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchlib import interleaved, sync, threads
+from benchlib import RESNET20, interleaved, sync, threads
 from skipnet.data import load_digits
 from skipnet.models import ModelConfig, build_model
 from skipnet.train import TrainConfig, Trainer, make_optimizer
 from vectorized import VectorizedTrainer
-
-RESNET20 = ModelConfig(arch="cnn", depth=20, width=16)
 
 
 # -- FLOPs and the matmul peak --------------------------------------------------------------------
@@ -204,8 +202,8 @@ def step_breakdown(run, steps: int = 6) -> dict:
 
 def pair_package(data, batch: int, steps: int, device: torch.device):
     """The book's workload, a plain net and its residual twin, as the package trains them: side by side
-    (:func:`skipnet.train.race`, one process per net on one thread each when there are two cores)."""
-    from skipnet.train import race
+    (:func:`skipnet.race.race`, one process per net on one thread each when there are two cores)."""
+    from skipnet.race import race
     cfg = TrainConfig(batch_size=batch, steps=10 ** 6, seed=0)
     models = {k: build_model(RESNET20.with_(residual=k == "residual"), seed=0) for k in ("plain", "residual")}
     trainers = {k: Trainer(m, data, cfg, device=device) for k, m in models.items()}
@@ -288,7 +286,7 @@ def trainer_section(device: torch.device, default_threads: int, quick: bool = Fa
         "trainer_speedup_vs_naive": idle["speedup"] if idle else pkg / rates["tutorial"]["best"],
         "trainer_speedup_vs_naive_busy": busy["speedup"] if busy else None,
         "trainer_pair": {"idle": idle, "busy": busy, "workload": "ResNet-20 width 16, plain and residual, "
-                         "batch 128; package: skipnet.train.race; tutorial: one after the other"},
+                         "batch 128; package: skipnet.race.race; tutorial: one after the other"},
         "trainer_single_speedup_vs_naive": pkg / rates["tutorial"]["best"],
         "conv_limits": kernels,
         "step_fraction_of_matmul_peak": achieved / peak,

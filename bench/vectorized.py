@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from skipnet.data import Dataset
+from skipnet.history import History
 from skipnet.runtime import device as default_device, generator
-from skipnet.train import History, Progress, Task, TrainConfig, make_optimizer
+from skipnet.train import Progress, Task, TrainConfig, make_optimizer
 
 __all__ = ["VectorizedTrainer", "fit_many"]
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from skipnet.experiments.degradation import train_one, race, degradation_table, DEFAULT_TRAIN
-from skipnet.plotting.degradation import degradation_markdown, plot_degradation_curves, plot_final_loss_by_depth
+from skipnet.plotting.degradation import plot_degradation_curves, plot_final_loss_by_depth
+from skipnet.tables import degradation_markdown
 from skipnet.store import load_result
 
 SEEDS = (0, 1, 2)

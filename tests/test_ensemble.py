@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from skipnet.experiments import ensemble as E
-from skipnet.models import ResidualBlock, StochasticDepth, build_model
+from skipnet.branch import StochasticDepth
+from skipnet.models import ResidualBlock, build_model
 from skipnet.plotting import ensemble as P
 from skipnet.probes.lesions import (Deleted, LesionEvaluator, block_signature, check_order, lesioned_accuracy,
                                     lesioned_blocks, random_subsets, random_swap_accuracies, random_swap_order,
@@ -23,9 +24,9 @@ from skipnet.probes.lesions import (Deleted, LesionEvaluator, block_signature, c
 from skipnet.probes.paths import (PathGraph, binomial_length_counts, effective_mean_length, enumerate_paths,
                                   enumerated_length_counts, gradient_by_length, gradient_window,
                                   path_gradient_magnitudes, path_share)
+from skipnet.history import History
 from skipnet.runtime import eval_mode
 from skipnet.store import load_result
-from skipnet.train import History
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths
@@ -314,7 +315,7 @@ def test_identity_blocks_commute(digits):
 def test_stochastic_depth_drops_branches_in_training_and_scales_them_at_test_time(digits):
     """Huang et al. (2016): block l of L survives with probability 1 - p l / L (linear decay, the last block
     1 - p); in training a dropped branch is absent, at test time each branch is scaled by its survival."""
-    small, short = E.DEFAULT_MODEL.with_(width=4), E.DEFAULT_TRAIN.with_(steps=8, eval_every=0)
+    small, short = E.ENSEMBLE_MODEL.with_(width=4), E.DEFAULT_TRAIN.with_(steps=8, eval_every=0)
     run = E.train_net(14, True, seed=0, drop_prob=0.5, model=small, train=short, data=digits)
     again = E.train_net(14, True, seed=0, drop_prob=0.5, model=small, train=short, data=digits)
     without = E.train_net(14, True, seed=0, drop_prob=0.0, model=small, train=short, data=digits)
@@ -372,7 +373,7 @@ def test_stored_sweeps_hold_their_command_config_and_several_seeds():
         assert rec["command"].startswith("python scripts/precompute_ensemble.py")
         assert len(rec["config"]["seeds"]) >= 3
         # the sweep is of the chapter's nets: the package's defaults, as they are now
-        assert rec["config"]["model"] == json.loads(json.dumps(E.DEFAULT_MODEL.as_dict()))
+        assert rec["config"]["model"] == json.loads(json.dumps(E.ENSEMBLE_MODEL.as_dict()))
         assert rec["config"]["train"] == json.loads(json.dumps(E.DEFAULT_TRAIN.as_dict()))
         for label, runs in rec["data"].items():
             assert sorted(r["seed"] for r in runs) == sorted(rec["config"]["seeds"]), (name, label)

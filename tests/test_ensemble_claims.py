@@ -104,7 +104,7 @@ def spectra(nets, digits):
     estimate for the trained net."""
     out = {}
     for seed, pair in nets.items():
-        fresh = E.DEFAULT_MODEL.build(seed)
+        fresh = E.ENSEMBLE_MODEL.build(seed)
         out[seed] = {"trained": T.spectrum_study(pair["residual"].net, digits, seed),
                      "sampled": E.path_study(pair["residual"].net, digits, n_samples=3, seed=seed),
                      "off": T.spectrum_study(fresh, digits, seed),
@@ -181,6 +181,6 @@ def test_trained_blocks_point_downhill_and_fresh_ones_do_not(nets, digits):
     for seed, pair in nets.items():
         cos = refinement_cosines(pair["residual"].net, X, y)
         assert np.mean(cos > 0) >= 0.9 and cos[18:].mean() > cos[:9].mean(), (seed, np.round(cos, 3))
-        fresh, _ = recalibrated(E.DEFAULT_MODEL.build(seed), digits.X_train)
+        fresh, _ = recalibrated(E.ENSEMBLE_MODEL.build(seed), digits.X_train)
         c0 = refinement_cosines(fresh, X, y)
         assert c0.mean() < 0.01 and np.mean(c0 > 0) < 0.5 and cos.mean() > c0.mean() + 0.03, (seed, c0)

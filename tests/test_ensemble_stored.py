@@ -38,7 +38,7 @@ def test_stored_trials_hold_their_command_config_and_the_same_seeds():
     for name in TRIALS + ("lesions", "streams"):
         rec = load_result(DATA / f"ensemble_{name}.json")
         assert rec["command"].startswith("python scripts/precompute_ensemble.py")
-        assert rec["config"]["model"] == json.loads(json.dumps(E.DEFAULT_MODEL.as_dict()))
+        assert rec["config"]["model"] == json.loads(json.dumps(E.ENSEMBLE_MODEL.as_dict()))
         assert rec["config"]["seeds"] == seeds
         for label, runs in rec["data"].items():
             assert sorted(r["seed"] for r in runs) == sorted(seeds), (name, label)

@@ -29,7 +29,7 @@ SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths
 
 
 def _trained_small(digits, seed=1, steps=30):
-    return E.train_net(14, True, seed=seed, model=E.DEFAULT_MODEL.with_(width=4),
+    return E.train_net(14, True, seed=seed, model=E.ENSEMBLE_MODEL.with_(width=4),
                        train=E.DEFAULT_TRAIN.with_(steps=steps, eval_every=0), data=digits).net
 
 
@@ -70,7 +70,7 @@ def test_the_exact_spectrum_with_batch_statistics_sums_to_autograd_and_leaves_th
     assert reference.abs().max() > 0
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())     # running stats untouched
     assert net.training == mode                                                 # its mode is restored
-    fresh = E.DEFAULT_MODEL.build(seed=0)                                    # the chapter's residual-56, untrained
+    fresh = E.ENSEMBLE_MODEL.build(seed=0)                                    # the chapter's residual-56, untrained
     off = exact_path_spectrum(fresh, X, y, bn="eval")                        # untrained stats: BN is the identity
     batch = exact_path_spectrum(fresh, X, y, bn="batch")
     assert off.mean_length > batch.mean_length + 2                           # batch statistics shorten the paths
@@ -231,7 +231,7 @@ def test_short_path_hooks_give_the_gradient_of_the_paths_through_the_drawn_block
 
 def test_training_through_few_blocks_runs_and_is_seeded(digits):
     short = E.DEFAULT_TRAIN.with_(steps=6, eval_every=0)
-    small = E.DEFAULT_MODEL.with_(width=4)
+    small = E.ENSEMBLE_MODEL.with_(width=4)
     a = T.train_short_paths(2, "paths", seed=0, depth=14, model=small, train=short, data=digits)
     b = T.train_short_paths(2, "paths", seed=0, depth=14, model=small, train=short, data=digits)
     c = T.train_short_paths(6, "paths", seed=0, depth=14, model=small, train=short, data=digits)
@@ -275,7 +275,7 @@ def test_kendall_distance_against_brute_force_and_scipy():
 
 
 def test_lesion_study_keeps_its_sets_and_stratifies_by_block_1(digits):
-    net = E.train_net(20, True, seed=6, model=E.DEFAULT_MODEL.with_(width=4),
+    net = E.train_net(20, True, seed=6, model=E.ENSEMBLE_MODEL.with_(width=4),
                       train=E.DEFAULT_TRAIN.with_(steps=30, eval_every=0), data=digits).net
     s = E.lesion_study(net, digits, "x", ks=[0, 1, 3], n_samples=6, swap_ks=[0, 1], seed=0, fixed_swaps=True)
     assert [len(a) for a in s.k_sets] == [1, 6, 6] and all(len(x) == k for k, sets in zip(s.ks, s.k_sets) for x in sets)

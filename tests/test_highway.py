@@ -13,8 +13,9 @@ from skipnet.data import input_sweep, load_digits
 from skipnet.experiments import highway as hw
 from skipnet.experiments.degradation import degradation_row, degradation_table, epoch_means
 from skipnet.models import build_model
-from skipnet.probes import (autocorrelation, filter_normalized_direction, identity_share, input_gradients,
-                            jacobian_singular_values, loss_surface, stack_jacobian)
+from skipnet.probes.jacobian import identity_share, jacobian_singular_values, stack_jacobian
+from skipnet.probes.landscape import filter_normalized_direction, loss_surface
+from skipnet.probes.shattering import autocorrelation, input_gradients
 from skipnet.store import load_result
 
 from bands import assert_in_seed_band
@@ -207,11 +208,11 @@ def test_claim_cnn56_plain_bn_explodes_residual_stays_small():
 
 def test_claim_post_add_relu_passes_only_part_of_the_stream():
     """The identity term of a post-activation stage is the mask prod D_l: most entries fail some ReLU."""
-    from skipnet.experiments.degradation import DEFAULT_MODEL
+    from skipnet.experiments.degradation import DEGRADATION_MODEL
     from skipnet.probes.jacobian import post_relu_pass_through
     X = load_digits().X_train[:256]
     for s in SEEDS:
-        stages = post_relu_pass_through(build_model(DEFAULT_MODEL.with_(depth=56), seed=s), X)
+        stages = post_relu_pass_through(build_model(DEGRADATION_MODEL.with_(depth=56), seed=s), X)
         for per_block, through in stages:
             assert 0.4 < per_block < 0.9 and through < 0.5 and through < per_block
 

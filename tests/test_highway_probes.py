@@ -11,7 +11,7 @@ import torch
 
 from skipnet.data import load_digits
 from skipnet.experiments import highway as hw
-from skipnet.experiments.degradation import DEFAULT_MODEL, intervention_run, steps_to
+from skipnet.experiments.degradation import DEGRADATION_MODEL, intervention_run, steps_to
 from skipnet.models import build_model
 from skipnet.probes import meanfield as mf
 from skipnet.probes.hessian import hessian_extremes, hvp_operator, lanczos_extremes
@@ -274,7 +274,7 @@ def test_chi_network_gain_scales_the_block_weights_only():
 
 # -- the post-addition ReLU ---------------------------------------------------------------------------------------
 def test_post_relu_pass_through_matches_a_hand_loop():
-    net = build_model(DEFAULT_MODEL.with_(depth=20), seed=0).eval()
+    net = build_model(DEGRADATION_MODEL.with_(depth=20), seed=0).eval()
     X = load_digits().X_train[:32]
     got = post_relu_pass_through(net, X)
     assert len(got) == 3
@@ -292,7 +292,7 @@ def test_post_relu_pass_through_matches_a_hand_loop():
 
 
 def test_zero_branches_pass_every_positive_entry():
-    net = build_model(DEFAULT_MODEL.with_(depth=20, init="zero_gamma"), seed=0).eval()
+    net = build_model(DEGRADATION_MODEL.with_(depth=20, init="zero_gamma"), seed=0).eval()
     X = load_digits().X_train[:32]
     with torch.no_grad():
         positive = (net.embed(X) > 0).float().mean().item()
@@ -321,7 +321,7 @@ def test_projection_holds_every_bn_weight_at_its_initial_norm():
 def test_one_backward_gives_the_same_norms_as_the_two_probes():
     from skipnet.probes.gradients import layer_and_stream_grad_norms, layer_grad_norms
     from skipnet.probes.jacobian import stream_gradients
-    for cfg in (hw.PROFILE_MODEL.with_(n_blocks=6, norm="batch"), DEFAULT_MODEL.with_(depth=8)):
+    for cfg in (hw.PROFILE_MODEL.with_(n_blocks=6, norm="batch"), DEGRADATION_MODEL.with_(depth=8)):
         net = build_model(cfg, seed=0).double()
         ds = load_digits(flatten=cfg.arch == "mlp")
         X, y = ds.X_train[:32].double(), ds.y_train[:32]

@@ -64,7 +64,7 @@ def test_stored_identity_fits_agree_with_live_ones_and_hold_over_depth(fits8):
 def test_the_plain_stacks_depth_trend_survives_a_learning_rate_sweep_and_the_lifted_stream():
     """Each stack at its best of four learning rates, on x and on [x, -x]: the plain stack's error grows several
     times from 1 to 16 blocks in every seed, and stays far above the residual stack's; one plain block is handicapped."""
-    from skipnet.plotting.identity import best_lr_errors
+    from skipnet.experiments.identity import best_lr_errors
     rows = stored("fit_fair")["data"]["runs"]
     assert len({r["seed"] for r in rows}) >= 3 and {r["lift"] for r in rows} == {False, True}
     for lift in (False, True):
@@ -407,7 +407,7 @@ def test_a_live_residual_decode_falls_within_the_stored_seeds():
 
 # -- the lambda map --------------------------------------------------------------------------------
 def test_the_scaled_shortcut_fails_along_lambda_to_the_L_and_not_above_one():
-    from skipnet.plotting.identity import lambda_boundary
+    from skipnet.experiments.identity_sum import lambda_boundary
     rows = stored("lambda")["data"]["runs"]
     assert len({r["seed"] for r in rows}) >= 3 and {r["lam"] for r in rows} >= {0.5, 0.9, 1.0, 1.1, 1.2}
     b = lambda_boundary(rows)

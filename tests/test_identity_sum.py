@@ -7,9 +7,9 @@ import torch
 from sklearn.linear_model import Ridge
 
 from skipnet.data import load_digits
-from skipnet.dense import DenseConfig, matched_growth, n_params
+from skipnet.dense import DenseConfig, matched_growth
 from skipnet.experiments import identity_sum as isum
-from skipnet.models import build_model
+from skipnet.models import build_model, n_params
 from skipnet.probes.branches import shortcut_product_norm
 from skipnet.probes.decode import decodability, ridge_r2, stream_and_writes
 

@@ -6,12 +6,6 @@ import pytest
 from skipnet.widgets.identity import BASELINE, BranchInitLab, ShortcutLab
 
 
-def test_both_labs_build_with_no_arguments():
-    for cls in (ShortcutLab, BranchInitLab):
-        for lab in (cls(), cls(threaded=False)):
-            assert lab.widget is not None and lab.result is None and not lab.running
-
-
 @pytest.mark.slow
 def test_shortcut_lab_races_the_baseline_and_fills_its_table():
     lab = ShortcutLab()

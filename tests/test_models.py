@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skipnet.models import (ACTIVATIONS, NORMS, PLACEMENTS, ModelConfig, PlainBlock, ResidualBlock,
-                            StochasticDepth, build_model)
+from skipnet.branch import StochasticDepth
+from skipnet.models import (ACTIVATIONS, NORMS, PLACEMENTS, ModelConfig, PlainBlock, ResidualBlock, build_model)
 from skipnet.probes.lesions import lesioned_blocks
 
 CNN = dict(arch="cnn", depth=14, width=8)

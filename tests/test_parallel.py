@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from skipnet import parallel, train
+from skipnet import parallel
+from skipnet import race as racing
 from skipnet.data import load_digits
 from skipnet.models import ModelConfig
-from skipnet.train import TrainConfig, race_runs
+from skipnet.race import race_runs
+from skipnet.train import TrainConfig
 
 MODELS = {"plain": ModelConfig(arch="mlp", n_blocks=6, width=32, in_shape=(64,), residual=False),
           "residual": ModelConfig(arch="mlp", n_blocks=6, width=32, in_shape=(64,))}
@@ -87,7 +89,7 @@ def test_stochastic_models_race_in_this_process(data, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model that draws from the global generator must not run in a worker")
 
-    monkeypatch.setattr(train, "side_by_side", refuse)
+    monkeypatch.setattr(racing, "side_by_side", refuse)
     sd = {"a": MODELS["residual"].with_(drop_prob=0.5), "b": MODELS["residual"]}
     runs = race_runs(sd, data, TrainConfig(steps=5, batch_size=64), seed=0)
     assert all(r.history.steps_done == 5 for r in runs.values())
@@ -95,7 +97,8 @@ def test_stochastic_models_race_in_this_process(data, monkeypatch):
 
 def test_a_race_continues_where_the_workers_ended(data, monkeypatch):
     """Two races of 15 steps in workers, then 15 more, match one process doing the same (momentum, order kept)."""
-    from skipnet.train import Trainer, race
+    from skipnet.race import race
+    from skipnet.train import Trainer
 
     def two_legs(n_workers):
         monkeypatch.setenv("SKIPNET_WORKERS", n_workers)

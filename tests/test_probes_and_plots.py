@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from skipnet.models import build_model
-from skipnet.probes import layer_grad_norms, first_last_ratio
-from skipnet.plotting import plot_curves, draw_residual_block, figure_png
-from skipnet.train import History
+from skipnet.probes.gradients import layer_grad_norms, first_last_ratio
+from skipnet.plotting.core import plot_curves, draw_residual_block, figure_png
+from skipnet.history import History
 
 
 def test_layer_grad_norms_match_autograd_by_hand(digits):

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 
 from skipnet.data import load_digits
 from skipnet.models import build_model
-from skipnet.probes import layer_grad_norms
+from skipnet.probes.gradients import layer_grad_norms
+from skipnet.race import race
 from skipnet.runtime import generator
-from skipnet.train import TrainConfig, Trainer, fit, evaluate, race, sub_progress
+from skipnet.train import TrainConfig, Trainer, fit, evaluate, sub_progress
 
 SMALL = dict(arch="cnn", depth=8, width=4)
 QUICK = TrainConfig(epochs=2, batch_size=64)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import skipnet
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, RANK_VARIANTS, SORT, VARIANTS,
+from skipnet.experiments.transformers import (SORT_MODEL, DEFAULT_TRAIN, RANK_VARIANTS, SORT, VARIANTS,
                                               WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS, grad_norms_at_init,
                                               path_profile, rank_collapse, rank_variant_config, sort_row, stuck,
                                               train_sort, variant_config)
@@ -45,7 +45,7 @@ FLOOR = SORT.token_uniform_loss()
 
 
 def _net(seed=0, **fields):
-    return DEFAULT_MODEL.with_(**fields).build(seed=seed)
+    return SORT_MODEL.with_(**fields).build(seed=seed)
 
 
 # -- the model --------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def test_placement_and_skip_pick_the_block():
         net = _net(n_blocks=2, residual=residual, placement=placement)
         assert all(type(b) is cls for b in net.blocks), (residual, placement)
         assert isinstance(net.ln_f, torch.nn.LayerNorm) == (placement == "pre")
-    assert build_model(DEFAULT_MODEL, seed=0).cfg == DEFAULT_MODEL
+    assert build_model(SORT_MODEL, seed=0).cfg == SORT_MODEL
 
 
 def test_plain_and_residual_share_every_parameter():
@@ -77,7 +77,7 @@ def test_plain_and_residual_share_every_parameter():
 
 
 def test_depth_aware_init_scales_the_writes():
-    cfg = DEFAULT_MODEL.with_(n_blocks=8)
+    cfg = SORT_MODEL.with_(n_blocks=8)
     assert cfg.branch_scale == pytest.approx(1 / 4)
     assert cfg.with_(residual=False).branch_scale == 1.0 and cfg.with_(init="standard").branch_scale == 1.0
     net = cfg.build(seed=0)
@@ -137,7 +137,7 @@ def test_config_errors_name_the_field():
             TransformerConfig(**kwargs)
     with pytest.raises(ValueError, match="variant"):
         variant_config("highway", 4)
-    assert variant_config("post-LN", 4) == DEFAULT_MODEL.with_(n_blocks=4, residual=True, placement="post")
+    assert variant_config("post-LN", 4) == SORT_MODEL.with_(n_blocks=4, residual=True, placement="post")
 
 
 # -- the task ---------------------------------------------------------------------------------------
@@ -159,12 +159,12 @@ def test_position_only_loss_matches_sampling():
 
 def test_same_seed_same_run_bit_for_bit():
     cfg = DEFAULT_TRAIN.with_(steps=4, warmup_steps=2)
-    a = train_sort(DEFAULT_MODEL.with_(n_blocks=1), cfg, seed=5)
-    b = train_sort(DEFAULT_MODEL.with_(n_blocks=1), cfg, seed=5)
-    c = train_sort(DEFAULT_MODEL.with_(n_blocks=1), cfg, seed=6)
+    a = train_sort(SORT_MODEL.with_(n_blocks=1), cfg, seed=5)
+    b = train_sort(SORT_MODEL.with_(n_blocks=1), cfg, seed=5)
+    c = train_sort(SORT_MODEL.with_(n_blocks=1), cfg, seed=6)
     assert a.history.loss == b.history.loss and a.train_loss == b.train_loss
     assert a.history.loss != c.history.loss
-    assert a.seed == 5 and a.status == "finished" and a.model == DEFAULT_MODEL.with_(n_blocks=1)
+    assert a.seed == 5 and a.status == "finished" and a.model == SORT_MODEL.with_(n_blocks=1)
 
 
 def test_progress_can_stop_a_sorting_run():
@@ -173,7 +173,7 @@ def test_progress_can_stop_a_sorting_run():
     def progress(fraction, text, history):
         seen.append((fraction, history.steps_done))
         return history.steps_done < 3
-    run = train_sort(DEFAULT_MODEL.with_(n_blocks=1), DEFAULT_TRAIN.with_(steps=10, warmup_steps=2), seed=0,
+    run = train_sort(SORT_MODEL.with_(n_blocks=1), DEFAULT_TRAIN.with_(steps=10, warmup_steps=2), seed=0,
                      progress=progress)
     assert run.status == "stopped at step 3" and len(run.history.loss) == 3
     assert seen == [(0.1, 1), (0.2, 2), (0.3, 3)]
@@ -253,19 +253,19 @@ def test_with_skips_tokens_stay_distinct_at_depth_16():
 # -- claims: gradient norms at initialization (Xiong et al. 2020) -----------------------------------
 @pytest.mark.parametrize("init,factor", [("depth", 1.2), ("standard", 2.0)])
 def test_post_ln_gradients_near_the_output_exceed_pre_ln(init, factor):
-    post = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="post", init=init), seeds=SEEDS)
-    pre = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="pre", init=init), seeds=SEEDS)
+    post = grad_norms_at_init(SORT_MODEL.with_(n_blocks=8, placement="post", init=init), seeds=SEEDS)
+    pre = grad_norms_at_init(SORT_MODEL.with_(n_blocks=8, placement="pre", init=init), seeds=SEEDS)
     assert (post.norms[:, -1] > factor * pre.norms[:, -1]).all()
 
 
 def test_per_layer_gradient_shapes_at_init():
     """'pre-LN's gradient falls toward the output, post-LN's is roughly flat' (the mismatch with Xiong et al.'s
     Fig. 3 that the chapter states), at the standard init, where the chapter says it is clear."""
-    pre = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="pre", init="standard"), seeds=SEEDS)
-    post = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="post", init="standard"), seeds=SEEDS)
+    pre = grad_norms_at_init(SORT_MODEL.with_(n_blocks=8, placement="pre", init="standard"), seeds=SEEDS)
+    post = grad_norms_at_init(SORT_MODEL.with_(n_blocks=8, placement="post", init="standard"), seeds=SEEDS)
     assert (pre.last_over_first < 0.75).all(), pre.last_over_first
     assert ((post.last_over_first > 0.6) & (post.last_over_first < 1.3)).all(), post.last_over_first
-    depth_pre = grad_norms_at_init(DEFAULT_MODEL.with_(n_blocks=8, placement="pre"), seeds=SEEDS)
+    depth_pre = grad_norms_at_init(SORT_MODEL.with_(n_blocks=8, placement="pre"), seeds=SEEDS)
     assert (depth_pre.last_over_first < 1).all()
 
 
@@ -323,7 +323,7 @@ def test_inside_the_trained_pre_ln_stream():
 
 @pytest.mark.slow
 def test_post_ln_at_high_lr_needs_warmup():
-    model = DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement="post")
+    model = SORT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement="post")
     cold = [train_sort(model, DEFAULT_TRAIN.with_(lr=WARMUP_LR, warmup_steps=0), seed=s) for s in SEEDS]
     assert sum(r.train_loss > 0.8 * SORT.chance_loss for r in cold) >= 2, [r.train_loss for r in cold]
     for s in SEEDS:
@@ -350,7 +350,7 @@ def _plain(d):
 def test_stored_sweeps_are_of_the_current_configs_and_row_format():
     """The stored rows have the keys the current row functions write, and the configs are the package's."""
     tiny = DEFAULT_TRAIN.with_(steps=2, warmup_steps=1)
-    run = train_sort(DEFAULT_MODEL.with_(n_blocks=1), tiny, seed=0)
+    run = train_sort(SORT_MODEL.with_(n_blocks=1), tiny, seed=0)
     sort_keys = set(sort_row(run))
     recall_keys = set(solve_row(solve_recall(RECALL_NETS["tanh RNN"], 5, seed=0, budget=2)))
     keys = {"depth": sort_keys, "warmup": sort_keys, "noresid": set(collapse_row(run)),
@@ -359,9 +359,9 @@ def test_stored_sweeps_are_of_the_current_configs_and_row_format():
         rows = _rows(name)
         assert rows and all(set(r) == k for r in rows), name
     depth, warmup, recall = _record("depth")["config"], _record("warmup")["config"], _record("recall")["config"]
-    assert depth["model"] == _plain(DEFAULT_MODEL.as_dict()) and depth["train"] == _plain(DEFAULT_TRAIN.as_dict())
+    assert depth["model"] == _plain(SORT_MODEL.as_dict()) and depth["train"] == _plain(DEFAULT_TRAIN.as_dict())
     assert depth["variants"] == VARIANTS and depth["task"] == {"seq_len": SORT.seq_len, "vocab": SORT.vocab}
-    assert warmup["model"] == _plain(DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict())
+    assert warmup["model"] == _plain(SORT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict())
     assert ["post", WARMUP_LR, 0] in warmup["conditions_placement_lr_warmup"]
     assert ["post", WARMUP_LR, WARMUP_STEPS] in warmup["conditions_placement_lr_warmup"]
     assert recall["nets"] == {k: _plain(v.as_dict()) for k, v in RECALL_NETS.items()}
@@ -372,7 +372,7 @@ def test_stored_sweeps_are_of_the_current_configs_and_row_format():
     noresid = _record("noresid")["config"]
     assert noresid["model"] == _plain(variant_config("no residual", NORESID_BLOCKS).as_dict())
     assert noresid["lrs"] == list(NORESID_LRS) and noresid["train"] == _plain(DEFAULT_TRAIN.as_dict())
-    assert _record("init")["config"]["model"] == _plain(DEFAULT_MODEL.as_dict())
+    assert _record("init")["config"]["model"] == _plain(SORT_MODEL.as_dict())
 
 
 def test_stored_stuck_flags_are_what_the_code_says():

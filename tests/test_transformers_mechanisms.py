@@ -14,14 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, FLOAT64_FLOOR, RANK_VARIANTS, SORT,
+from skipnet.experiments.transformers import (SORT_MODEL, DEFAULT_TRAIN, FLOAT64_FLOOR, RANK_VARIANTS, SORT,
                                               collapse_row, final_collapse, loglog_increments, rank_collapse,
                                               rank_variant_config, train_sort, variant_config)
-from skipnet.experiments.transformers_rnn import (RECALL_NETS, n_params, recall_summary, solve_recall, solve_row,
-                                                  steps_to_solve)
+from skipnet.experiments.transformers_rnn import RECALL_NETS, recall_summary, solve_recall, solve_row, steps_to_solve
 from skipnet.experiments.transformers_warmup import (TRIAGE, PreEstimatedAdam, amplification, loglog_slope,
                                                      radam_rectifier, train_triage, triage_row)
 from skipnet.linear_attention import DECAYS, LinearAttentionConfig
+from skipnet.models import n_params
 from skipnet.probes.logit_lens import read_stream, sublayer_writes
 from skipnet.recurrent import RecallTask
 from skipnet.runtime import generator
@@ -73,7 +73,7 @@ def test_admin_omegas_are_the_profiled_variance_sums():
 def test_radam_option_builds_torch_radam_and_trains():
     opt = make_optimizer(TrainConfig(optimizer="radam", lr=1e-2), [torch.nn.Parameter(torch.zeros(3))])
     assert isinstance(opt, torch.optim.RAdam)
-    run = train_sort(DEFAULT_MODEL.with_(n_blocks=1), DEFAULT_TRAIN.with_(optimizer="radam", steps=3, warmup_steps=0))
+    run = train_sort(SORT_MODEL.with_(n_blocks=1), DEFAULT_TRAIN.with_(optimizer="radam", steps=3, warmup_steps=0))
     assert run.status == "finished"
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lamb")
@@ -247,12 +247,12 @@ def test_uniform_attention_puts_the_baseline_mass_on_the_answer():
 
 # -- amplification ------------------------------------------------------------------------------------------------------
 def test_amplification_is_zero_for_no_change_and_larger_for_post_ln():
-    assert amplification(DEFAULT_MODEL.with_(n_blocks=2), eps=0.0) == pytest.approx(0, abs=1e-7)
-    post = np.mean([amplification(DEFAULT_MODEL.with_(n_blocks=8, placement="post", init="standard"), s) for s in SEEDS])
-    pre = np.mean([amplification(DEFAULT_MODEL.with_(n_blocks=8, placement="pre", init="standard"), s) for s in SEEDS])
+    assert amplification(SORT_MODEL.with_(n_blocks=2), eps=0.0) == pytest.approx(0, abs=1e-7)
+    post = np.mean([amplification(SORT_MODEL.with_(n_blocks=8, placement="post", init="standard"), s) for s in SEEDS])
+    pre = np.mean([amplification(SORT_MODEL.with_(n_blocks=8, placement="pre", init="standard"), s) for s in SEEDS])
     assert post > 1.3 * pre > 0
     with pytest.raises(ValueError, match="mode"):
-        amplification(DEFAULT_MODEL, mode="sgd")
+        amplification(SORT_MODEL, mode="sgd")
 
 
 def test_loglog_slope_recovers_a_power_law():
@@ -275,7 +275,7 @@ def test_post_ln_trains_without_warmup_when_the_first_steps_are_small(name):
 
 def test_train_triage_runs_a_condition_and_records_it(monkeypatch):
     import skipnet.experiments.transformers_warmup as W
-    tiny = (DEFAULT_MODEL.with_(n_blocks=1, placement="post"), DEFAULT_TRAIN.with_(lr=1e-2, steps=3, warmup_steps=0))
+    tiny = (SORT_MODEL.with_(n_blocks=1, placement="post"), DEFAULT_TRAIN.with_(lr=1e-2, steps=3, warmup_steps=0))
     monkeypatch.setitem(W.TRIAGE, "tiny, pre-estimated", (*tiny, True))
     monkeypatch.setitem(W.TRIAGE, "tiny", (*tiny, False))
     a, b = train_triage("tiny, pre-estimated", seed=0), train_triage("tiny", seed=0)

@@ -7,11 +7,9 @@ import time
 
 import pytest
 
-from skipnet.experiments.transformers import DEFAULT_MODEL, DEFAULT_TRAIN
-from skipnet.train import History, Run
+from skipnet.experiments.transformers import SORT_MODEL, DEFAULT_TRAIN
+from skipnet.history import History, Run
 from skipnet.widgets.transformers import RankCollapseExplorer, TransformerLab
-
-MAX_SEED_TEXT = "4,294,967,295"             # the accepted range the labs name: 0 .. 2^32 - 1
 
 
 def test_rank_explorer_default_and_switches():
@@ -31,23 +29,13 @@ def test_rank_explorer_bad_seed_is_named():
     assert lab.error is not None and "seed" in lab.error
 
 
-@pytest.mark.parametrize("make", [TransformerLab, RankCollapseExplorer], ids=["TransformerLab", "RankCollapseExplorer"])
-def test_a_seed_out_of_range_is_named_with_the_accepted_range(make):
-    lab = make(threaded=False)
-    lab.seed.value = 10 ** 20
-    lab.run_button.click()
-    assert lab.result is None
-    for text in (lab.error, lab.message.value):
-        assert "seed" in text and "between 0 and" in text and MAX_SEED_TEXT in text, text
-
-
 def test_transformer_lab_default_run():
     lab = TransformerLab()
     lab.run_button.click()
     run = lab.wait(timeout=900)            # ~6 s on an idle core; generous for a busy CI machine
     assert lab.error is None, lab.error
     assert isinstance(run, Run) and run.status == "finished" and len(run.history.loss) == 200
-    assert run.model == DEFAULT_MODEL.with_(n_blocks=4, placement="pre", residual=True) and run.seed == 0
+    assert run.model == SORT_MODEL.with_(n_blocks=4, placement="pre", residual=True) and run.seed == 0
     assert lab.first_update_s is not None                   # progress was reported (its speed: bench/)
     assert len(lab.image.value) > 1000 and "Trained" in lab.message.value
 
@@ -78,7 +66,7 @@ def test_transformer_lab_reports_divergence_and_stuck_runs(diverged):
         h.diverged_at = 6
     else:
         h.evals.append({"step": 5, "train_loss": 2.7, "train_acc": 0.07, "test_loss": 2.7, "test_acc": 0.07})
-    run = Run(DEFAULT_MODEL, DEFAULT_TRAIN, h, 1.0, label="x")
+    run = Run(SORT_MODEL, DEFAULT_TRAIN, h, 1.0, label="x")
     text = lab.summary(run)
     assert ("diverged at step 6" in text) if diverged else ("Stuck" in text)
     assert len(lab.render(run).axes) == 2

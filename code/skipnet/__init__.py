@@ -1,12 +1,8 @@
 """skipnet: the tested code behind the book *Why skip connections work*.
 
-Modules, each depending only on the ones before it::
-
-    config, runtime -> data -> models (transformer, recurrent) -> history, train -> probes -> experiments
-        -> plotting -> widgets
-
-``config`` holds the frozen-config base and its range checks; ``notebook`` the chapters' glue; ``store`` the
-stored sweeps.
+The modules stand in layers, each importing only from its own subpackage or from the layers before it; the
+README's Layout section gives the order and what each module is for (the ground floor: ``checks``, ``data``,
+``shortcuts``; the top: ``plotting``, ``tables``, ``widgets``).
 
 Importing the package sets torch to one CPU thread (see :mod:`skipnet.runtime`).
 """

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from skipnet.config import Config, check_int
+from skipnet.checks import check_int
+from skipnet.config import Config
 from skipnet.models import stream_states
 
-__all__ = ["DenseConfig", "DenseBlock", "DenseNet", "matched_growth", "dense_params", "n_params"]
+__all__ = ["DenseConfig", "DenseBlock", "DenseNet", "matched_growth", "dense_params"]
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,6 @@ class DenseNet(nn.Module):
         for i, block in enumerate(self.blocks):
             layers += [(f"block{i}.w0", block.branch[2]), (f"block{i}.w1", block.branch[5])]
         return layers + [("head", self.head)]
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def dense_params(n_blocks: int, width: int, growth: int, in_dim: int = 64, n_classes: int = 10) -> int:

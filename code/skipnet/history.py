@@ -7,14 +7,9 @@ Every chapter's experiments return Runs (or plain rows made from them with :meth
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
-
 import torch.nn as nn
 
 from skipnet.config import Config
-
-if TYPE_CHECKING:
-    from skipnet.train import TrainConfig
 
 __all__ = ["History", "Run"]
 
@@ -68,7 +63,6 @@ class History:
         return d
 
 
-
 @dataclass
 class Run:
     """One training: what was trained (its config, the training settings and seed), what came out
@@ -79,7 +73,7 @@ class Run:
     """
 
     model: Config
-    train: TrainConfig
+    train: Config                  # the :class:`~skipnet.train.TrainConfig` it was trained with
     history: History
     seconds: float
     net: nn.Module | None = None

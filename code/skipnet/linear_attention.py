@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_choice, check_float, check_int
+from skipnet.checks import check_choice, check_float, check_int
+from skipnet.config import Config
 
 __all__ = ["LinearAttentionConfig", "LinearAttentionRNN", "DECAYS"]
 

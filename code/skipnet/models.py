@@ -5,26 +5,16 @@ The whole book is about one line, the forward pass of :class:`ResidualBlock`::
     return self.post(self.branch(x) + self.shortcut(x))          # y = F(x) + x, then ReLU if post-activation
 
 Its plain twin, :class:`PlainBlock`, computes ``self.post(self.branch(x))`` with the very same layers and
-initial weights. The parts are small modules of their own:
+initial weights. The parts are small modules of their own: the branch ``F`` (:class:`~skipnet.branch.Branch`,
+with its placements and inits, optionally dropped by stochastic depth) in :mod:`skipnet.branch`; the shortcut
+(the identity and the variants of He et al. 2016, Table 1) in :mod:`skipnet.shortcuts`; ``post``, what acts on
+the stream after the addition (a ReLU for the original post-activation block).
 
-* the branch ``F`` (:class:`Branch`): two 3x3 convolutions (CNN) or one or two linear maps (MLP), with
-  norms and activations where ``placement`` puts them (He et al. 2016, Fig. 4), times a constant
-  ``branch_scale`` or a learnable ReZero scalar, optionally dropped by stochastic depth;
-* the shortcut, from :mod:`skipnet.shortcuts`: ``OptionA`` (the identity; subsample + zero-pad where the shape
-  changes, He et al. 2015's parameter-free "option A"), ``Scaled``, ``GatedShortcut``, ``Projection`` (1x1
-  conv) and ``DropMask``: the variants of He et al. (2016), Table 1;
-* ``post``: what acts on the stream after the addition (a ReLU for the original post-activation block).
-
-Everything the chapters vary is a field of the frozen :class:`ModelConfig`. Probes (lesions, paths,
-branch sizes) do not live here: they run the stream with :meth:`ResidualNet.blocks_forward`.
+Everything the chapters vary is a field of the frozen :class:`ModelConfig`. Probes run the stream with
+:meth:`ResidualNet.blocks_forward`, whose one walk, :func:`stream_states`, every network of the package shares.
 
 Chapters: the opening chapter (degradation), *The gradient highway* (activations, norms), *The
 identity mapping* (placements, shortcuts, inits) and *An ensemble of relatively shallow paths*.
-
-Why one module of about 500 lines: the config and its validation, the branch with its five placements and
-identity-preserving inits, the two blocks and the builder that picks one, and the network, kept together so
-that a reader follows ``y = F(x) + x`` from a config field to the forward pass in one file (the shortcut
-variants live in :mod:`skipnet.shortcuts`, the DenseNet-like twin in :mod:`skipnet.dense`).
 """
 from __future__ import annotations
 
@@ -34,14 +24,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from skipnet.config import Config, check_choice, check_float, check_int
-from skipnet.shortcuts import DropMask, Gate, GatedBranch, GatedShortcut, OptionA, Projection, Scaled
+from skipnet.branch import Branch, StochasticDepth, activation, after_add, init_weight, norm_layer
+from skipnet.checks import check_choice, check_float, check_int
+from skipnet.config import Config
+from skipnet.shortcuts import GatedBranch, make_shortcut
 
-__all__ = [
-    "ModelConfig", "ResidualNet", "ResidualBlock", "PlainBlock", "Branch", "StochasticDepth",
-    "OptionA", "Scaled", "Gate", "GatedShortcut", "GatedBranch", "Projection", "DropMask", "build_model",
-    "ARCHS", "NORMS", "ACTIVATIONS", "PLACEMENTS", "SHORTCUTS", "INITS", "SHORTCUT_INITS", "MAX_DEPTH",
-]
+__all__ = ["ModelConfig", "ResidualNet", "ResidualBlock", "PlainBlock", "make_block", "weight_layers", "stream_states",
+           "n_params", "build_model", "ARCHS", "NORMS", "ACTIVATIONS", "PLACEMENTS", "SHORTCUTS", "INITS",
+           "SHORTCUT_INITS", "MAX_DEPTH"]
 
 ARCHS = ("cnn", "mlp")
 NORMS = ("none", "batch", "layer")
@@ -211,151 +201,6 @@ class ModelConfig(Config):
         return ResidualNet(self)
 
 
-# -- layers -------------------------------------------------------------------------------------------
-def _activation(name: str) -> nn.Module:
-    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
-
-
-def _norm(kind: str, channels: int, conv: bool) -> nn.Module:
-    if kind == "none":
-        return nn.Identity()
-    if kind == "batch":
-        return nn.BatchNorm2d(channels) if conv else nn.BatchNorm1d(channels)
-    return nn.GroupNorm(1, channels) if conv else nn.LayerNorm(channels)   # layer norm over (C, H, W) / features
-
-
-def _weight(c_in: int, c_out: int, conv: bool, stride: int = 1, bias: bool = False) -> nn.Module:
-    if conv:
-        return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
-    return nn.Linear(c_in, c_out, bias=bias)
-
-
-def _init_weight(layer: nn.Module, activation: str) -> None:
-    """He (Kaiming) init for ReLU-like activations, Glorot (Xavier) for sigmoid and tanh."""
-    if activation in ("relu", "gelu"):
-        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-    else:
-        nn.init.xavier_normal_(layer.weight, gain=nn.init.calculate_gain(activation))
-    if getattr(layer, "bias", None) is not None:
-        nn.init.zeros_(layer.bias)
-
-
-class _Scalar(nn.Module):
-    """A learnable scalar, added (``bias``) or multiplied (``scale``)."""
-
-    def __init__(self, value: float, multiply: bool):
-        super().__init__()
-        self.value = nn.Parameter(torch.tensor(float(value)))
-        self.multiply = multiply
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.value if self.multiply else x + self.value
-
-
-# -- the branch F ---------------------------------------------------------------------------------------
-class Branch(nn.Module):
-    """F(x): ``m`` weight layers (3x3 convs or linear maps) with norms and activations placed by ``placement``:
-
-    * ``post`` (He et al. 2015):       ``N(W2 act(N(W1 x)))``, and the block applies ``act`` after the add
-    * ``pre`` (full pre-activation):   ``W2 act(N(W1 act(N(x))))``
-    * ``bn_after_add``:                ``W2 act(N(W1 x))``, and the block applies ``act(N(.))`` after the add
-    * ``relu_before_add``:             ``act(N(W2 act(N(W1 x))))``
-    * ``relu_only_pre``:               ``N(W2 act(N(W1 act(x))))``
-
-    The output is multiplied by ``branch_scale`` (and by a ReZero scalar ``alpha`` or the Fixup-style
-    multiplier where the init asks for one).
-    """
-
-    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool):
-        super().__init__()
-        m, bias = cfg.block_layers, cfg.norm == "none"
-        self.placement = cfg.placement
-        self.weights = nn.ModuleList(
-            _weight(c_in if i == 0 else c_out, c_out, conv, stride if i == 0 else 1, bias) for i in range(m))
-        if cfg.placement == "pre":
-            self.norms = nn.ModuleList(_norm(cfg.norm, c_in if i == 0 else c_out, conv) for i in range(m))
-        elif cfg.placement == "bn_after_add":
-            self.norms = nn.ModuleList([*(_norm(cfg.norm, c_out, conv) for _ in range(m - 1)), nn.Identity()])
-        else:
-            self.norms = nn.ModuleList(_norm(cfg.norm, c_out, conv) for _ in range(m))
-        self.act = _activation(cfg.activation)
-        for w in self.weights:
-            _init_weight(w, cfg.activation)
-        self.scale = cfg.branch_multiplier
-        self.alpha = self.fixup_bias = self.fixup_scale = None
-
-    def init_(self, cfg: ModelConfig) -> None:
-        """Apply the identity-preserving initializations of *The identity mapping*."""
-        if cfg.init == "zero_gamma":
-            nn.init.zeros_(self.norms[-1].weight)           # the branch starts at exactly zero
-        elif cfg.init == "zero_last":
-            nn.init.zeros_(self.weights[-1].weight)
-        elif cfg.init == "rezero":
-            self.alpha = _Scalar(0.0, multiply=True)        # SkipInit / ReZero: x + alpha F(x), alpha = 0
-        elif cfg.init == "fixup":
-            # Fixup-style (Zhang et al. 2019, the branch part only): the last layer at zero, the others scaled by
-            # L^(-1/(2m-2)), a scalar bias before each weight layer and a scalar multiplier. Not done here (full
-            # Fixup): the zeroed classifier, the scalar biases before each activation and after the multiplier,
-            # bias-free weight layers (these keep a per-channel bias, which stands in for the missing scalars).
-            m, L = cfg.block_layers, cfg.n_blocks
-            if m > 1:
-                for w in self.weights[:-1]:
-                    w.weight.data.mul_(L ** (-1.0 / (2 * m - 2)))
-            nn.init.zeros_(self.weights[-1].weight)
-            self.fixup_bias = nn.ModuleList(_Scalar(0.0, multiply=False) for _ in range(m))
-            self.fixup_scale = _Scalar(1.0, multiply=True)
-
-    def _layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        return self.weights[i](h if self.fixup_bias is None else self.fixup_bias[i](h))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, m = x, len(self.weights)
-        if self.placement == "pre":
-            for i in range(m):
-                h = self._layer(i, self.act(self.norms[i](h)))
-        else:
-            if self.placement == "relu_only_pre":
-                h = self.act(h)
-            for i in range(m):
-                h = self.norms[i](self._layer(i, h))
-                if i < m - 1:
-                    h = self.act(h)
-            if self.placement == "relu_before_add":
-                h = self.act(h)
-        if self.fixup_scale is not None:
-            h = self.fixup_scale(h)
-        if self.alpha is not None:
-            h = self.alpha(h)
-        return h * self.scale if self.scale != 1.0 else h
-
-
-class StochasticDepth(nn.Module):
-    """Stochastic depth (Huang et al. 2016) around a branch: in training the branch is dropped (its output
-    is 0) with probability ``1 - survival``; at test time it is kept and scaled by ``survival``, its
-    expected contribution."""
-
-    def __init__(self, branch: nn.Module, survival: float):
-        super().__init__()
-        self.inner, self.survival = branch, survival
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return self.survival * self.inner(x)
-        if torch.rand(()) >= self.survival:
-            return torch.zeros(())                          # dropped this step: the block is its shortcut
-        return self.inner(x)
-
-
-def _after_add(cfg: ModelConfig, c_out: int, conv: bool) -> nn.Module:
-    """What acts on the stream after the addition: a ReLU (``post``), a norm and a ReLU (``bn_after_add``),
-    nothing for the placements that leave the stream a pure sum."""
-    if cfg.placement == "post":
-        return _activation(cfg.activation)
-    if cfg.placement == "bn_after_add":
-        return nn.Sequential(_norm(cfg.norm, c_out, conv), _activation(cfg.activation))
-    return nn.Identity()
-
-
 # -- blocks -------------------------------------------------------------------------------------------------
 class ResidualBlock(nn.Module):
     """``y = post(F(x) + shortcut(x))``: the residual block (``post`` is a ReLU for He et al. 2015's block)."""
@@ -384,23 +229,12 @@ class PlainBlock(nn.Module):
 def make_block(c_in: int, c_out: int, stride: int, cfg: ModelConfig, conv: bool, index: int) -> nn.Module:
     """Block ``index`` (0-based) of the network ``cfg``, plain or residual with its shortcut variant."""
     branch = Branch(c_in, c_out, stride, cfg, conv)
-    post = _after_add(cfg, c_out, conv)
+    post = after_add(cfg, c_out, conv)
     if not cfg.residual:
         return PlainBlock(branch, post, c_in, c_out, stride)
-    skip = OptionA(c_in, c_out, stride, conv)
-    kind = cfg.shortcut
-    if kind == "identity":
-        shortcut = skip
-    elif kind == "scale":
-        shortcut = Scaled(skip, cfg.shortcut_scale)
-    elif kind == "conv1x1":
-        shortcut = Projection(c_in, c_out, stride, conv, cfg.shortcut_init)
-    elif kind == "dropout":
-        shortcut = DropMask(skip)
-    else:                                                   # exclusive_gate / shortcut_gate
-        shortcut = GatedShortcut(Gate(skip, c_out, conv, cfg.gate_bias))
+    shortcut = make_shortcut(cfg, c_in, c_out, stride, conv)
     branch.init_(cfg)
-    if kind == "exclusive_gate":
+    if cfg.shortcut == "exclusive_gate":
         branch = GatedBranch(branch, shortcut.gate)
     survival = 1.0 - cfg.drop_prob * (index + 1) / cfg.n_blocks
     if survival < 1.0:
@@ -453,15 +287,15 @@ class ResidualNet(nn.Module):
             self.stem = nn.Linear(int(math.prod(cfg.in_shape)), cfg.width, bias=bias)
             blocks = [make_block(cfg.width, cfg.width, 1, cfg, conv=False, index=i) for i in range(cfg.n_blocks)]
             c_final = cfg.width
-        _init_weight(self.stem, cfg.activation)
+        init_weight(self.stem, cfg.activation)
         # post-activation nets normalize and activate right after the stem; pre-activation nets at the end
-        self.stem_norm = nn.Identity() if pre else _norm(cfg.norm, cfg.width, conv)
-        self.stem_act = nn.Identity() if pre else _activation(cfg.activation)
+        self.stem_norm = nn.Identity() if pre else norm_layer(cfg.norm, cfg.width, conv)
+        self.stem_act = nn.Identity() if pre else activation(cfg.activation)
         self.blocks = nn.ModuleList(blocks)
-        self.final_norm = _norm(cfg.norm, c_final, conv) if pre or cfg.final_norm else nn.Identity()
-        self.final_act = _activation(cfg.activation) if pre else nn.Identity()
+        self.final_norm = norm_layer(cfg.norm, c_final, conv) if pre or cfg.final_norm else nn.Identity()
+        self.final_act = activation(cfg.activation) if pre else nn.Identity()
         self.head = nn.Linear(c_final, cfg.n_classes)
-        _init_weight(self.head, "sigmoid" if cfg.activation in ("sigmoid", "tanh") else "relu")
+        init_weight(self.head, "sigmoid" if cfg.activation in ("sigmoid", "tanh") else "relu")
         nn.init.zeros_(self.head.bias)
         if cfg.zero_head:
             nn.init.zeros_(self.head.weight)
@@ -496,6 +330,13 @@ class ResidualNet(nn.Module):
         for i, block in enumerate(self.blocks):
             layers += [(f"block{i}.w{j}", w) for j, w in enumerate(weight_layers(block))]
         return layers + [("head", self.head)]
+
+
+def n_params(net: nn.Module | Config) -> int:
+    """The number of parameters of a network (any module), or of the one a config builds."""
+    if isinstance(net, Config):
+        net = net.build(seed=0)
+    return sum(p.numel() for p in net.parameters())
 
 
 def build_model(cfg: Config | None = None, seed: int | None = None, **fields) -> nn.Module:

@@ -9,7 +9,7 @@ trainings at once, each in its own process, rather than by intra-op threads.
 process, where the progress callback (a lab's live figure) runs; a callback that returns ``False`` stops
 every worker at its next report. It falls back to running the tasks one after another where forking is not
 available or not wise: a single core, a CUDA device, inside a worker, or ``SKIPNET_WORKERS=1``.
-``skipnet.train.race`` uses it for the labs' races (chapters: intro, highway).
+:mod:`skipnet.race` uses it for the labs' races; :func:`in_worker` runs one training beside a lab's live figure.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from .runtime import device as default_device
+from skipnet.runtime import device as default_device
 
 __all__ = ["workers", "side_by_side", "in_worker"]
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from skipnet.config import Config, check_choice, check_int
+from skipnet.checks import check_choice, check_int
+from skipnet.config import Config
 
 __all__ = ["RecurrentConfig", "RecurrentNet", "RecallTask", "CELLS"]
 

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from skipnet.config import check_int, check_seed
+from skipnet.checks import check_int, check_seed
 
 __all__ = ["device", "configure_threads", "seed_everything", "generator", "eval_mode", "train_mode"]
 

@@ -4,7 +4,8 @@ Each is a small module that maps the block's input ``x`` to what is added to the
 :class:`OptionA` (the identity; subsample and zero-pad where the block changes the shape, He et al. 2015's
 parameter-free "option A"), :class:`Scaled` (``lambda x``), :class:`GatedShortcut` (``(1 - g(x)) x``, with
 :class:`GatedBranch` for the exclusive gate's ``g(x) F(x)``), :class:`Projection` (a learned 1x1 convolution) and
-:class:`DropMask` (an unscaled Bernoulli mask). :mod:`skipnet.models` builds blocks from them.
+:class:`DropMask` (an unscaled Bernoulli mask); :func:`make_shortcut` picks the one a config names.
+:mod:`skipnet.models` builds blocks from them.
 Chapter: *The identity mapping*.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["OptionA", "Scaled", "Gate", "GatedShortcut", "GatedBranch", "Projection", "DropMask"]
+__all__ = ["OptionA", "Scaled", "Gate", "GatedShortcut", "GatedBranch", "Projection", "DropMask", "make_shortcut"]
 
 
 class OptionA(nn.Module):
@@ -102,6 +103,8 @@ class DropMask(nn.Module):
     """Dropout on the shortcut: an UNSCALED Bernoulli(1/2) mask in training, 0.5 at test time (expected
     scale 0.5, as in He et al. 2016; ``nn.Dropout`` would rescale by 2)."""
 
+    draws_at_random = True          # training draws from torch's global generator (read by skipnet.race.race)
+
     def __init__(self, skip: OptionA):
         super().__init__()
         self.skip = skip
@@ -110,3 +113,19 @@ class DropMask(nn.Module):
         s = self.skip(x)
         keep = torch.bernoulli(torch.full_like(s, 0.5)) if self.training else 0.5
         return keep * s
+
+
+def make_shortcut(cfg, c_in: int, c_out: int, stride: int, conv: bool) -> nn.Module:
+    """The shortcut ``cfg.shortcut`` names (a :class:`~skipnet.models.ModelConfig` field), for a block from
+    ``c_in`` to ``c_out`` channels."""
+    skip = OptionA(c_in, c_out, stride, conv)
+    kind = cfg.shortcut
+    if kind == "identity":
+        return skip
+    if kind == "scale":
+        return Scaled(skip, cfg.shortcut_scale)
+    if kind == "conv1x1":
+        return Projection(c_in, c_out, stride, conv, cfg.shortcut_init)
+    if kind == "dropout":
+        return DropMask(skip)
+    return GatedShortcut(Gate(skip, c_out, conv, cfg.gate_bias))        # exclusive_gate / shortcut_gate

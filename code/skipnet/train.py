@@ -1,4 +1,4 @@
-"""One fast training loop over tensors already in memory, and the record of a run.
+"""One fast training loop over tensors already in memory; it knows nothing of the model it trains.
 
 A frozen :class:`TrainConfig` goes in, a :class:`History` comes out. The loop
 
@@ -15,16 +15,17 @@ It trains on a :class:`~skipnet.data.Dataset` (epochs over a fixed training set)
 that draws a fresh batch each step (the Transformer chapter's sorting task, the RNN's recall task, the
 identity chapter's regression onto the input); a task may bring its own loss and evaluation.
 
-:class:`Trainer` exposes the loop one step at a time, so a lab can race two networks side by side
-(:func:`race`); :func:`fit` runs it to the end; :func:`train_run` and :func:`race_runs` build, train and return
-the :class:`~skipnet.history.Run` records (what was trained, what came out) of :mod:`skipnet.history`.
-Used in every chapter. A little over 300 lines: the one loop, its configuration and the race that runs its
-trainers side by side belong on one page; the workers themselves live in :mod:`skipnet.parallel`.
+:class:`Trainer` exposes the loop one step at a time (so :mod:`skipnet.race` can run trainers side by side)
+and takes callbacks, as minGPT's trainer does: ``trainer.add_callback("on_step_end", fn)`` calls ``fn(trainer)``
+after every completed step, which is how a chapter records an extra quantity along a run without a loop of its
+own. :func:`fit` runs the loop to the end; :func:`train_run` builds, trains and returns the
+:class:`~skipnet.history.Run` record (what was trained, what came out). Used in every chapter.
 """
 from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -32,16 +33,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_choice, check_float, check_int, check_seed
+from skipnet.checks import check_choice, check_float, check_int, check_seed
+from skipnet.config import Config
 from skipnet.data import Dataset
 from skipnet.history import History, Run
-from skipnet.parallel import side_by_side, workers
 from skipnet.runtime import device as default_device, eval_mode, generator, seed_everything
 
-__all__ = ["TrainConfig", "History", "Trainer", "Task", "Progress", "fit", "race", "evaluate", "Run", "train_run", "race_runs",
-           "sub_progress", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "Trainer", "Task", "Progress", "fit", "evaluate", "train_run", "sub_progress",
+           "make_optimizer", "EVENTS", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adamw", "radam")
+EVENTS = ("on_step_end",)           # when a Trainer calls its callbacks
 SCHEDULES = ("cosine", "constant")
 
 Progress = Callable[[float, str, Any], "bool | None"]
@@ -178,7 +180,11 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 class Trainer:
-    """The training loop, one step at a time: ``while trainer.step(): ...``; result in ``trainer.history``."""
+    """The training loop, one step at a time: ``while trainer.step(): ...``; result in ``trainer.history``.
+
+    ``add_callback("on_step_end", fn)``: ``fn(trainer)`` runs after every completed step (its loss recorded, its
+    evaluation done, before ``progress``); ``trainer.stop()`` inside it ends the run.
+    """
 
     def __init__(self, model: nn.Module, data: Dataset | Task, cfg: TrainConfig = TrainConfig(),
                  progress: Progress | None = None, device: torch.device | str | None = None):
@@ -206,7 +212,17 @@ class Trainer:
         self.layers = list(model.main_layers()) if hasattr(model, "main_layers") else []
         self.history = History(total_steps=self.total, layer_names=[name for name, _ in self.layers])
         self._order: torch.Tensor | None = None
+        self.callbacks: dict[str, list[Callable[[Trainer], None]]] = defaultdict(list)
         self.model.train()
+
+    def add_callback(self, event: str, callback: Callable[[Trainer], None]) -> None:
+        """Call ``callback(self)`` at ``event`` (one of :data:`EVENTS`)."""
+        check_choice("event", event, EVENTS)
+        self.callbacks[event].append(callback)
+
+    def trigger_callbacks(self, event: str) -> None:
+        for callback in self.callbacks.get(event, []):
+            callback(self)
 
     @property
     def done(self) -> bool:
@@ -265,6 +281,7 @@ class Trainer:
         h.step_time.append(time.perf_counter() - t0)
         if (c.eval_every and (k + 1) % c.eval_every == 0) or k + 1 == self.total:
             self._evaluate(k + 1)
+        self.trigger_callbacks("on_step_end")
         if self.progress is not None and self.progress(h.steps_done / self.total, self.describe(), h) is False:
             self.stop()
         return not self.done
@@ -304,75 +321,6 @@ def fit(model: nn.Module, data: Dataset | Task, cfg: TrainConfig = TrainConfig()
     return Trainer(model, data, cfg, progress, device).run()
 
 
-def race(trainers: dict[str, Trainer], progress: Progress | None = None) -> float:
-    """Run several trainers side by side until all are done (the labs' live races); return the seconds taken.
-
-    ``progress(fraction, text, {name: history})`` runs as they go; returning ``False`` stops them all. With two
-    or more cores each trainer runs in its own process on one thread (:mod:`skipnet.parallel`), and its model
-    and history come back when it ends; otherwise, or when a model draws from torch's global random generator
-    (stochastic depth, a dropout shortcut: interleaved trainings would share it), they run one step of each in
-    turn in this process. Both give the same numbers.
-    """
-    t0 = time.perf_counter()
-    if workers(len(trainers)) > 1 and not any(_draws_at_random(t.model) for t in trainers.values()):
-        _race_in_workers(trainers, progress)
-        return time.perf_counter() - t0
-    while not all(t.done for t in trainers.values()):
-        for t in trainers.values():
-            t.step()
-        if progress is not None and _race_progress(trainers, progress) is False:
-            for t in trainers.values():
-                t.stop()
-            break
-    return time.perf_counter() - t0
-
-
-REPORT_EVERY_S = 0.25         # how often a worker sends its history to the race's progress callback
-
-
-def _race_progress(trainers: dict[str, Trainer], progress: Progress) -> bool | None:
-    done = sum(t.history.steps_done for t in trainers.values())
-    total = sum(t.total for t in trainers.values())
-    text = "; ".join(f"{name}: {t.describe()}" for name, t in trainers.items())
-    return progress(done / max(1, total), text, {name: t.history for name, t in trainers.items()})
-
-
-def _draws_at_random(model: nn.Module) -> bool:
-    from .models import StochasticDepth
-    from .shortcuts import DropMask
-    return any((isinstance(m, StochasticDepth) and m.survival < 1) or isinstance(m, DropMask)
-               or (isinstance(m, nn.Dropout) and m.p > 0) for m in model.modules())
-
-
-def _race_in_workers(trainers: dict[str, Trainer], progress: Progress | None) -> None:
-    def task(trainer: Trainer):
-        def run(report):
-            last = 0.0
-            while trainer.step():
-                now = time.perf_counter()
-                if now - last >= REPORT_EVERY_S:
-                    last = now
-                    if not report(trainer.history):
-                        trainer.stop()
-            return {"history": trainer.history, "model": trainer.model.state_dict(),
-                    "opt": trainer.opt.state_dict(), "gen": trainer.gen.get_state(), "order": trainer._order}
-        return run
-
-    def on_report(name: str, history: History) -> bool | None:
-        trainers[name].history = history           # this process's copy only shows the worker's progress
-        return None if progress is None else _race_progress(trainers, progress)
-
-    results = side_by_side({name: task(t) for name, t in trainers.items()}, on_report)
-    for name, state in results.items():                # the trainer here continues where the worker's ended
-        t = trainers[name]
-        t.history, t._order = state["history"], state["order"]
-        t.model.load_state_dict(state["model"])
-        t.opt.load_state_dict(state["opt"])
-        t.gen.set_state(state["gen"])
-    if progress is not None:
-        _race_progress(trainers, progress)
-
-
 def train_run(model: Config, data: Dataset | Task, train: TrainConfig, seed: int = 0, label: str = "",
               progress: Progress | None = None, keep: bool = True) -> Run:
     """Build ``model`` with ``seed``, train it on ``data`` with ``train`` (seeded the same), return the :class:`Run`."""
@@ -381,13 +329,3 @@ def train_run(model: Config, data: Dataset | Task, train: TrainConfig, seed: int
     train = train.with_(seed=seed)
     history = Trainer(net, data, train, progress).run()
     return Run(model, train, history, time.perf_counter() - t0, net.eval() if keep else None, label)
-
-
-def race_runs(models: dict[str, Config], data: Dataset | Task, train: TrainConfig | dict[str, TrainConfig],
-              seed: int = 0, progress: Progress | None = None) -> dict[str, Run]:
-    """Train several networks side by side (one step of each in turn), each built and trained with ``seed``."""
-    trains = {k: train for k in models} if isinstance(train, TrainConfig) else train
-    trainers = {k: Trainer(m.build(seed), data, trains[k].with_(seed=seed)) for k, m in models.items()}
-    seconds = race(trainers, progress)
-    return {k: Run(models[k], trains[k].with_(seed=seed), t.history, seconds, t.model.eval())
-            for k, t in trainers.items()}

@@ -1,6 +1,5 @@
-"""A small, clear Transformer encoder and the synthetic sorting task it learns.
-
-Chapter: *Residual connections in Transformers (and the RNN question)*.
+"""A small, clear Transformer encoder and the synthetic sorting task it learns. Chapter: *Residual connections in
+Transformers (and the RNN question)*.
 
 The residual stream in two lines, the forward pass of :class:`PreLNBlock` (GPT-2, nanoGPT)::
 
@@ -26,9 +25,6 @@ Everything the chapter varies is a field of the frozen :class:`TransformerConfig
 
 Plain and residual models share every layer; only the ``x +`` differs, and, with ``init="depth"``, the
 scale of the output projections (which exists only to keep a *sum* of writes at unit size).
-
-The module runs past 300 lines on purpose: the blocks the chapter shows with ``literalinclude`` (pre-LN, post-LN,
-Admin), the encoder and the task it learns (with its reference losses) are read together and stay in one file.
 """
 from __future__ import annotations
 
@@ -39,11 +35,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_choice, check_int
+from skipnet.checks import check_choice, check_int
+from skipnet.config import Config
+from skipnet.models import stream_states
 
 __all__ = ["TransformerConfig", "TinyTransformer", "Attention", "MLP", "PreLNBlock", "PostLNBlock",
-           "PlainPreLNBlock", "PlainPostLNBlock", "AdminPostLNBlock", "SortTask", "TRANSFORMER_NORMS", "TRANSFORMER_PLACEMENTS",
-           "TRANSFORMER_INITS", "MAX_TRANSFORMER_BLOCKS"]
+           "PlainPreLNBlock", "PlainPostLNBlock", "AdminPostLNBlock", "admin_profile", "SortTask", "TRANSFORMER_NORMS",
+           "TRANSFORMER_PLACEMENTS", "TRANSFORMER_INITS", "MAX_TRANSFORMER_BLOCKS"]
 
 TRANSFORMER_NORMS = ("layer", "none")
 TRANSFORMER_PLACEMENTS = ("pre", "post")
@@ -269,10 +267,7 @@ class TinyTransformer(nn.Module):
 
     def blocks_forward(self, h: torch.Tensor, start: int = 0, blocks=None) -> list[torch.Tensor]:
         """The stream entering block ``start`` and after each later block (``blocks`` replaces ``self.blocks``)."""
-        states = [h]
-        for block in list(self.blocks if blocks is None else blocks)[start:]:
-            states.append(block(states[-1]))
-        return states
+        return stream_states(self.blocks if blocks is None else blocks, h, start)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:     # (B, T) tokens -> (B, T, vocab) logits
         h = self.embed(X)

@@ -1,5 +1,10 @@
-"""Named, pure experiments: functions of (config, seed) that return plain data. No plotting, no I/O.
+"""Named experiments: functions of (config, seed) that train or measure and return plain data (dataclasses,
+arrays, dicts, :class:`~skipnet.history.Run` records). No plotting. Only ``verdict`` reads files: it judges the
+stored sweeps of ``book/data`` (through :mod:`skipnet.store`); the others compute what they return.
 
-One module a chapter: ``degradation`` (the opening chapter), ``highway``, ``identity``,
-``ensemble``, ``transformers``.
+One module a chapter, or a chapter part: ``degradation`` (the opening chapter), ``highway``; ``identity``,
+``identity_variants``, ``identity_sum``; ``ensemble``, ``ensemble_trials``; ``transformers``,
+``transformers_warmup``, ``transformers_rnn``; ``verdict`` (the closing chapter). Import from the module itself.
 """
+__all__ = ["degradation", "highway", "identity", "identity_variants", "identity_sum", "ensemble", "ensemble_trials",
+           "transformers", "transformers_warmup", "transformers_rnn", "verdict"]

@@ -20,25 +20,28 @@ import numpy as np
 import torch
 
 from skipnet.data import load_digits
+from skipnet.history import Run
 from skipnet.models import ModelConfig
-from skipnet.train import Progress, Run, TrainConfig, Trainer, evaluate, race_runs, train_run
+from skipnet.race import race_runs
+from skipnet.train import Progress, TrainConfig, Trainer, evaluate, train_run
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_one", "race", "degradation_table", "degradation_row",
+__all__ = ["DEGRADATION_MODEL", "DEFAULT_TRAIN", "train_one", "race", "degradation_table", "degradation_row",
            "epoch_means", "THRESHOLDS", "LONG_EPOCHS", "convergence_run", "steps_to", "lr_row", "INTERVENTIONS",
            "LARS_TRUST", "intervention_run", "convergence_fit", "steps_table"]
 
-DEFAULT_MODEL = ModelConfig(arch="cnn", depth=20, width=8, norm="batch")
+DEGRADATION_MODEL = ModelConfig(arch="cnn", depth=20, width=8, norm="batch")
+DEFAULT_MODEL = DEGRADATION_MODEL          # the old name, still read by experiments/highway.py and scripts/precompute_highway.py
 DEFAULT_TRAIN = TrainConfig(lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4,
                             batch_size=128, epochs=10, warmup_steps=12, schedule="cosine")
 
 
-def train_one(depth: int, residual: bool, seed: int = 0, model: ModelConfig = DEFAULT_MODEL,
+def train_one(depth: int, residual: bool, seed: int = 0, model: ModelConfig = DEGRADATION_MODEL,
               train: TrainConfig = DEFAULT_TRAIN, progress: Progress | None = None) -> Run:
-    """Train one CNN of the given depth on the digits; return the :class:`~skipnet.train.Run`."""
+    """Train one CNN of the given depth on the digits; return the :class:`~skipnet.history.Run`."""
     return train_run(model.with_(depth=depth, residual=residual), load_digits(), train, seed, progress=progress)
 
 
-def race(depth: int, seed: int = 0, model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN,
+def race(depth: int, seed: int = 0, model: ModelConfig = DEGRADATION_MODEL, train: TrainConfig = DEFAULT_TRAIN,
          progress: Progress | None = None, variants: Iterable[bool] = (False, True)) -> dict[str, Run]:
     """Train the plain and the residual network of one depth side by side, one step of each in turn.
 
@@ -50,7 +53,7 @@ def race(depth: int, seed: int = 0, model: ModelConfig = DEFAULT_MODEL, train: T
 
 
 def degradation_table(depths: Iterable[int] = (8, 20, 56), seeds: Iterable[int] = (0,),
-                      model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN) -> list[Run]:
+                      model: ModelConfig = DEGRADATION_MODEL, train: TrainConfig = DEFAULT_TRAIN) -> list[Run]:
     """Every (depth, plain/residual, seed) combination, trained to the end (plain and residual side by side)."""
     depths, seeds = list(depths), list(seeds)
     races = {(d, s): race(d, s, model, train) for d in depths for s in seeds}
@@ -90,7 +93,7 @@ def steps_to(loss: list[float], threshold: float, window: int) -> int | None:
 
 def convergence_run(depth: int, residual: bool, seed: int = 0, epochs: int = LONG_EPOCHS,
                     thresholds: Iterable[float] = THRESHOLDS, stop_below: float | None = None,
-                    model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN,
+                    model: ModelConfig = DEGRADATION_MODEL, train: TrainConfig = DEFAULT_TRAIN,
                     progress: Progress | None = None) -> dict:
     """Train one CNN with the chapter's SGD but ``epochs`` long (warm-up, then cosine over the whole budget) and
     return a plain record: the step at which the running mean (one epoch of steps) of the TRAINING-BATCH loss
@@ -178,7 +181,7 @@ def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = Fal
             "r2": r2_exp, "r2_power": r2_pow, "depths": depths}
 
 
-def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelConfig = DEFAULT_MODEL,
+def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelConfig = DEGRADATION_MODEL,
            train: TrainConfig = DEFAULT_TRAIN) -> dict:
     """One point of the learning-rate sweep: the chapter's budget at peak learning rate ``lr``
     (:func:`degradation_row` plus ``lr`` and the last epoch's mean training-batch loss)."""
@@ -193,7 +196,7 @@ LARS_TRUST = 0.1
 
 
 def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: int = 0, epochs: int = 10,
-                     trust: float = LARS_TRUST, model: ModelConfig = DEFAULT_MODEL,
+                     trust: float = LARS_TRUST, model: ModelConfig = DEGRADATION_MODEL,
                      train: TrainConfig = DEFAULT_TRAIN) -> dict:
     """Train one CNN with the chapter's SGD and one change to its weight layers that are followed by BatchNorm
     (the stem and every conv; not the head), and return a plain record.

@@ -19,21 +19,23 @@ from skipnet.models import ModelConfig, ResidualNet
 from skipnet.probes.lesions import LesionEvaluator, random_subsets, random_swap_accuracies
 from skipnet.probes.paths import binomial_length_counts, effective_mean_length, gradient_by_length, \
     path_gradient_magnitudes
+from skipnet.history import History, Run
 from skipnet.probes.streams import branch_stream_ratios, linear_probe_accuracies
 from skipnet.runtime import generator
-from skipnet.train import History, Progress, Run, TrainConfig, train_run
+from skipnet.train import Progress, TrainConfig, train_run
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesion_study",
+__all__ = ["ENSEMBLE_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesion_study",
            "PathStudy", "path_study", "gap_at_losses", "gap_summary", "StreamStudy", "stream_study",
            "Curve", "deletion_curve", "stratified_curve", "PROBE_DIMS"]
 
-DEFAULT_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
+ENSEMBLE_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
+DEFAULT_MODEL = ENSEMBLE_MODEL          # the old name, still read by scripts/precompute_ensemble.py
 DEFAULT_TRAIN = _DEGRADATION_TRAIN.with_(eval_every=5)       # evaluations along the way: gaps at matched loss
 PROBE_DIMS = 8                                                # the fixed-size probe: the first stage's width
 
 
 def train_net(depth: int = 56, residual: bool = True, seed: int = 0, drop_prob: float = 0.0,
-              model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN, data: Dataset | None = None,
+              model: ModelConfig = ENSEMBLE_MODEL, train: TrainConfig = DEFAULT_TRAIN, data: Dataset | None = None,
               progress: Progress | None = None) -> Run:
     """Train one 6n+2 CNN (width 8, BN, post-activation) on the digits; the Run keeps the trained net
     (label e.g. ``"residual-56"``, ``"residual-56 (drop 0.5)"``)."""

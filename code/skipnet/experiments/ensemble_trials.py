@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from skipnet.data import Dataset, load_digits
-from skipnet.experiments.ensemble import DEFAULT_MODEL, DEFAULT_TRAIN
+from skipnet.experiments.ensemble import ENSEMBLE_MODEL, DEFAULT_TRAIN
+from skipnet.history import Run
 from skipnet.models import ModelConfig, ResidualNet
 from skipnet.probes.lesions import LesionEvaluator, random_subsets, recalibrated, recalibrated_accuracy
 from skipnet.probes.path_spectrum import Spectrum, exact_path_spectrum
 from skipnet.probes.replace import Replacer, refinement_cosines
 from skipnet.runtime import generator
-from skipnet.train import Run, TrainConfig, Trainer
+from skipnet.train import TrainConfig, Trainer
 
 __all__ = ["SPECTRUM_BATCH", "train_batch", "spectrum_study", "RecalStudy", "recal_study", "noise_study",
            "refinement_study", "ShortPaths", "train_short_paths", "SHORT_MODES", "ensemble_deletion", "paired",
@@ -159,7 +160,7 @@ class ShortPaths:
 
 
 def train_short_paths(k: int, mode: str = "paths", seed: int = 0, depth: int = 56,
-                      model: ModelConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN.with_(eval_every=0),
+                      model: ModelConfig = ENSEMBLE_MODEL, train: TrainConfig = DEFAULT_TRAIN.with_(eval_every=0),
                       data: Dataset | None = None) -> Run:
     """Train the chapter's residual net with :class:`ShortPaths` (k blocks a step); the hooks are removed after."""
     cfg = model.with_(depth=depth)

@@ -20,32 +20,35 @@ Over 300 lines because it follows the chapter section by section; each experimen
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
-
 import math
 import time
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import torch
 
+from skipnet.checks import check_choice, check_float, check_int, check_seed
 from skipnet.data import input_sweep, load_digits
 from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
+from skipnet.history import Run
 from skipnet.models import ModelConfig, ResidualNet, build_model
-from skipnet.probes.gradients import first_last_ratio, layer_and_stream_grad_norms
-from skipnet.probes.jacobian import identity_share, jacobian_singular_values, post_relu_pass_through, stream_gradients
 from skipnet.probes import meanfield
+from skipnet.probes.gradients import first_last_ratio, layer_and_stream_grad_norms
 from skipnet.probes.hessian import hessian_extremes
+from skipnet.probes.jacobian import identity_share, jacobian_singular_values, stream_gradients
 from skipnet.probes.landscape import loss_surface
 from skipnet.probes.shattering import autocorrelation, input_gradients
-from skipnet.config import check_choice, check_float, check_int, check_seed
-from skipnet.train import Progress, Run
+from skipnet.train import Progress
 
 __all__ = [
-    "PROFILE_MODEL", "PROFILE_VARIANTS", "JACOBIAN_VARIANTS", "SHATTER_MODEL", "SHATTER_VARIANTS", "RACE_VARIANTS",
-    "Profile", "gradient_profile", "ProfileSweep", "profile_sweep", "profile_pair", "cnn_ratios", "JacobianSpectra",
-    "jacobian_spectra", "identity_alignment", "Shattered", "shattered", "Race", "training_race",
-    "grad_ratio", "Landscape", "landscape", "CNN_DEPTHS",
+    "PROFILE_MODEL", "PROFILE_VARIANTS", "Profile", "gradient_profile", "ProfileSweep", "profile_sweep", "profile_pair",
+    "CNN_DEPTHS", "cnn_ratios", "grad_ratio", "JACOBIAN_VARIANTS", "JacobianSpectra", "jacobian_spectra",
+    "identity_alignment", "permuted_baseline",
+    "CHI_ACTIVATIONS", "CHI_VARIANTS", "CHI_GAINS", "CHI_DEPTHS", "CHI_WIDTH", "CHI_EXAMPLES", "MAX_CHI_BLOCKS",
+    "chi_config", "stem_variance", "chi_network", "chi_phase",
+    "SHATTER_MODEL", "SHATTER_VARIANTS", "Shattered", "shattered", "RACE_VARIANTS", "Race", "training_race",
+    "Landscape", "landscape", "SLICE_COORDS", "HESSIAN_NETS", "HESSIAN_EXAMPLES", "LANCZOS_STEPS", "hessian_row",
 ]
 
 # Digits MLPs, one weight layer a block, so that ``n_blocks`` counts hidden layers.

@@ -16,22 +16,27 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import Config, check_float, check_int
+from skipnet.checks import check_float, check_int
+from skipnet.config import Config
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
+from skipnet.history import Run
 from skipnet.models import ModelConfig, build_model
 from skipnet.runtime import generator
-from skipnet.train import Progress, Run, TrainConfig, Trainer, train_run
+from skipnet.train import Progress, TrainConfig, Trainer, train_run
 
 __all__ = [
     "IdentityFitConfig", "IdentityTask", "identity_target", "fit_identity", "final_rel_error", "train_digits",
     "BRANCH_MODEL", "NO_NORM_MODEL", "NO_NORM_TRAIN", "INIT_VARIANTS", "INIT_LABELS", "init_config", "train_init",
     "train_init_traced", "INIT_LRS", "LONG_TRAIN", "lifted",
+    "median_error", "group_rows", "best_lr_errors",
 ]
 
 
@@ -133,7 +138,7 @@ def lifted(X: torch.Tensor) -> torch.Tensor:
 
 def fit_identity(n_blocks: int, residual: bool, seed: int = 0, cfg: IdentityFitConfig = IdentityFitConfig(),
                  progress: Progress | None = None) -> Run:
-    """Train ``n_blocks`` blocks (plain or residual) to reproduce their input; return the :class:`~skipnet.train.Run`.
+    """Train ``n_blocks`` blocks (plain or residual) to reproduce their input; return the :class:`~skipnet.history.Run`.
 
     ``run.curve("rel_error")`` is the test error at step 0 (initialization), every ``cfg.eval_every``
     steps and at the end; :func:`final_rel_error` the last one (``inf`` after a divergence).
@@ -212,9 +217,37 @@ def train_init_traced(key: str, seed: int = 0, lr: float = NO_NORM_TRAIN.lr, bas
     trainer = Trainer(net, load_digits(flatten=cfg.arch == "mlp"), train)
     alphas = [b.branch.alpha.value for b in net.blocks] if cfg.init == "rezero" else []
     alpha_max = []
-    while trainer.step():
-        if alphas:
-            alpha_max.append(float(torch.stack(alphas).detach().abs().max()))
-    if alphas and len(alpha_max) < trainer.history.steps_done:       # the last step (step() returned False)
-        alpha_max.append(float(torch.stack(alphas).detach().abs().max()))
+    if alphas:          # the largest |alpha| after every step
+        trainer.add_callback("on_step_end",
+                             lambda _: alpha_max.append(float(torch.stack(alphas).detach().abs().max())))
+    trainer.run()
     return Run(cfg, train, trainer.history, time.perf_counter() - t0, None, extra={"alpha_max": alpha_max} if alphas else {})
+
+
+# -- reading the stored sweeps ---------------------------------------------------------------------------
+def median_error(values) -> float:
+    """The median of final errors (or losses) over seeds, a missing value (a diverged run) counted as infinite."""
+    return float(np.median([math.inf if x is None else x for x in values]))
+
+
+def group_rows(rows, *keys) -> dict[tuple, list]:
+    """Stored rows grouped by the values of ``keys``: ``{(v1, v2, ...): [row, ...]}`` in the rows' order."""
+    out = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
+def best_lr_errors(rows: Sequence[Mapping], lift: bool, residual: bool) -> dict[int, tuple[float, list[float]]]:
+    """Per number of blocks: the learning rate with the lowest median final error over seeds (a diverged
+    run counts as infinite) and the seeds' errors at it."""
+    out = {}
+    sub = [r for r in rows if r["lift"] == lift and r["residual"] == residual]
+    for n in sorted({r["n_blocks"] for r in sub}):
+        by_lr = {}
+        for r in sub:
+            if r["n_blocks"] == n:
+                by_lr.setdefault(r["lr"], []).append(math.inf if r["rel_error"] is None else r["rel_error"])
+        lr = min(by_lr, key=lambda k: (median_error(by_lr[k]), k))
+        out[n] = (lr, by_lr[lr])
+    return out

@@ -11,20 +11,23 @@
 """
 from __future__ import annotations
 
+import math
 import time
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from skipnet.data import load_digits
-from skipnet.dense import DenseConfig, matched_growth, n_params
+from skipnet.dense import DenseConfig, matched_growth
 from skipnet.experiments.degradation import DEFAULT_TRAIN
 from skipnet.experiments.identity_variants import STUDY_MODEL, STUDY_TRAIN, variant_row
-from skipnet.models import ModelConfig
+from skipnet.models import ModelConfig, n_params
 from skipnet.probes.decode import decodability
 from skipnet.train import train_run
 
 __all__ = ["DECODE_KINDS", "DECODE_TRAIN", "decode_configs", "decode_row", "sum_form_error", "LAMBDAS",
-           "LAMBDA_BLOCKS", "lambda_config", "lambda_row"]
+           "LAMBDA_BLOCKS", "lambda_config", "lambda_row", "lambda_boundary"]
 
 DECODE_KINDS = ("residual", "plain", "dense")
 DECODE_TRAIN = DEFAULT_TRAIN.with_(epochs=20)
@@ -86,3 +89,35 @@ def lambda_row(lam: float, n_blocks: int, seed: int = 0, train=STUDY_TRAIN) -> d
     row["loss"] = None
     row.update({"lam": lam, "lam_pow": lam ** n_blocks})
     return row
+
+
+def _ranks(a) -> np.ndarray:
+    return np.argsort(np.argsort(np.asarray(a, dtype=float))).astype(float)
+
+
+def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0) -> dict:
+    """The lambda map read against lambda^L. A cell (lambda, L) fails when its median test error is above ``factor``
+    times that of lambda = 1 at the same depth. Returns the medians, the error ratios and the failing cells; on the
+    lambda < 1 side the smallest lambda^L that trains (every cell below it fails) and the largest that fails (every
+    cell above it trains); and the rank correlations (Spearman) of the error ratio with -log lambda^L, with -lambda
+    and with L over the lambda < 1 cells: which of the three the failure follows."""
+    med = {}
+    for r in rows:
+        med.setdefault((r["lam"], r["n_blocks"]), []).append(0.9 if r["test_err"] is None else r["test_err"])
+    med = {k: float(np.median(v)) for k, v in med.items()}
+    ratio = {k: v / med[(1.0, k[1])] for k, v in med.items()}
+    fails = {k for k, v in ratio.items() if v > factor}
+    below = [k for k in med if k[0] < 1]
+    pw = {k: k[0] ** k[1] for k in below}
+    worst_fail = max((pw[k] for k in below if k in fails), default=None)
+    best_ok = min((pw[k] for k in below if k not in fails), default=None)
+    r = _ranks([ratio[k] for k in below])
+
+    def rho(x):
+        return float(np.corrcoef(r, _ranks(x))[0, 1])
+    cell = {pw[k]: k for k in below}
+    return {"median": med, "ratio": ratio, "fails": fails, "max_failing_pow": worst_fail, "min_training_pow": best_ok,
+            "max_failing_cell": cell.get(worst_fail), "min_training_cell": cell.get(best_ok),
+            "fails_above_one": sorted(k for k in fails if k[0] > 1),
+            "rho": {"lambda^L": rho([-k[1] * math.log(k[0]) for k in below]), "lambda": rho([-k[0] for k in below]),
+                    "L": rho([k[1] for k in below])}}

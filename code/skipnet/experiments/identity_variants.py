@@ -18,24 +18,24 @@ zero-initialized classifier (``zero_head``), so that all placements start from c
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-import time
-from typing import Callable
-
-from skipnet.config import check_choice, check_int
+from skipnet.checks import check_choice, check_int
 from skipnet.data import load_digits
 from skipnet.experiments.degradation import DEFAULT_TRAIN
+from skipnet.history import Run
 from skipnet.models import ModelConfig
 from skipnet.probes.branches import gate_openness
-from skipnet.train import Progress, Run, TrainConfig, Trainer, race_runs
+from skipnet.race import race_runs
+from skipnet.train import Progress, TrainConfig, Trainer
 
-__all__ = ["Variant", "VARIANTS", "FAIR_VARIANTS", "PAPER_BASELINE", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL", "STUDY_TRAIN",
-           "FAIL_ERR", "variant_config", "shortcut_config", "variant_row", "failed", "train_variant", "race_variants",
-           "race_configs", "train_traced", "summarize"]
+__all__ = ["Variant", "VARIANTS", "FAIR_VARIANTS", "PAPER_BASELINE", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL",
+           "STUDY_TRAIN", "FAIL_ERR", "variant_config", "shortcut_config", "variant_row", "failed", "train_variant",
+           "race_variants", "race_configs", "train_traced", "summarize", "rank_of"]
 
 STUDY_MODEL = ModelConfig(arch="mlp", n_blocks=54, width=32, norm="batch", placement="pre", in_shape=(64,))
 STUDY_TRAIN = DEFAULT_TRAIN
@@ -168,12 +168,9 @@ def train_traced(key: str, seed: int = 0, probe: Callable | None = None, base: M
     t0 = time.perf_counter()
     trainer = Trainer(net, load_digits(flatten=True), train)
     trace = [probe(net)] if probe else []
-    while True:
-        more = trainer.step()
-        if probe and trainer.history.steps_done >= len(trace):
-            trace.append(probe(net))
-        if not more:
-            break
+    if probe:
+        trainer.add_callback("on_step_end", lambda _: trace.append(probe(net)))
+    trainer.run()
     row = variant_row(key, Run(cfg, train, trainer.history, time.perf_counter() - t0, net.eval()))
     loss = trainer.history.loss
     row.update({"first_loss": round(loss[0], 4) if loss else None, "max_loss": round(max(loss), 4) if loss else None})
@@ -206,3 +203,9 @@ def summarize(rows: Iterable[dict]) -> dict[str, dict]:
         if gates:
             out[key]["gate_mean"] = float(np.median(gates))
     return out
+
+
+def rank_of(values: Mapping[str, float]) -> dict[str, int]:
+    """Rank of each key by value, 1 = lowest (best error)."""
+    order = sorted(values, key=lambda k: values[k])
+    return {k: order.index(k) + 1 for k in values}

@@ -13,19 +13,21 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from skipnet.history import Run
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.probes.rank import path_terms, stream_ratios, token_residual_ratio
 from skipnet.runtime import eval_mode, generator
-from skipnet.train import Progress, Run, TrainConfig, train_run
+from skipnet.train import Progress, TrainConfig, train_run
 from skipnet.transformer import SortTask, TransformerConfig
 
-__all__ = ["SORT", "DEFAULT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",
+__all__ = ["SORT", "SORT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",
            "variant_config", "train_sort", "sort_row", "stuck", "RankCurves", "rank_collapse",
            "RANK_VARIANTS", "rank_variant_config", "FLOAT64_FLOOR", "loglog_increments", "GradProfile", "grad_norms_at_init", "PathProfile",
            "path_profile", "final_collapse", "NORESID_LRS", "NORESID_BLOCKS", "NORESID_LONG", "collapse_row"]
 
 SORT = SortTask(seq_len=12, vocab=16)
-DEFAULT_MODEL = TransformerConfig(n_blocks=6, width=64, heads=4, ffn=256, placement="pre", vocab=16, seq_len=12)
+SORT_MODEL = TransformerConfig(n_blocks=6, width=64, heads=4, ffn=256, placement="pre", vocab=16, seq_len=12)
+DEFAULT_MODEL = SORT_MODEL          # the old name, still read by scripts/precompute_transformers.py
 DEFAULT_TRAIN = TrainConfig(lr=3e-3, optimizer="adamw", betas=(0.9, 0.98), weight_decay=0.0, batch_size=64,
                             steps=300, warmup_steps=30, schedule="cosine", grad_clip=1.0)
 WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS = 8, 1e-2, 100    # the high-lr setting where post-LN needs warm-up
@@ -38,7 +40,7 @@ VARIANTS = {
 }
 
 
-def variant_config(name: str, n_blocks: int, base: TransformerConfig = DEFAULT_MODEL) -> TransformerConfig:
+def variant_config(name: str, n_blocks: int, base: TransformerConfig = SORT_MODEL) -> TransformerConfig:
     """The model of a named variant (a key of :data:`VARIANTS`) with ``n_blocks`` blocks."""
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))}; got {name!r}")
@@ -51,9 +53,9 @@ def stuck(loss: float | None, task: SortTask = SORT) -> bool:
     return loss is None or not math.isfinite(loss) or loss > 0.5 * task.position_only_loss()
 
 
-def train_sort(model: TransformerConfig = DEFAULT_MODEL, train: TrainConfig = DEFAULT_TRAIN, seed: int = 0,
+def train_sort(model: TransformerConfig = SORT_MODEL, train: TrainConfig = DEFAULT_TRAIN, seed: int = 0,
                label: str = "", task: SortTask = SORT, progress: Progress | None = None) -> Run:
-    """Train one encoder on the sorting task (a fresh batch every step); return the :class:`~skipnet.train.Run`."""
+    """Train one encoder on the sorting task (a fresh batch every step); return the :class:`~skipnet.history.Run`."""
     return train_run(model, task, train, seed, label, progress)
 
 

@@ -16,15 +16,17 @@ from typing import Iterable
 import numpy as np
 
 from skipnet.config import Config
+from skipnet.history import Run
 from skipnet.linear_attention import LinearAttentionConfig
+from skipnet.models import n_params
 from skipnet.probes.through_time import grad_through_time
 from skipnet.recurrent import RecallTask, RecurrentConfig
 from skipnet.runtime import generator
-from skipnet.train import Progress, Run, TrainConfig, evaluate, train_run
+from skipnet.train import Progress, TrainConfig, evaluate, train_run
 
 __all__ = ["RNN_CELLS", "RNN_TRAIN", "RECALL_NETS", "RECALL_BUDGET", "SOLVED_ACC", "STOP_ACC", "SOLVE_WINDOW",
-           "TimeGradients", "gradient_through_time", "train_recall", "recall_row", "solve_recall", "solve_row",
-           "steps_to_solve", "n_params", "recall_summary"]
+           "TimeGradients", "gradient_through_time", "solve_recall", "solve_row",
+           "steps_to_solve", "recall_summary"]
 
 # tanh RNN: no skip through time; LSTM without forget gate: a pure additive skip (c_t = c_{t-1} + ...);
 # LSTM with forget gate (bias 1, the common default): a gated skip, open only as far as sigmoid(f_t).
@@ -74,28 +76,6 @@ def gradient_through_time(model: RecurrentConfig, seq_len: int = 100, seeds: Ite
     return TimeGradients(model, np.array(rows))
 
 
-def train_recall(model: RecurrentConfig, seq_len: int, seed: int = 0, train: TrainConfig = RNN_TRAIN,
-                 label: str = "", progress: Progress | None = None) -> Run:
-    """Train one recurrent net to recall the first of ``seq_len`` tokens; return the :class:`~skipnet.train.Run`
-    (``run.extra["seq_len"]``: the sequence length)."""
-    run = train_run(model, RecallTask(seq_len=seq_len, vocab=model.vocab), train, seed, label, progress)
-    run.extra["seq_len"] = seq_len
-    return run
-
-
-def recall_row(run: Run, curve_every: int = 5) -> dict:
-    """The stored record of one recall run: label, sequence length, seed, status, final loss and accuracy,
-    seconds and the loss curve."""
-    return {"label": run.label, "seq_len": run.extra["seq_len"], "seed": run.seed, "status": run.status,
-            "train_loss": run.train_loss, "train_acc": run.train_acc, "seconds": round(run.seconds, 2),
-            "loss_curve": [round(v, 4) for v in run.history.loss[::curve_every]], "curve_every": curve_every}
-
-
-def n_params(model: Config) -> int:
-    """Number of parameters of the network ``model`` builds."""
-    return sum(p.numel() for p in model.build(seed=0).parameters())
-
-
 def steps_to_solve(acc: list[float], threshold: float = SOLVED_ACC, window: int = SOLVE_WINDOW) -> int | None:
     """The first step (counted from 1) at which the mean batch accuracy of the last ``window`` steps reaches
     ``threshold``; ``None`` if it never does."""
@@ -133,7 +113,7 @@ def solve_row(run: Run, curve_every: int = 10) -> dict:
     """The stored record of one :func:`solve_recall` run (the batch accuracy every ``curve_every`` steps)."""
     return {"label": run.label, **{k: run.extra[k] for k in ("seq_len", "lr", "budget", "steps_to_solve", "eval_acc")},
             "solved": run.extra["steps_to_solve"] is not None, "seed": run.seed, "status": run.status,
-            "steps_run": run.history.steps_done, "n_params": sum(p.numel() for p in run.net.parameters()),
+            "steps_run": run.history.steps_done, "n_params": n_params(run.net),
             "seconds": round(run.seconds, 2), "acc_curve": [round(v, 3) for v in run.history.acc[::curve_every]],
             "curve_every": curve_every}
 

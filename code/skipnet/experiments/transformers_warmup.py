@@ -29,18 +29,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, WARMUP_BLOCKS, WARMUP_LR,
+from skipnet.experiments.transformers import (SORT_MODEL, DEFAULT_TRAIN, SORT, WARMUP_BLOCKS, WARMUP_LR,
                                               WARMUP_STEPS, final_collapse, stuck)
+from skipnet.history import Run
 from skipnet.probes.gradients import layer_grad_norms
 from skipnet.runtime import eval_mode, generator
-from skipnet.train import Run, Trainer
+from skipnet.train import Trainer
 from skipnet.transformer import SortTask, TransformerConfig
 
 __all__ = ["TRIAGE", "PRE_ADAM_BATCHES", "PreEstimatedAdam", "train_triage", "triage_row",
            "steps_below", "amplification", "AMPLIFICATION_EPS", "init_depth_sweep", "radam_rectifier", "triage_summary",
            "loglog_slope"]
 
-POST8 = DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement="post")
+POST8 = SORT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement="post")
 COLD = DEFAULT_TRAIN.with_(lr=WARMUP_LR, warmup_steps=0)
 PRE_ADAM_BATCHES = 100
 
@@ -106,7 +107,7 @@ def _pre_estimated_adam(trainer: Trainer, task: SortTask, batches: int = PRE_ADA
 
 
 def train_triage(name: str, seed: int = 0, task: SortTask = SORT) -> Run:
-    """Train one condition of :data:`TRIAGE` on the sorting task; return the :class:`~skipnet.train.Run`."""
+    """Train one condition of :data:`TRIAGE` on the sorting task; return the :class:`~skipnet.history.Run`."""
     if name not in TRIAGE:
         raise ValueError(f"condition must be one of {', '.join(map(repr, TRIAGE))}; got {name!r}")
     model, train, pre_adam = TRIAGE[name]
@@ -182,7 +183,7 @@ def amplification(model: TransformerConfig, seed: int = 0, mode: str = "random",
 
 # -- Xiong et al.'s 1/sqrt(L): gradient and stream norm against the total depth, at init -----------------------------
 def init_depth_sweep(n_blocks: Iterable[int] = (2, 4, 8, 16, 32, 64), seeds: Iterable[int] = range(5),
-                     base: TransformerConfig = DEFAULT_MODEL, task: SortTask = SORT) -> list[dict]:
+                     base: TransformerConfig = SORT_MODEL, task: SortTask = SORT) -> list[dict]:
     """For pre-/post-LN and depth-aware / standard init at every total depth L: the gradient norm of the LAST block's
     fc2 weight and the norm of the final stream per token (before the final norm), one row per (setting, L, seed)."""
     rows = []

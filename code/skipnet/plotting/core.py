@@ -1,4 +1,5 @@
-"""Figures every chapter uses: training curves, the residual block drawn by code, PNG export."""
+"""Figures every chapter uses: the house style's finishing lines (:func:`finish_axes`), training curves, the
+residual block drawn by code, PNG export."""
 from __future__ import annotations
 
 import io
@@ -10,11 +11,34 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch, Circle
 
-from skipnet.train import History
+from skipnet.history import History
 
-__all__ = ["plot_curves", "draw_residual_block", "figure_png", "diverged_label", "scrubber", "PLAIN", "RESIDUAL"]
+__all__ = ["finish_axes", "plot_curves", "draw_residual_block", "figure_png", "diverged_label", "scrubber", "PLAIN",
+           "RESIDUAL"]
 
 PLAIN, RESIDUAL = "#d95f02", "#1b9e77"     # one colour for plain, one for residual, in every chapter
+
+
+def finish_axes(ax: Axes, xlabel: str | None = None, ylabel: str | None = None, *, log: str = "",
+                grid: str | None = "both", legend: bool = True, **legend_kw) -> Axes:
+    """The house style's last lines of a panel: log scales (``log`` = ``"x"``, ``"y"`` or ``"xy"``), the axis
+    labels, a light grid (``grid`` = ``"both"``, ``"x"``, ``"y"`` or ``None``) and a small legend without a frame
+    (``legend=False``: none; ``legend_kw`` such as ``loc`` are passed on)."""
+    if "x" in log:
+        ax.set_xscale("log")
+    if "y" in log:
+        ax.set_yscale("log")
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if grid == "both":
+        ax.grid(alpha=0.3)
+    elif grid:
+        ax.grid(axis=grid, alpha=0.3)
+    if legend:
+        ax.legend(**{"fontsize": 8, "frameon": False, **legend_kw})
+    return ax
 
 
 def diverged_label(label: str, history: History) -> str:

@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from skipnet.train import Run
-from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
+from skipnet.history import Run
+from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes, plot_curves
 
-__all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "degradation_markdown", "plot_convergence"]
+__all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "plot_convergence"]
 
 
 def plot_degradation_curves(runs: Sequence[Run], axes: Sequence[Axes] | None = None, smooth: int = 5) -> Sequence[Axes]:
@@ -42,29 +42,9 @@ def plot_final_loss_by_depth(runs: Sequence[Run], ax: Axes | None = None) -> Axe
         med = [np.median([r.train_loss for r in rs if r.model.depth == d]) for d in depths]
         ax.plot(depths, med, "-o", color=color, label=name, lw=2)
         ax.scatter([r.model.depth for r in rs], [r.train_loss for r in rs], color=color, s=12, alpha=0.5)
-    ax.set_yscale("log")
-    ax.set_xlabel("depth (weight layers)")
-    ax.set_ylabel("final training loss")
-    ax.grid(alpha=0.3)
+    finish_axes(ax, "depth (weight layers)", "final training loss", log="y", legend=False)
     ax.legend(frameon=False)
     return ax
-
-
-def degradation_markdown(runs: Sequence[Run]) -> str:
-    """A markdown table: depth, plain and residual final training loss / training error / test error (medians)."""
-    def med(rs, key):
-        vals = [r.row()[key] for r in rs if r.row()[key] is not None]
-        return float(np.median(vals)) if vals else float("nan")
-
-    lines = ["| depth | plain: train loss | plain: train error | plain: test error "
-             "| residual: train loss | residual: train error | residual: test error |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for d in sorted({r.model.depth for r in runs}):
-        p = [r for r in runs if r.model.depth == d and not r.model.residual]
-        q = [r for r in runs if r.model.depth == d and r.model.residual]
-        lines.append(f"| {d} | {med(p, 'train_loss'):.3f} | {med(p, 'train_err'):.1%} | {med(p, 'test_err'):.1%} "
-                     f"| {med(q, 'train_loss'):.3f} | {med(q, 'train_err'):.1%} | {med(q, 'test_err'):.1%} |")
-    return "\n".join(lines)
 
 
 def plot_convergence(rows: Sequence[dict], threshold: float, ax: Axes | None = None, budget: int | None = None,

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch
 from matplotlib.ticker import MaxNLocator
 
-from skipnet.plotting.core import PLAIN, RESIDUAL
+from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes
 
 __all__ = ["style", "draw_unraveled", "plot_path_counts", "plot_path_shares", "plot_single_deletions", "plot_curves_k",
            "plot_path_study", "plot_gap_bars", "plot_gap_vs_loss", "plot_probes", "plot_ratios", "CHANCE"]
@@ -150,11 +150,8 @@ def plot_single_deletions(studies: Mapping[str, object], ax: Axes | None = None,
             ax.plot([i + 1], [s.single[i]], "o", ms=9, mfc="none", mec=kw["color"], mew=1.2)
     ax.axhline(CHANCE, color="#888", lw=1, ls="--")
     ax.text(1, CHANCE + 0.02, "chance", color="#666", fontsize=8)
-    ax.set_xlabel("deleted block (input -> output)")
-    ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    finish_axes(ax, "deleted block (input -> output)", "test accuracy", loc="lower right")
     return ax
 
 
@@ -176,11 +173,8 @@ def plot_curves_k(curves: Sequence[object], ax: Axes | None = None, xlabel: str 
             ax.annotate(f"{c.mean[j]:.2f}", (x[j], c.mean[j]), textcoords="offset points", xytext=(6, 6),
                         fontsize=8, color=kw["color"])
     ax.axhline(CHANCE, color="#888", lw=1, ls="--")
-    ax.set_xlabel(xlabel if not relative else "share of blocks deleted (k / n)")
-    ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, xlabel if not relative else "share of blocks deleted (k / n)", "test accuracy")
     return ax
 
 
@@ -246,9 +240,8 @@ def plot_gap_bars(rows: Sequence[dict], ax: Axes | None = None, key: str = "loss
         ax.annotate(f"train loss\n{r['train_loss']:.2g}", (x, max(r["hi"], r["mean"])), textcoords="offset points",
                     xytext=(0, 3), ha="center", fontsize=7, color="#444")
     ax.set_xticks(range(len(depths)), [f"depth {d}" for d in depths])
-    ax.set_ylabel("test loss - train loss" if key == "loss_gap" else "train acc - test acc")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    finish_axes(ax, None, "test loss - train loss" if key == "loss_gap" else "train acc - test acc", grid="y",
+                loc="upper left")
     ax.margins(y=0.25)
     return ax
 
@@ -269,11 +262,8 @@ def plot_gap_vs_loss(series: Mapping[str, Mapping[float, dict | None]], ax: Axes
         ax.fill_between(x, lo, hi, color=kw["color"], alpha=0.1, lw=0)
     ax.set_xscale("log")
     ax.invert_xaxis()
-    ax.set_xlabel("training loss reached (training proceeds to the right)")
-    ax.set_ylabel("test loss - train loss")
     ax.set_ylim(0, None)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "training loss reached (training proceeds to the right)", "test loss - train loss")
     return ax
 
 
@@ -285,11 +275,9 @@ def plot_probes(probes: Mapping[str, Sequence[float]], ax: Axes | None = None) -
         n = len(acc) - 1
         ax.plot(np.arange(n + 1) / n, acc, marker="o", ms=3, lw=1.5, label=label, **style(label))
     ax.axhline(CHANCE, color="#888", lw=1, ls="--")
-    ax.set_xlabel("position in the net (0: after the stem, 1: after the last block)")
-    ax.set_ylabel("linear-probe test accuracy")
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    finish_axes(ax, "position in the net (0: after the stem, 1: after the last block)", "linear-probe test accuracy",
+                loc="lower right")
     return ax
 
 
@@ -300,9 +288,6 @@ def plot_ratios(ratios: Mapping[str, Sequence[float]], ax: Axes | None = None) -
         n = len(r)
         ax.plot((np.arange(n) + 1) / n, r, marker="o", ms=3, lw=1.5, label=label, **style(label))
     ax.axhline(1.0, color="#888", lw=1, ls="--")
-    ax.set_xlabel("block position (share of the net's blocks)")
-    ax.set_ylabel("||branch|| / ||shortcut||")
     ax.set_ylim(0, None)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "block position (share of the net's blocks)", "||branch|| / ||shortcut||")
     return ax

@@ -1,7 +1,5 @@
-"""Figures of the chapter *The gradient highway*. ``plot_x(result, ax=None) -> Axes``; nothing here trains.
-
-Over 300 lines because it holds every figure of one chapter, in the chapter's order (profiles, Jacobian, chi
-phase diagram, identity term, shattering, training race, landscape); each function is short and independent."""
+"""Figures of the chapter *The gradient highway*, in the chapter's order (profiles, Jacobian, chi phase diagram,
+identity term, shattering, training race, landscape). ``plot_x(result, ax=None) -> Axes``; nothing here trains."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -11,12 +9,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
-from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
-from skipnet.train import History
+from skipnet.history import History
+from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes, plot_curves
 
 __all__ = ["style", "plot_profiles", "plot_profile_pair", "plot_profile_panels", "PROFILE_PANELS", "plot_jacobian", "plot_band_share",
            "plot_identity", "plot_shattered_gradients", "plot_autocorrelation", "plot_heatmap", "race_figure",
-           "plot_degradation", "plot_landscape", "plot_chi_phase", "plot_chi_slice", "plot_chi_profile"]
+           "plot_landscape", "plot_chi_phase", "plot_chi_slice", "plot_chi_profile"]
 
 LIGHT_RESIDUAL, LIGHT_PLAIN = "#66c2a5", "#fc8d62"
 PROFILE_PANELS = {"sigmoid": ("plain sigmoid", "residual sigmoid"), "ReLU (He init)": ("plain ReLU", "residual ReLU"),
@@ -115,9 +113,7 @@ def plot_band_share(spectra, ax: Axes | None = None, low: float = 0.1, high: flo
     ax.set_xscale("log")
     ax.set_xticks(spectra.n_blocks, [str(d) for d in spectra.n_blocks])
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("depth (blocks)")
-    ax.set_ylabel(f"share of singular values in [{low:g}, {high:g}]")
-    ax.grid(alpha=0.3)
+    finish_axes(ax, "depth (blocks)", f"share of singular values in [{low:g}, {high:g}]", legend=False)
     return ax
 
 
@@ -130,11 +126,9 @@ def plot_identity(alignment: Mapping[str, Mapping[str, np.ndarray]], ax: Axes | 
         x = np.arange(c.shape[1])
         ax.plot(x, c.mean(axis=0), label=label, **kw)
         ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=kw["color"], alpha=0.12, lw=0)
-    ax.set_xlabel("block (input -> output)")
-    ax.set_ylabel("cosine(dLoss/dx_l, dLoss/dx_L)")
     ax.set_ylim(-0.1, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    finish_axes(ax, "block (input -> output)", "cosine(dLoss/dx_l, dLoss/dx_L)", loc="center left",
+                bbox_to_anchor=(1.01, 0.5))
     return ax
 
 
@@ -177,11 +171,8 @@ def plot_autocorrelation(sh, ax: Axes | None = None) -> Axes:
     ax.axhline(0, color="#555", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sh.n_blocks, [str(d) for d in sh.n_blocks])
-    ax.set_xlabel("depth (blocks)")
-    ax.set_ylabel("autocorrelation of df/dx (lag 1)")
     ax.set_ylim(-0.3, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "depth (blocks)", "autocorrelation of df/dx (lag 1)")
     return ax
 
 
@@ -233,32 +224,6 @@ def race_figure(histories: Mapping[str, History], title: str = ""):
     if im is not None:
         fig.colorbar(im, cax=fig.add_axes((0.915, 0.15, 0.012, 0.75)), label="gradient norm")
     return fig
-
-
-def plot_degradation(rows: Sequence[dict], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
-    """He et al. (2015) Fig. 1 / 6 style: mean training loss per epoch, plain (left) and residual (right),
-    one curve a depth (darker = deeper), mean over seeds with the range shaded."""
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True, layout="constrained")
-    depths = sorted({r["depth"] for r in rows})
-    for ax, residual in zip(axes, (False, True)):
-        color = RESIDUAL if residual else PLAIN
-        for k, d in enumerate(depths):
-            curves = np.array([r["epoch_loss"] for r in rows if r["depth"] == d and r["residual"] == residual])
-            if curves.size == 0:
-                continue
-            alpha = 0.35 + 0.65 * (k + 1) / len(depths)
-            x = np.arange(1, curves.shape[1] + 1)
-            ax.plot(x, curves.mean(axis=0), color=color, alpha=alpha, lw=1.2 + k * 0.6,
-                    label=f"{'residual' if residual else 'plain'}-{d}")
-            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.12, lw=0)
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title("residual" if residual else "plain", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-    axes[0].set_ylabel("training loss (epoch mean)")
-    return axes
 
 
 def plot_landscape(land, ax: Axes | None = None, levels: np.ndarray | None = None, colorbar: bool = True):
@@ -350,10 +315,9 @@ def plot_chi_slice(data: dict, depth_index: int, axes=None, ylim: tuple | None =
         if ylim is not None:
             ax.set_ylim(*ylim)
         ax.set_title(f"{act}, depth {data['n_blocks'][depth_index]}", fontsize=10)
-        ax.set_xlabel("weight gain g")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("log10 ||dL/dx_0|| / ||dL/dx_L||")
-    axes[0].legend(fontsize=8, frameon=False, title="dots: measured, lines: mean field", title_fontsize=7)
+        finish_axes(ax, "weight gain g", legend=False)
+    finish_axes(axes[0], None, "log10 ||dL/dx_0|| / ||dL/dx_L||", grid=None, title="dots: measured, lines: mean field",
+                title_fontsize=7)
     return axes
 
 
@@ -367,10 +331,7 @@ def plot_chi_profile(result: dict, ax: Axes | None = None, title: str = "") -> A
     ax.plot(x[ok], prof[ok], color=PLAIN, lw=1.8, label="measured")
     ax.plot(x, result["predicted"], color="k", ls="--", lw=1.2, label="mean field")
     ax.axhline(0, color="#999", lw=0.8)
-    ax.set_xlabel("block input (input -> output)")
-    ax.set_ylabel("log10 ||dL/dx_l|| / ||dL/dx_L||")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "block input (input -> output)", "log10 ||dL/dx_l|| / ||dL/dx_L||")
     if title:
         ax.set_title(title, fontsize=10)
     return ax

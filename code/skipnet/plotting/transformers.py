@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch
 
-from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, scrubber
+from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, finish_axes, scrubber
 
 __all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_loglog_rank",
            "plot_sort_runs", "plot_stored_curves", "plot_depth_sweep", "plot_grad_profiles", "plot_depth_laws",
@@ -54,9 +54,8 @@ def plot_rank_curves(curves: Mapping[tuple[bool, bool, bool], object], ax: Axes 
     ax.set_yscale("log")
     ax.set_ylim(floor / 2, 2)
     ax.axhline(floor, color="#999", lw=0.8, ls=":")
-    ax.set_xlabel("layer (blocks applied)")
-    ax.set_ylabel("token residual ratio\n" + r"$\|X - \mathbf{1}\bar{x}^\top\|_F / \|X\|_F$")
-    ax.grid(alpha=0.3)
+    finish_axes(ax, "layer (blocks applied)",
+                "token residual ratio\n" + r"$\|X - \mathbf{1}\bar{x}^\top\|_F / \|X\|_F$", legend=False)
     ax.legend(fontsize=7, frameon=False, loc="center right", ncol=2)
     return ax
 
@@ -101,9 +100,7 @@ def plot_loglog_rank(curves: Mapping[tuple[bool, bool, bool], object], floor: fl
     y0 = min(np.log(-np.log(c.ratios[:, 1])).min() for c in curves.values())
     ax.plot(x, y0 + np.log(3) * (x - 1), color="#333", lw=1, ls=":", label=r"slope $\log 3$ (cubic rate)")
     ax.plot(x, y0 + np.log(x), color="#999", lw=1, ls="--", label=r"exponential decay, $r = a^L$")
-    ax.set_xlabel("layer (blocks applied)")
-    ax.set_ylabel(r"$\log(-\log r)$")
-    ax.grid(alpha=0.3)
+    finish_axes(ax, "layer (blocks applied)", r"$\log(-\log r)$", legend=False)
     ax.legend(fontsize=7, frameon=False)
     return ax
 
@@ -112,7 +109,7 @@ def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: f
                    position_only: float | None = None, metric: str = "loss",
                    colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None,
                    floor: float | None = None) -> Axes:
-    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.train.Run`, with chance,
+    """Per-step batch loss (log scale) or accuracy of each sorting :class:`~skipnet.history.Run`, with chance,
     position-only and (``floor``) token-uniform lines."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
@@ -125,10 +122,7 @@ def plot_sort_runs(runs: Mapping[str, object], ax: Axes | None = None, chance: f
     if metric == "loss":
         ax.set_yscale("log")
         _reference_lines(ax, chance, position_only, floor)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (batch)" if metric == "loss" else "token accuracy (batch)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "training step", "training loss (batch)" if metric == "loss" else "token accuracy (batch)")
     return ax
 
 
@@ -143,10 +137,7 @@ def plot_stored_curves(rows: Sequence[dict], ax: Axes | None = None, colors: Map
                 color=(colors or {}).get(r["name"]))
     ax.set_yscale("log")
     _reference_lines(ax, chance, position_only, None)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (batch)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "training step", "training loss (batch)")
     return ax
 
 
@@ -166,11 +157,7 @@ def plot_depth_sweep(rows: Sequence[dict], ax: Axes | None = None, chance: float
         off = (j - 1) * 0.12
         ax.scatter([r["n_blocks"] + off for r in sub], [loss(r) for r in sub], s=12, alpha=0.5, color=kw["color"])
     _reference_lines(ax, chance, position_only, floor)
-    ax.set_yscale("log")
-    ax.set_xlabel("depth (blocks)")
-    ax.set_ylabel("final loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "depth (blocks)", "final loss", log="y")
     return ax
 
 
@@ -186,11 +173,9 @@ def plot_grad_profiles(profiles: Mapping[str, object], ax: Axes | None = None) -
         x = np.arange(1, len(p.mean) + 1)
         ax.plot(x, p.mean, marker="o", ms=4, lw=1.6, color=RESIDUAL, linestyle=ls, label=label,
                 alpha=1.0 if "standard" not in label else 0.55)
-    ax.set_xlabel("block (1 = next to the input)")
-    ax.set_ylabel(r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init")
     ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower center", ncol=2)
+    finish_axes(ax, "block (1 = next to the input)", r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init",
+                loc="lower center", ncol=2)
     return ax
 
 
@@ -215,8 +200,7 @@ def plot_depth_laws(rows: Sequence[dict], axes=None):
         ax.set_yscale("log")
         ax.set_xticks(Ls, [str(int(v)) for v in Ls])
         ax.minorticks_off()
-        ax.set_xlabel("total depth L (blocks)")
-        ax.grid(alpha=0.3)
+        finish_axes(ax, "total depth L (blocks)", legend=False)
     axes[0].set_ylabel("last block's\n" + r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init")
     axes[1].set_ylabel(r"$\|x_L\|$ per token at init")
     axes[0].legend(fontsize=7, frameon=False)
@@ -237,10 +221,8 @@ def plot_path_profile(profile, ax: Axes | None = None, title: str | None = None)
     ax.plot(k, profile.ratio, color="#333", marker="o", lw=1.5, label="token residual ratio of $P_k$")
     ax.set_yscale("log")
     ax.set_xticks(k)
-    ax.set_xlabel("path length k (attention layers the path passes through)")
-    ax.set_ylabel("value (log scale)")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    finish_axes(ax, "path length k (attention layers the path passes through)", "value (log scale)", grid="y",
+                loc="lower left")
     return ax
 
 
@@ -251,11 +233,8 @@ def plot_time_gradients(grads: Mapping[str, object], ax: Axes | None = None) -> 
     for label, g in grads.items():
         y = np.exp(np.log(np.maximum(g.norms, 1e-38)).mean(axis=0))
         ax.plot(np.arange(1, len(y) + 1), y, lw=1.8, label=label, color=CELL_COLOR.get(label))
-    ax.set_yscale("log")
-    ax.set_xlabel("time step t (the answer is the token at t = 1)")
-    ax.set_ylabel(r"$\|\partial L / \partial s_t\|$ at init")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "time step t (the answer is the token at t = 1)", r"$\|\partial L / \partial s_t\|$ at init",
+                log="y")
     return ax
 
 

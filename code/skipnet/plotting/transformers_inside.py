@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from skipnet.plotting.core import PLAIN, RESIDUAL
+from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes
 
 __all__ = ["plot_logit_lens", "plot_dla", "plot_head_maps", "plot_recall_race", "RACE_STYLE"]
 
@@ -30,11 +30,7 @@ def plot_logit_lens(readouts: Mapping[str, object], ax: Axes | None = None, chan
         ax.axhline(chance, color="#555", lw=0.9, ls=":", label="chance")
     if position_only is not None:
         ax.axhline(position_only, color="#999", lw=0.9, ls="-.", label="position-only predictor")
-    ax.set_yscale("log")
-    ax.set_xlabel("stream read after this write")
-    ax.set_ylabel("loss of the read-out")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    finish_axes(ax, "stream read after this write", "loss of the read-out", log="y")
     return ax
 
 
@@ -46,8 +42,7 @@ def plot_dla(readout, ax: Axes | None = None) -> Axes:
     ax.bar(np.arange(len(readout.names)), readout.dla, color=colors)
     ax.axhline(0, color="#333", lw=0.8)
     ax.set_xticks(np.arange(len(readout.names)), readout.names, rotation=60, fontsize=7)
-    ax.set_ylabel("correct logit minus\nmean logit (direct)")
-    ax.grid(alpha=0.3, axis="y")
+    finish_axes(ax, None, "correct logit minus\nmean logit (direct)", grid="y", legend=False)
     return ax
 
 
@@ -105,8 +100,7 @@ def plot_recall_race(best: Sequence[dict], budget: int, ax: Axes | None = None) 
     ax.set_yscale("log")
     ax.set_xticks(Ts, [str(t) for t in Ts])
     ax.minorticks_off()
-    ax.set_xlabel("sequence length T (steps the first token must survive)")
-    ax.set_ylabel("steps to solve (median over seeds)\ncrosses: seeds not solved")
-    ax.grid(alpha=0.3)
+    finish_axes(ax, "sequence length T (steps the first token must survive)",
+                "steps to solve (median over seeds)\ncrosses: seeds not solved", legend=False)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax

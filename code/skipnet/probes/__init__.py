@@ -1,25 +1,30 @@
-"""Measurements that carry the intuition. One module a topic:
+"""Measurements that carry the intuition: one module a topic, each a set of functions of a network (and data)
+that return numbers. Import from the module itself (``from skipnet.probes.lesions import LesionEvaluator``).
 
-* ``gradients``: per-layer gradient norms (the opening chapter, *The gradient highway*).
-* ``jacobian``, ``shattering``, ``landscape``: the stack's Jacobian and its identity term, shattered
-  gradients, filter-normalized loss slices (*The gradient highway*).
-* ``lesions``, ``paths``, ``streams``: deleting and reordering blocks, gradient by path length, branch
-  sizes and linear probes of the stream (*An ensemble of relatively shallow paths*).
-* ``branches``: per-example branch size and turning angle of each block, gate openness (*The identity mapping*).
+*The gradient highway* (and the opening chapter):
+
+* ``gradients``: per-layer weight-gradient norms and the stream gradient at every block;
+* ``jacobian``: the stack's input-output Jacobian, its singular values and the share the identity term carries;
+* ``meanfield``: mean-field predictions of the gradient at initialization (the chi phase diagram);
+* ``shattering``: ``df/dx`` along a 1-D input sweep and its autocorrelation (shattered gradients);
+* ``landscape``: filter-normalized 2-D slices of the loss; ``hessian``: the Hessian's extreme eigenvalues.
+
+*The identity mapping*:
+
+* ``branches``: each block's branch size and turning angle, gate openness, the product of 1x1 shortcuts;
+* ``decode``: what linear probes can still read from the stream after l blocks.
+
+*An ensemble of relatively shallow paths*:
+
+* ``lesions``: deleting and reordering blocks at test time; ``replace``: replacing a branch's output;
+* ``paths``: the 2^n paths and the gradient by path length; ``path_spectrum``: its exact spectrum by a backward
+  dynamic programme;
+* ``streams``: branch sizes relative to the stream and linear probes of the class after each block.
+
+*Residual connections in Transformers (and the RNN question)*:
+
+* ``rank``: rank collapse of token representations; ``logit_lens``: reading a trained encoder's stream;
+* ``through_time``: the gradient reaching each time step of a recurrent network.
 """
-from skipnet.probes.gradients import layer_grad_norms, first_last_ratio
-from skipnet.probes.jacobian import stack_jacobian, jacobian_singular_values, stream_gradients, identity_share
-from skipnet.probes.shattering import input_gradients, autocorrelation
-from skipnet.probes.landscape import filter_normalized_direction, loss_surface
-from skipnet.probes.lesions import LesionEvaluator, lesioned_accuracy, lesioned_blocks
-from skipnet.probes.paths import PathGraph, binomial_length_counts, enumerated_length_counts
-from skipnet.probes.streams import branch_stream_ratios, linear_probe_accuracies
-
-__all__ = ["layer_grad_norms", "first_last_ratio"]
-__all__ += ["stack_jacobian", "jacobian_singular_values", "stream_gradients", "identity_share",
-            "input_gradients", "autocorrelation", "filter_normalized_direction", "loss_surface"]
-__all__ += ["LesionEvaluator", "lesioned_accuracy", "lesioned_blocks", "PathGraph", "binomial_length_counts",
-            "enumerated_length_counts", "branch_stream_ratios", "linear_probe_accuracies"]
-from skipnet.probes.branches import BranchStats, branch_stats, gate_openness  # noqa: E402
-
-__all__ += ["BranchStats", "branch_stats", "gate_openness"]
+__all__ = ["gradients", "jacobian", "meanfield", "shattering", "landscape", "hessian", "branches", "decode",
+           "lesions", "replace", "paths", "path_spectrum", "streams", "rank", "logit_lens", "through_time"]

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from skipnet.models import GatedShortcut, Projection
 from skipnet.runtime import eval_mode, train_mode as _mode
+from skipnet.shortcuts import GatedShortcut, Projection
 
 __all__ = ["BranchStats", "branch_stats", "gate_openness", "shortcut_product_norm"]
 

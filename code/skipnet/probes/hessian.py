@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skipnet.config import check_int
+from skipnet.checks import check_int
 from skipnet.runtime import eval_mode
 
 __all__ = ["hvp_operator", "lanczos_extremes", "Curvature", "hessian_extremes"]

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from skipnet.models import OptionA, ResidualBlock, ResidualNet
+from skipnet.models import ResidualBlock, ResidualNet
 from skipnet.runtime import eval_mode, generator
+from skipnet.shortcuts import OptionA
 
 __all__ = ["accuracy", "Deleted", "lesioned_blocks", "lesioned_accuracy", "LesionEvaluator",
            "single_deletion_accuracies", "random_subsets", "random_deletion_accuracies", "block_signature",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from skipnet.config import check_int
+from skipnet.checks import check_int
 from skipnet.models import ResidualNet
 from skipnet.runtime import eval_mode
 

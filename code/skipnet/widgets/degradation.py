@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.config import check_int, check_seed
-from skipnet.experiments.degradation import DEFAULT_MODEL, DEFAULT_TRAIN, race
+from skipnet.checks import check_int, check_seed
+from skipnet.experiments.degradation import DEGRADATION_MODEL, DEFAULT_TRAIN, race
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 from skipnet.widgets.base import Lab
 
@@ -31,7 +31,7 @@ class DegradationRace(Lab):
     def compute(self):
         depth = int(self.depth.value)
         epochs, seed = check_int("epochs", self.epochs.value, 1, 20), check_seed(self.seed.value)
-        model, train = DEFAULT_MODEL.with_(depth=depth), DEFAULT_TRAIN.with_(epochs=epochs)   # validate first
+        model, train = DEGRADATION_MODEL.with_(depth=depth), DEFAULT_TRAIN.with_(epochs=epochs)   # validate first
         variants = {"both": (False, True), "plain": (False,), "residual": (True,)}[self.which.value]
         self.update(0.0, f"building plain and residual {depth}-layer networks...")
         runs = race(depth, seed=seed, model=model, train=train, progress=self.report, variants=variants)

@@ -8,16 +8,18 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 
-from skipnet.config import check_int, check_seed
+from skipnet.checks import check_int, check_seed
 from skipnet.data import load_digits
-from skipnet.experiments.ensemble import DEFAULT_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
+from skipnet.experiments.ensemble import ENSEMBLE_MODEL, Curve, PathStudy, deletion_curve, lesion_study, path_study, \
     train_net
+from skipnet.experiments.ensemble import DEFAULT_TRAIN
+from skipnet.experiments.ensemble_trials import spectrum_study
+from skipnet.history import Run
 from skipnet.plotting.core import PLAIN, RESIDUAL, plot_curves
 from skipnet.plotting.ensemble import CHANCE, plot_curves_k, plot_path_shares, plot_path_study
-from skipnet.experiments.ensemble_trials import spectrum_study
 from skipnet.probes.lesions import LesionEvaluator, recalibrated
-from skipnet.experiments.ensemble import DEFAULT_TRAIN
-from skipnet.train import Run, race_runs, sub_progress
+from skipnet.race import race_runs
+from skipnet.train import sub_progress
 from skipnet.widgets.base import Lab
 
 __all__ = ["LesionLab", "PathExplorer", "LesionState", "LAB_DEPTHS", "PATH_DEPTHS"]
@@ -58,7 +60,7 @@ class LesionLab(_NoLiveFigure, Lab):
     on the curve of accuracy against k blocks deleted at random.
 
     ``LesionLab(nets={"residual": trained, "plain": trained})`` starts from nets trained elsewhere
-    (two :class:`~skipnet.train.Run` of the same depth, from ``train_net``), with no training.
+    (two :class:`~skipnet.history.Run` of the same depth, from ``train_net``), with no training.
     """
 
     title = "Lesion lab: delete blocks of a trained residual and plain network"
@@ -90,12 +92,12 @@ class LesionLab(_NoLiveFigure, Lab):
     # -- training and preparation ---------------------------------------------------------------
     def compute(self) -> LesionState:
         depth, seed = int(self.depth.value), check_seed(self.seed.value)
-        DEFAULT_MODEL.with_(depth=depth)                         # validates depth with a clear message
+        ENSEMBLE_MODEL.with_(depth=depth)                         # validates depth with a clear message
         self.update(0.0, f"loading the digits, building residual-{depth} and plain-{depth}...")
         data = load_digits()
         # the two nets train side by side (one process each on two cores), live curves as they go; the same
         # nets as train_net(depth, residual, seed) one after the other
-        cfgs = {name: DEFAULT_MODEL.with_(depth=depth, residual=name == "residual") for name in ("residual", "plain")}
+        cfgs = {name: ENSEMBLE_MODEL.with_(depth=depth, residual=name == "residual") for name in ("residual", "plain")}
         nets = race_runs(cfgs, data, LAB_TRAIN, seed=seed,
                          progress=sub_progress(self.report, 0, 0.9, "training: "))
         for name, net in nets.items():
@@ -227,7 +229,7 @@ class PathExplorer(_NoLiveFigure, Lab):
     def compute(self) -> dict:
         depth, seed = int(self.depth.value), check_seed(self.seed.value)
         samples = check_int("paths / length (samples)", self.samples.value, 1, 30)
-        cfg = DEFAULT_MODEL.with_(depth=depth)                   # validates depth with a clear message
+        cfg = ENSEMBLE_MODEL.with_(depth=depth)                   # validates depth with a clear message
         # a first figure at once: how many paths of each length there are (no training needed); the measured
         # spectra follow
         self.update(0.0, f"building residual-{depth}...", {"n": cfg.n_blocks}, force=True)

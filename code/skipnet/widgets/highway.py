@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.config import check_float, check_int, check_seed
+from skipnet.checks import check_float, check_int, check_seed
 from skipnet.experiments.highway import (CHI_ACTIVATIONS, CHI_VARIANTS, MAX_CHI_BLOCKS, RACE_VARIANTS, Race,
                                         chi_network, profile_pair, training_race)
 from skipnet.models import ACTIVATIONS

@@ -12,7 +12,7 @@ import html
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.config import check_float, check_int, check_seed
+from skipnet.checks import check_float, check_int, check_seed
 from skipnet.experiments.identity import INIT_LABELS, INIT_VARIANTS, NO_NORM_MODEL, NO_NORM_TRAIN, init_config, \
     train_init
 from skipnet.experiments.identity_variants import (PLACEMENT_KEYS, SHORTCUT_KEYS, STUDY_TRAIN, VARIANTS,

@@ -9,14 +9,14 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from skipnet.config import check_float, check_int, check_seed
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, SORT, rank_collapse,
+from skipnet.checks import check_float, check_int, check_seed
+from skipnet.experiments.transformers import (SORT_MODEL, DEFAULT_TRAIN, SORT, rank_collapse,
                                               rank_variant_config, stuck, train_sort)
+from skipnet.history import Run
+from skipnet.parallel import in_worker
 from skipnet.plotting.core import PLAIN, RESIDUAL
 from skipnet.plotting.transformers import plot_rank_curves, plot_sort_runs
-from skipnet.train import Run
 from skipnet.transformer import TRANSFORMER_PLACEMENTS
-from skipnet.parallel import in_worker
 from skipnet.widgets.base import Lab
 
 __all__ = ["TransformerLab", "RankCollapseExplorer"]
@@ -55,7 +55,7 @@ class TransformerLab(Lab):
         steps = check_int("steps", self.steps.value, 1, 5000)
         check_int("warm-up steps", self.warmup.value, 0, steps)
         check_seed(self.seed.value)
-        model = DEFAULT_MODEL.with_(n_blocks=self.n_blocks.value, placement=self.placement.value,
+        model = SORT_MODEL.with_(n_blocks=self.n_blocks.value, placement=self.placement.value,
                                     residual=self.residual.value)
         train = DEFAULT_TRAIN.with_(lr=float(self.lr.value), warmup_steps=self.warmup.value, steps=steps)
         return model, train

@@ -20,7 +20,7 @@ Parts (each file records the command that wrote it):
 
 On one core shared with other jobs: about 10 minutes a seed for ``lesions trials`` (53 minutes for seeds 0-4).
 
-Every study of one seed is stored at once in ``ensemble[_<parts>][.<tag>].parts/`` (skipnet.store.Sweep): a killed
+Every study of one seed is stored at once in ``ensemble[_<parts>][.<tag>].parts/`` (skipnet.sweep.Sweep): a killed
 run restarted with the same command resumes at the first unfinished seed and ends with the same files.
 ``--seeds 10-19 --tag confirm`` writes ``ensemble_<name>.confirm.json`` beside the exploratory files (a confirmation
 on fresh seeds).
@@ -37,7 +37,8 @@ from skipnet.data import load_digits
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
 from skipnet.probes.lesions import recalibrated
-from skipnet.store import SweepMismatch, parse_seeds, start_sweep, tagged
+from skipnet.store import parse_seeds, tagged
+from skipnet.sweep import SweepMismatch, start_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -52,7 +53,7 @@ RECAL_KS = [2, 4, 8, 13]
 NOISE_MS = {27: [1, 2, 4, 6, 9, 13, 27], 9: [1, 2, 3, 4, 6, 9]}
 SHORT = [(3, "paths"), (7, "paths"), (13, "paths"), (7, "updates")]
 MEMBERS = 5             # residual-8 nets in the real ensemble (seeds 5 s .. 5 s + 4 for sweep seed s)
-ZERO_GAMMA = E.DEFAULT_MODEL.with_(init="zero_gamma")
+ZERO_GAMMA = E.ENSEMBLE_MODEL.with_(init="zero_gamma")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out, parts = Path(args.out), set(args.parts)
     command = command_for(args)
-    config = {"model": E.DEFAULT_MODEL.as_dict(), "train": E.DEFAULT_TRAIN.as_dict(), "seeds": args.seeds,
+    config = {"model": E.ENSEMBLE_MODEL.as_dict(), "train": E.DEFAULT_TRAIN.as_dict(), "seeds": args.seeds,
               "lesion_nets": LESION_NETS, "gap_nets": GAP_NETS, "n_samples": N_SAMPLES, "swap_ks": SWAP_KS,
               "path_samples": PATH_SAMPLES, "path_batch": T.SPECTRUM_BATCH, "probe_dims": E.PROBE_DIMS,
               "recal_ks": RECAL_KS, "noise_ms": NOISE_MS, "short": SHORT, "members": MEMBERS,
@@ -156,7 +157,7 @@ def one_seed(seed: int, parts: set, data) -> dict:
             print(f"seed {seed} {net.label}: test acc {net.test_acc:.3f} ({net.seconds:.0f} s), "
                   f"studies {time.perf_counter() - t0:.1f} s", flush=True)
     if "lesions" in parts:
-        fresh = E.DEFAULT_MODEL.build(seed)
+        fresh = E.ENSEMBLE_MODEL.build(seed)
         calibrated, _ = recalibrated(fresh, data.X_train)
         put("streams", "residual-56, fresh", seed, E.stream_study(calibrated, data, "residual-56, fresh").as_dict())
     if "trials" in parts:
@@ -167,7 +168,7 @@ def one_seed(seed: int, parts: set, data) -> dict:
 def trials(seed, data, trained, put) -> None:
     t0 = time.perf_counter()
     r56, sd, r20, p20 = (trained[k] for k in LESION_NETS)
-    fresh56, fresh20 = E.DEFAULT_MODEL.build(seed), E.DEFAULT_MODEL.with_(depth=20).build(seed)
+    fresh56, fresh20 = E.ENSEMBLE_MODEL.build(seed), E.ENSEMBLE_MODEL.with_(depth=20).build(seed)
     zg = E.train_net(56, True, seed=seed, model=ZERO_GAMMA, data=data)
     spectra = {"residual-56": (r56.net, {}), "residual-56 (drop 0.5)": (sd.net, {}),
                "residual-56 (zero-gamma)": (zg.net, {}), "residual-20": (r20.net, {}),
@@ -194,7 +195,7 @@ def trials(seed, data, trained, put) -> None:
         if run is not sd:
             rec["no_first"] = T.noise_study(run.net, data, NOISE_MS[n], N_SAMPLES, seed, exclude_first=True)
         put("noise", run.label, seed, rec)
-    calibrated, _ = recalibrated(E.DEFAULT_MODEL.build(seed), data.X_train)
+    calibrated, _ = recalibrated(E.ENSEMBLE_MODEL.build(seed), data.X_train)
     put("noise", "residual-56, fresh", seed, {"cos": T.refinement_study(calibrated, data)})
     print(f"seed {seed} noise {time.perf_counter() - t1:.0f} s", flush=True)
     put("short", "normal", seed, {"k": 27, "mode": "normal", "test_acc": r56.test_acc, "train_loss": r56.train_loss,

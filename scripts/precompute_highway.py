@@ -23,7 +23,7 @@ this command and the configuration. CPU seconds on one loaded core (an idle one 
   (about 250 s); with ``--mean-field-only``, only its mean-field columns (``predicted``, ``critical_gain``) are
   recomputed (a few seconds) and the stored measurements are kept, with the command that made them.
 
-Each finished run is stored at once in ``<out>.parts/`` (:class:`skipnet.store.Sweep`): a killed run restarted with
+Each finished run is stored at once in ``<out>.parts/`` (:class:`skipnet.sweep.Sweep`): a killed run restarted with
 the same command resumes there and ends with the same file as an uninterrupted one. ``--tag confirm`` (with fresh
 ``--seeds``, or fresh seeds in each ``--grid``) writes ``highway_<sweep>.confirm.json`` beside the exploratory file.
 """
@@ -37,7 +37,10 @@ from pathlib import Path
 
 from skipnet.data import load_digits
 from skipnet.experiments import degradation as dg
-from skipnet.store import SweepMismatch, parse_seeds, save_result, start_sweep, tagged
+from skipnet.experiments import highway_chi as hwc
+from skipnet.experiments import highway_trained as hwt
+from skipnet.store import parse_seeds, save_result, tagged
+from skipnet.sweep import SweepMismatch, start_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
@@ -50,7 +53,7 @@ def _grid(text: str) -> tuple[list[int], list[int]]:
 
 def _rows_degradation(args, start, log):
     sweep = start({"function": "skipnet.experiments.degradation.race + degradation_row", "depths": args.depths,
-                   "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
+                   "seeds": args.seeds, "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
                    "epoch_loss": "mean training-batch loss of each epoch (train mode)",
                    "train_loss": "full training set, eval mode, after the last step"})
 
@@ -62,7 +65,7 @@ def _rows_degradation(args, start, log):
 def _rows_convergence(args, start, log):
     grids = [_grid(g) for g in (args.grid or ["8,14,20,26,32,38,44,56:0,1,2"])]
     sweep = start({"function": "skipnet.experiments.degradation.convergence_run", "grid": grids, "epochs": args.epochs,
-                   "thresholds": list(dg.THRESHOLDS), "model": dg.DEFAULT_MODEL.as_dict(),
+                   "thresholds": list(dg.THRESHOLDS), "model": dg.DEGRADATION_MODEL.as_dict(),
                    "train": dg.DEFAULT_TRAIN.with_(epochs=args.epochs).as_dict(),
                    "steps_to": "first step at which the mean training-batch loss of the last epoch of steps (11) is "
                                "below the threshold; null: not within the budget",
@@ -84,7 +87,7 @@ def _rows_convergence(args, start, log):
 
 def _rows_lr(args, start, log):
     sweep = start({"function": "skipnet.experiments.degradation.lr_row", "lrs": args.lrs, "depths": args.depths,
-                   "seeds": args.seeds, "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
+                   "seeds": args.seeds, "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
 
     def one(cell, seed):
         lr, depth = cell
@@ -95,33 +98,31 @@ def _rows_lr(args, start, log):
 def _rows_intervention(args, start, log):
     sweep = start({"function": "skipnet.experiments.degradation.intervention_run", "modes": list(dg.INTERVENTIONS),
                    "depth": args.depths[0], "seeds": args.seeds, "trust": dg.LARS_TRUST,
-                   "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
+                   "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
     cells = [(mode, residual) for mode in dg.INTERVENTIONS for residual in (False, True)]
     return sweep.grid(cells, lambda cell, seed: log(dg.intervention_run(cell[0], args.depths[0], cell[1], seed)),
                       seed_major=True)
 
 
 def _rows_hessian(args, start, log):
-    from skipnet.experiments import highway as hw
-    sweep = start({"function": "skipnet.experiments.highway.hessian_row", "nets": hw.HESSIAN_NETS, "seeds": args.seeds,
-                   "n_examples": hw.HESSIAN_EXAMPLES, "lanczos_steps": hw.LANCZOS_STEPS,
-                   "model": dg.DEFAULT_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
+    sweep = start({"function": "skipnet.experiments.highway_trained.hessian_row", "nets": hwt.HESSIAN_NETS, "seeds": args.seeds,
+                   "n_examples": hwt.HESSIAN_EXAMPLES, "lanczos_steps": hwt.LANCZOS_STEPS,
+                   "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
                    "slice": "filter-normalized slice, first seed only"})
 
     def one(cell, seed):
-        return log(hw.hessian_row(cell[0], cell[1], seed, slice_seed=0 if seed == args.seeds[0] else None))
-    return sweep.grid(hw.HESSIAN_NETS, one, seed_major=True)
+        return log(hwt.hessian_row(cell[0], cell[1], seed, slice_seed=0 if seed == args.seeds[0] else None))
+    return sweep.grid(hwt.HESSIAN_NETS, one, seed_major=True)
 
 
 def _rows_chi(args, start, log):
-    from skipnet.experiments import highway as hw
-    sweep = start({"function": "skipnet.experiments.highway.chi_phase", "seeds": args.seeds,
-                   "gains": list(hw.CHI_GAINS), "n_blocks": list(hw.CHI_DEPTHS),
-                   "activations": list(hw.CHI_ACTIVATIONS), "variants": list(hw.CHI_VARIANTS),
-                   "n_examples": hw.CHI_EXAMPLES, "width": hw.CHI_WIDTH})
+    sweep = start({"function": "skipnet.experiments.highway_chi.chi_phase", "seeds": args.seeds,
+                   "gains": list(hwc.CHI_GAINS), "n_blocks": list(hwc.CHI_DEPTHS),
+                   "activations": list(hwc.CHI_ACTIVATIONS), "variants": list(hwc.CHI_VARIANTS),
+                   "n_examples": hwc.CHI_EXAMPLES, "width": hwc.CHI_WIDTH})
 
     def one(cell, seed):                                     # every measurement of one seed
-        return hw.chi_phase(seeds=[seed], progress=lambda f, text, _: print(f"seed {seed}: {f:.0%} {text}",
+        return hwc.chi_phase(seeds=[seed], progress=lambda f, text, _: print(f"seed {seed}: {f:.0%} {text}",
                                                                              flush=True))
     parts = sweep.grid([()], one)
     data = parts[0]
@@ -134,20 +135,19 @@ def _rows_chi(args, start, log):
 
 def _chi_mean_field_only(args):
     """The stored chi sweep at ``--out`` with its mean-field columns recomputed and its measurements kept."""
-    from skipnet.experiments import highway as hw
     from skipnet.store import load_result
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     rec = load_result(out)
     data, config = rec["data"], dict(rec["config"])
     config.pop("measured_by", None)
-    theory = hw.chi_predictions(data["gains"], data["n_blocks"], config["activations"], config["variants"])
+    theory = hwc.chi_predictions(data["gains"], data["n_blocks"], config["activations"], config["variants"])
     data["critical_gain"] = theory["critical_gain"]
     for key, panel in data["panels"].items():
         panel["predicted"] = theory["predicted"][key]
     measured_by = rec["config"].get("measured_by") or {k: rec[k] for k in ("command", "made_with", "created",
                                                                           "seconds")}
     config["measured_by"] = measured_by
-    config["predicted"] = "skipnet.experiments.highway.chi_predictions (recomputed; measured kept from measured_by)"
+    config["predicted"] = "skipnet.experiments.highway_chi.chi_predictions (recomputed; measured kept from measured_by)"
     return data, config
 
 

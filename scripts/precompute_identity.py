@@ -22,7 +22,7 @@ other jobs ran: upper bounds):
     rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
 
 Each finished run of one seed is stored at once in ``identity_<section>[.<tag>].parts/``: a killed run restarted
-with the same command resumes there and ends with the same file (skipnet.store.Sweep); ``--tag NAME`` writes
+with the same command resumes there and ends with the same file (skipnet.sweep.Sweep); ``--tag NAME`` writes
 ``identity_<section>.<NAME>.json`` beside the exploratory file (a confirmation on fresh seeds). The "seconds"
 stored in each file is the computing time of the runs that made it. The chapter re-runs seed 0 of some
 of them live, and tests/test_identity_claims.py checks the chapter's claims on the stored seeds.
@@ -46,8 +46,9 @@ from skipnet.experiments.identity_sum import (DECODE_KINDS, DECODE_TRAIN, LAMBDA
 from skipnet.experiments.identity_variants import (FAIR_VARIANTS, STUDY_MODEL, STUDY_TRAIN, VARIANTS, summarize,
                                                    train_traced, train_variant)
 from skipnet.probes.branches import branch_stats, shortcut_product_norm
-from skipnet.config import check_int
-from skipnet.store import SweepMismatch, format_seeds, parse_seeds, start_sweep, tagged
+from skipnet.checks import check_int
+from skipnet.store import format_seeds, parse_seeds, tagged
+from skipnet.sweep import SweepMismatch, start_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"

@@ -14,7 +14,7 @@ book/data/transformers_init.json (no training: gradient and stream norm against 
 book/data/transformers_recall.json (steps to solve recall within a 2000-step budget: tanh RNNs of two widths, LSTM
 with and without forget gate, linear attention with and without decay, across sequence length and two lrs).
 
-Each finished run is stored at once in ``transformers_<sweep>[.<tag>].parts/`` (skipnet.store.Sweep): a killed run
+Each finished run is stored at once in ``transformers_<sweep>[.<tag>].parts/`` (skipnet.sweep.Sweep): a killed run
 restarted with the same command resumes there and ends with the same file. ``--seeds 10-19 --tag confirm`` writes
 ``transformers_<sweep>.confirm.json`` beside the exploratory file (a confirmation on fresh seeds).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skipnet.experiments.transformers import (DEFAULT_MODEL, DEFAULT_TRAIN, NORESID_BLOCKS, NORESID_LONG,
+from skipnet.experiments.transformers import (SORT_MODEL, DEFAULT_TRAIN, NORESID_BLOCKS, NORESID_LONG,
                                               NORESID_LRS, SORT, VARIANTS, WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS,
                                               collapse_row, sort_row, train_sort, variant_config)
 from skipnet.experiments.transformers_rnn import (RECALL_BUDGET, RECALL_NETS, RNN_TRAIN, SOLVE_WINDOW, SOLVED_ACC,
@@ -35,8 +35,9 @@ from skipnet.experiments.transformers_rnn import (RECALL_BUDGET, RECALL_NETS, RN
 from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, PRE_ADAM_BATCHES, TRIAGE, amplification,
                                                      init_depth_sweep, train_triage, triage_row)
 from skipnet.linear_attention import LinearAttentionConfig
-from skipnet.config import check_int
-from skipnet.store import SweepMismatch, format_seeds, interleave, parse_seeds, start_sweep, tagged
+from skipnet.checks import check_int
+from skipnet.store import format_seeds, interleave, parse_seeds, tagged
+from skipnet.sweep import SweepMismatch, start_sweep
 
 N_BLOCKS = (1, 2, 4, 6, 8)
 WARMUP_CONDITIONS = [("post", WARMUP_LR, 0), ("post", WARMUP_LR, WARMUP_STEPS), ("pre", WARMUP_LR, 0),
@@ -50,7 +51,7 @@ CURVE_EVERY = 5                 # keep every 5th step of each loss curve (small 
 
 
 def depth_sweep(seeds: list[int], log, start) -> list[dict]:
-    sweep = start({"model": DEFAULT_MODEL.as_dict(), "variants": VARIANTS, "n_blocks": list(N_BLOCKS), "seeds": seeds,
+    sweep = start({"model": SORT_MODEL.as_dict(), "variants": VARIANTS, "n_blocks": list(N_BLOCKS), "seeds": seeds,
                    "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
 
     def one(cell, s):
@@ -62,14 +63,14 @@ def depth_sweep(seeds: list[int], log, start) -> list[dict]:
 
 
 def warmup_sweep(seeds: list[int], log, start) -> list[dict]:
-    sweep = start({"model": DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict(),
+    sweep = start({"model": SORT_MODEL.with_(n_blocks=WARMUP_BLOCKS).as_dict(),
                    "conditions_placement_lr_warmup": WARMUP_CONDITIONS, "seeds": seeds,
                    "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
 
     def one(cell, s):
         placement, lr, warm = cell
         train = DEFAULT_TRAIN.with_(lr=lr, warmup_steps=warm)
-        run = train_sort(DEFAULT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement=placement), train, seed=s,
+        run = train_sort(SORT_MODEL.with_(n_blocks=WARMUP_BLOCKS, placement=placement), train, seed=s,
                          label=f"{placement}-LN")
         log(f"{placement} lr {lr} warm-up {warm} seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
         return sort_row(run, CURVE_EVERY)
@@ -118,7 +119,7 @@ def noresid_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
 
 
 def init_sweep(seeds: list[int], log, start) -> dict:
-    sweep = start({"model": DEFAULT_MODEL.as_dict(), "grad_blocks": list(INIT_BLOCKS), "amp_blocks": list(AMP_BLOCKS),
+    sweep = start({"model": SORT_MODEL.as_dict(), "grad_blocks": list(INIT_BLOCKS), "amp_blocks": list(AMP_BLOCKS),
                    "amp_eps": AMPLIFICATION_EPS, "amp_lr": WARMUP_LR, "seeds": seeds})
     amp_cells = [(init, placement, L, mode) for init in ("depth", "standard") for placement in ("post", "pre", "admin")
                  if not (placement == "admin" and init == "depth") for L in AMP_BLOCKS for mode in ("random", "adamw")]
@@ -129,7 +130,7 @@ def init_sweep(seeds: list[int], log, start) -> dict:
             log(f"gradient / stream-norm sweep, seed {s}: {len(rows)} rows")
             return rows
         init, placement, L, mode = cell
-        model = DEFAULT_MODEL.with_(n_blocks=L, placement="post" if placement == "admin" else placement,
+        model = SORT_MODEL.with_(n_blocks=L, placement="post" if placement == "admin" else placement,
                                     init="admin" if placement == "admin" else init)
         if (L, mode) == (AMP_BLOCKS[-1], "adamw"):
             log(f"amplification {placement} {init}, seed {s} done")

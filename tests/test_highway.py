@@ -11,6 +11,8 @@ import torch
 
 from skipnet.data import input_sweep, load_digits
 from skipnet.experiments import highway as hw
+from skipnet.experiments import highway_chi as hwc
+from skipnet.experiments import highway_trained as hwt
 from skipnet.experiments.degradation import degradation_row, degradation_table, epoch_means
 from skipnet.models import build_model
 from skipnet.probes.jacobian import identity_share, jacobian_singular_values, stack_jacobian
@@ -125,13 +127,13 @@ def test_experiments_are_reproducible_bit_for_bit():
 
 def test_bad_parameters_are_named():
     with pytest.raises(ValueError, match="depth must be 6n\\+2"):
-        hw.training_race(depth=21)
+        hwt.training_race(depth=21)
     with pytest.raises(ValueError, match="variant"):
-        hw.training_race(depth=8, variant="tanh")
+        hwt.training_race(depth=8, variant="tanh")
     with pytest.raises(ValueError, match="epochs"):
-        hw.training_race(depth=8, epochs=0)
+        hwt.training_race(depth=8, epochs=0)
     with pytest.raises(ValueError, match="lr"):
-        hw.training_race(depth=8, lr=5.0)
+        hwt.training_race(depth=8, lr=5.0)
     with pytest.raises(ValueError, match="n_blocks must be an integer between 1 and 200"):
         hw.profile_pair(n_blocks=0)
     with pytest.raises(ValueError, match="n_examples"):
@@ -142,7 +144,7 @@ def test_race_gradient_ratio_is_read_at_the_stem_and_the_head():
     """The ratio the chapter glues (first/last layer) is the stem's gradient norm over the head's: the recorded
     columns are named, the first recorded row is the gradient of the first batch at the initial weights (computed
     here with autograd), and grad_ratio is the geometric mean of stem/head over the rows asked for."""
-    race = hw.training_race(depth=8, variant="BN + ReLU", epochs=1, seed=3)
+    race = hwt.training_race(depth=8, variant="BN + ReLU", epochs=1, seed=3)
     digits = load_digits()
     for key, run in race.runs.items():
         h = run.history
@@ -157,7 +159,7 @@ def test_race_gradient_ratio_is_read_at_the_stem_and_the_head():
         stem, head = h.layer_names.index("stem"), h.layer_names.index("head")
         for rows in (slice(0, 1), slice(-10, None), slice(None)):
             logs = [math.log(r[stem]) - math.log(r[head]) for r in h.grad_norms[rows]]
-            assert hw.grad_ratio(h, rows) == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-12), (key, rows)
+            assert hwt.grad_ratio(h, rows) == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-12), (key, rows)
 
 
 def test_epoch_means():
@@ -276,8 +278,8 @@ def test_claim_tanh_exercise():
     assert fixed_point_chi("tanh", 0.5) == pytest.approx(0.25) and fixed_point_chi("tanh", 1.0) == pytest.approx(1.0)
     assert 1.1 < fixed_point_chi("tanh", 5 / 3) < 1.3
     for s in SEEDS:
-        low, crit, high = (hw.chi_network("tanh", "plain", g, 50, s)["log_ratio"] for g in (0.5, 1.0, 5 / 3))
-        twin = hw.chi_network("tanh", "residual", 5 / 3, 50, s)["log_ratio"]
+        low, crit, high = (hwc.chi_network("tanh", "plain", g, 50, s)["log_ratio"] for g in (0.5, 1.0, 5 / 3))
+        twin = hwc.chi_network("tanh", "residual", 5 / 3, 50, s)["log_ratio"]
         assert low < -10 and -3 < crit < 0 and 1 < high < 3
         assert twin > high
 
@@ -338,16 +340,16 @@ def test_claim_race_plain56_explodes_then_freezes_residual_trains():
     stored = {(r["residual"], r["seed"]): r["ratio_first_step"]
               for r in load_result(DATA.with_name("highway_intervention.json"))["data"] if r["mode"] == "sgd"}
     for s in SEEDS:
-        race = hw.training_race(depth=56, variant="BN + ReLU", epochs=6, seed=s)
+        race = hwt.training_race(depth=56, variant="BN + ReLU", epochs=6, seed=s)
         plain, residual = race.runs["plain"].history, race.runs["residual"].history
         assert plain.status == residual.status == "finished"
         assert plain.final["train_loss"] > 1.0 and residual.final["train_loss"] < 0.3
         for h, res in ((plain, False), (residual, True)):
-            assert hw.grad_ratio(h, slice(0, 1)) == pytest.approx(stored[(res, s)], rel=0.1), (s, res)
-        assert hw.grad_ratio(plain, slice(0, 1)) > 100                      # explosion at the start
-        assert hw.grad_ratio(plain, slice(-10, None)) < 0.2                 # paralysis at the end
-        assert 0.1 < hw.grad_ratio(residual, slice(-10, None)) < 2          # order one throughout
-        assert 0.1 < hw.grad_ratio(residual, slice(0, 1)) < 2
+            assert hwt.grad_ratio(h, slice(0, 1)) == pytest.approx(stored[(res, s)], rel=0.1), (s, res)
+        assert hwt.grad_ratio(plain, slice(0, 1)) > 100                      # explosion at the start
+        assert hwt.grad_ratio(plain, slice(-10, None)) < 0.2                 # paralysis at the end
+        assert 0.1 < hwt.grad_ratio(residual, slice(-10, None)) < 2          # order one throughout
+        assert 0.1 < hwt.grad_ratio(residual, slice(0, 1)) < 2
         g_plain, g_res = race.weight_growth("plain"), race.weight_growth("residual")
         assert g_plain[0] > 10 and np.median(g_plain[1:19]) > 10            # the lowest layers' weights inflated
         assert g_res[0] < 3 and np.median(g_res[1:19]) < 3
@@ -356,7 +358,7 @@ def test_claim_race_plain56_explodes_then_freezes_residual_trains():
 @pytest.mark.slow
 def test_claim_race_without_norm_residual_diverges_plain_stays_at_chance():
     for s in SEEDS:
-        race = hw.training_race(depth=56, variant="no norm + ReLU", epochs=2, seed=s)
+        race = hwt.training_race(depth=56, variant="no norm + ReLU", epochs=2, seed=s)
         assert race.runs["residual"].history.diverged_at is not None
         assert race.runs["residual"].history.diverged_at <= 10
         assert race.runs["plain"].history.status == "finished"

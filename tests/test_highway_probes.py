@@ -11,6 +11,7 @@ import torch
 
 from skipnet.data import load_digits
 from skipnet.experiments import highway as hw
+from skipnet.experiments import highway_chi as hwc
 from skipnet.experiments.degradation import DEGRADATION_MODEL, intervention_run, steps_to
 from skipnet.models import build_model
 from skipnet.probes import meanfield as mf
@@ -230,10 +231,10 @@ def test_chi_networks_follow_the_mean_field_in_the_plain_stack():
     """Plain stacks of 64 blocks: measured log-ratio within 20 % (or 0.5 decade) of (sum of) log10 chi / 2."""
     for act, gain in (("tanh", 0.5), ("tanh", 2.0), ("relu", 2.0), ("relu", 1.0), ("sigmoid", 1.0)):
         for seed in (0, 1, 2):
-            r = hw.chi_network(act, "plain", gain, 64, seed)
+            r = hwc.chi_network(act, "plain", gain, 64, seed)
             pred = r["predicted"][0]
             assert abs(r["log_ratio"] - pred) < max(0.5, 0.2 * abs(pred)), (act, gain, seed, r["log_ratio"], pred)
-    crit = hw.chi_network("relu", "plain", math.sqrt(2), 64, 0)["log_ratio"]
+    crit = hwc.chi_network("relu", "plain", math.sqrt(2), 64, 0)["log_ratio"]
     assert abs(crit) < 1.0                                                    # He init: neither vanishes nor explodes
 
 
@@ -246,30 +247,30 @@ def test_saturating_residual_stacks_approach_the_mean_field_with_width():
     ratios = {}
     for act, gain, depth in (("tanh", 8.0, 64), ("tanh", 16.0, 128), ("sigmoid", 16.0, 64)):
         for width in (64, 256):
-            runs = [hw.chi_network(act, "residual", gain, depth, s, width=width) for s in (0, 1, 2)]
+            runs = [hwc.chi_network(act, "residual", gain, depth, s, width=width) for s in (0, 1, 2)]
             assert runs[0]["predicted"][0] > 2
             ratios[act, gain, width] = np.mean([r["log_ratio"] for r in runs]) / runs[0]["predicted"][0]
         wide, narrow = ratios[act, gain, 256], ratios[act, gain, 64]
         assert 0.85 < wide < 1.15 and abs(wide - 1) < abs(narrow - 1) + 0.05, (act, gain, ratios)
     assert ratios["tanh", 16.0, 64] < 0.9 < ratios["tanh", 16.0, 256]       # the width-64 shortfall closes
-    assert hw.stem_variance("tanh", width=64) > hw.stem_variance("tanh", width=256)   # Glorot: fan-in + fan-out
+    assert hwc.stem_variance("tanh", width=64) > hwc.stem_variance("tanh", width=256)   # Glorot: fan-in + fan-out
     with pytest.raises(ValueError, match="^width must be"):
-        hw.chi_network("tanh", "residual", 1.0, 4, 0, width=0)
+        hwc.chi_network("tanh", "residual", 1.0, 4, 0, width=0)
 
 
 def test_chi_network_gain_scales_the_block_weights_only():
-    a = build_model(hw.chi_config("relu", "plain", 4), seed=0)
-    r = hw.chi_network("relu", "plain", math.sqrt(2), 4, 0)                  # the default gain: unchanged network
-    ref = hw.gradient_profile(hw.chi_config("relu", "plain", 4), 0)
+    a = build_model(hwc.chi_config("relu", "plain", 4), seed=0)
+    r = hwc.chi_network("relu", "plain", math.sqrt(2), 4, 0)                  # the default gain: unchanged network
+    ref = hw.gradient_profile(hwc.chi_config("relu", "plain", 4), 0)
     assert r["log_ratio"] == pytest.approx(math.log10(ref.act_ratio), abs=1e-9)
     assert len(r["profile"]) == 5 and r["profile"][-1] == 0
     assert a.blocks[0].branch.weights[0].weight.std().item() == pytest.approx(math.sqrt(2 / 64), rel=0.1)
     with pytest.raises(ValueError, match="gain"):
-        hw.chi_network(gain=0.0)
+        hwc.chi_network(gain=0.0)
     with pytest.raises(ValueError, match="n_blocks"):
-        hw.chi_network(n_blocks=1000)
+        hwc.chi_network(n_blocks=1000)
     with pytest.raises(ValueError, match="activation"):
-        hw.chi_network(activation="gelu")
+        hwc.chi_network(activation="gelu")
 
 
 # -- the post-addition ReLU ---------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from skipnet.experiments import degradation as dg
-from skipnet.experiments import highway as hw
+from skipnet.experiments import highway_chi as hwc
+from skipnet.experiments import highway_trained as hwt
 from skipnet.store import load_result
 
 from bands import assert_in_seed_band
@@ -154,7 +155,7 @@ def hvals(rows, depth, residual, key):
 def test_claim_plain20_sits_in_a_sharper_minimum(hess):
     assert len(hvals(hess, 20, True, "seed")) >= 3
     assert np.all(hvals(hess, 20, False, "lam_max") > 2 * hvals(hess, 20, True, "lam_max"))
-    for depth, residual in hw.HESSIAN_NETS:
+    for depth, residual in hwt.HESSIAN_NETS:
         assert np.all(hvals(hess, depth, residual, "train_loss") < 0.05)              # only networks that trained
         assert np.all(hvals(hess, depth, residual, "ratio") < 0.1)                    # nearly convex
         assert np.all(hvals(hess, depth, residual, "lam_min") < 0)
@@ -172,7 +173,7 @@ def test_claim_plain20_sits_in_a_sharper_minimum(hess):
 
 @pytest.mark.slow
 def test_a_live_hessian_falls_within_the_stored_seeds(hess):
-    live = hw.hessian_row(20, False, seed=0, steps=20)
+    live = hwt.hessian_row(20, False, seed=0, steps=20)
     assert_in_seed_band(live["lam_max"], hvals(hess, 20, False, "lam_max"), log=True, what="lambda_max of plain-20")
 
 
@@ -190,7 +191,7 @@ def measured(chi, key):
 def test_chi_sweep_spans_the_critical_lines(chi):
     assert len(chi["seeds"]) >= 3 and min(chi["n_blocks"]) <= 2 and max(chi["n_blocks"]) >= 128
     assert min(chi["gains"]) <= 0.25 and max(chi["gains"]) >= 16
-    assert set(chi["panels"]) == {f"{a}, {v}" for a in hw.CHI_ACTIVATIONS for v in hw.CHI_VARIANTS}
+    assert set(chi["panels"]) == {f"{a}, {v}" for a in hwc.CHI_ACTIVATIONS for v in hwc.CHI_VARIANTS}
     assert chi["critical_gain"]["relu"] == pytest.approx(math.sqrt(2), rel=1e-4)
     assert chi["critical_gain"]["tanh"] == pytest.approx(1.0, abs=1e-6) and 10 < chi["critical_gain"]["sigmoid"] < 10.3
 
@@ -198,7 +199,7 @@ def test_chi_sweep_spans_the_critical_lines(chi):
 def test_chi_sweep_stores_the_mean_field_the_package_computes(chi):
     """The predicted columns are theory, not measurement: recomputed (a few seconds), they must equal the stored
     ones, so a change of the mean field cannot leave the chapter's contours and ratios behind."""
-    theory = hw.chi_predictions(chi["gains"], chi["n_blocks"])
+    theory = hwc.chi_predictions(chi["gains"], chi["n_blocks"])
     assert theory["critical_gain"] == pytest.approx(chi["critical_gain"], rel=1e-9)
     for key, panel in chi["panels"].items():
         assert np.allclose(panel["predicted"], theory["predicted"][key], rtol=1e-9, atol=1e-12), key
@@ -207,7 +208,7 @@ def test_chi_sweep_stores_the_mean_field_the_package_computes(chi):
 def test_claim_plain_stacks_follow_chi(chi):
     errs, signs = [], []
     g = np.array(chi["gains"])
-    for act in hw.CHI_ACTIVATIONS:
+    for act in hwc.CHI_ACTIVATIONS:
         key = f"{act}, plain"
         m, p = np.nanmean(measured(chi, key), axis=2), np.array(chi["panels"][key]["predicted"])
         big = np.abs(p) >= 1
@@ -225,7 +226,7 @@ def test_claim_plain_stacks_follow_chi(chi):
 
 def test_claim_residual_stacks_cannot_vanish_and_the_branch_scale_takes_the_depth_out(chi):
     depths = chi["n_blocks"]
-    for act in hw.CHI_ACTIVATIONS:
+    for act in hwc.CHI_ACTIVATIONS:
         assert np.nanmin(measured(chi, f"{act}, residual")) > -0.5
         scaled = np.nanmean(measured(chi, f"{act}, branch/sqrt(L)"), axis=2)        # (depths, gains)
         unscaled = np.nanmean(measured(chi, f"{act}, residual"), axis=2)
@@ -236,7 +237,7 @@ def test_claim_residual_stacks_cannot_vanish_and_the_branch_scale_takes_the_dept
         assert np.all(grow_s < 0.5 * np.maximum(grow_u, 1e-9) + 0.3) and np.all(grow_s[big] < 0.5 * grow_u[big])
     for d in depths:                                                    # ReLU at He's gain, scaled: below a decade
         for s in (0, 1, 2):
-            assert abs(hw.chi_network("relu", "branch/sqrt(L)", math.sqrt(2), d, s)["log_ratio"]) < 1
+            assert abs(hwc.chi_network("relu", "branch/sqrt(L)", math.sqrt(2), d, s)["log_ratio"]) < 1
     relu = np.nanmean(measured(chi, "relu, residual"), axis=2)
     assert relu[-1].max() > 10                                       # unnormalized residual ReLU explodes when deep
     # residual stacks follow the mean field for all three activations. Stored, over the cells where it predicts at
@@ -268,7 +269,7 @@ def test_live_chi_cells_fall_within_the_stored_seeds(chi):
         act, var = key.split(", ", 1)
         j = int(np.argmin(np.abs(np.log(np.array(chi["gains"]) / gain))))
         i = chi["n_blocks"].index(depth)
-        live = hw.chi_network(act, var, chi["gains"][j], depth, seed=7)["log_ratio"]
+        live = hwc.chi_network(act, var, chi["gains"][j], depth, seed=7)["log_ratio"]
         assert_in_seed_band(live, chi["panels"][key]["measured"][i][j], floor=0.2, what=f"log ratio of {key}")
 
 

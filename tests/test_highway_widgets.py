@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from skipnet.experiments.highway import Race
+from skipnet.experiments.highway_trained import Race
 from skipnet.widgets.highway import ChiLab, GradientProfileLab, TrainingRaceLab
 
 PNG = b"\x89PNG"

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from skipnet import store
-from skipnet.store import (Sweep, SweepMismatch, format_seeds, interleave, load_result, load_sweep, parse_seeds,
-                           save_result, start_sweep, tagged, write_json)
+from skipnet import sweep as sweep_module
+from skipnet.store import (format_seeds, interleave, load_result, load_sweep, parse_seeds, save_result, tagged,
+                           write_json)
+from skipnet.sweep import Sweep, SweepMismatch, start_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -125,7 +127,7 @@ def test_mixing_seeds_made_with_another_config_or_code_is_refused(tmp_path, monk
     with pytest.raises(SweepMismatch, match=r"different seeds"):
         _sweep_file(out, [], seeds=[7, 3, 13])
     made = store.made_with()
-    monkeypatch.setattr(store, "made_with", lambda script=None: dict(made, code="0" * 16, commit="abc"))
+    monkeypatch.setattr(sweep_module, "made_with", lambda script=None: dict(made, code="0" * 16, commit="abc"))
     with pytest.raises(SweepMismatch, match=r"different code version(.|\n)*\['commit'\]"):
         _sweep_file(out, [])
     monkeypatch.undo()

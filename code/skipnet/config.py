@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import TypeVar
 
-from skipnet.checks import check_choice, check_float, check_int  # noqa: F401  (probes/meanfield.py's import, until it takes them from skipnet.checks)
 from skipnet.runtime import seed_everything
 
 __all__ = ["Config"]

@@ -1,10 +1,12 @@
 """Named experiments: functions of (config, seed) that train or measure and return plain data (dataclasses,
-arrays, dicts, :class:`~skipnet.history.Run` records). No plotting. Only ``verdict`` reads files: it judges the
-stored sweeps of ``book/data`` (through :mod:`skipnet.store`); the others compute what they return.
+arrays, dicts, :class:`~skipnet.history.Run` records). No plotting. Only the ``verdict`` modules read files: they
+judge the stored sweeps of ``book/data`` (through :mod:`skipnet.store`); the others compute what they return.
 
-One module a chapter, or a chapter part: ``degradation`` (the opening chapter), ``highway``; ``identity``,
-``identity_variants``, ``identity_sum``; ``ensemble``, ``ensemble_trials``; ``transformers``,
-``transformers_warmup``, ``transformers_rnn``; ``verdict`` (the closing chapter). Import from the module itself.
+One module a chapter, or a chapter part: ``degradation`` (the opening chapter); ``highway``, ``highway_chi``,
+``highway_trained``; ``identity``, ``identity_variants``, ``identity_sum``; ``ensemble``, ``ensemble_trials``;
+``transformers``, ``transformers_warmup``, ``transformers_rnn``; ``verdict`` with ``verdict_base``,
+``verdict_rules`` and ``verdict_controls`` (the closing chapter). Import from the module itself.
 """
-__all__ = ["degradation", "highway", "identity", "identity_variants", "identity_sum", "ensemble", "ensemble_trials",
-           "transformers", "transformers_warmup", "transformers_rnn", "verdict"]
+__all__ = ["degradation", "highway", "highway_chi", "highway_trained", "identity", "identity_variants", "identity_sum",
+           "ensemble", "ensemble_trials", "transformers", "transformers_warmup", "transformers_rnn", "verdict",
+           "verdict_base", "verdict_rules", "verdict_controls"]

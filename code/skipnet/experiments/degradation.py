@@ -30,7 +30,6 @@ __all__ = ["DEGRADATION_MODEL", "DEFAULT_TRAIN", "train_one", "race", "degradati
            "LARS_TRUST", "intervention_run", "convergence_fit", "steps_table"]
 
 DEGRADATION_MODEL = ModelConfig(arch="cnn", depth=20, width=8, norm="batch")
-DEFAULT_MODEL = DEGRADATION_MODEL          # the old name, still read by experiments/highway.py and scripts/precompute_highway.py
 DEFAULT_TRAIN = TrainConfig(lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4,
                             batch_size=128, epochs=10, warmup_steps=12, schedule="cosine")
 

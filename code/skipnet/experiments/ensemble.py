@@ -29,7 +29,6 @@ __all__ = ["ENSEMBLE_MODEL", "DEFAULT_TRAIN", "train_net", "LesionStudy", "lesio
            "Curve", "deletion_curve", "stratified_curve", "PROBE_DIMS"]
 
 ENSEMBLE_MODEL = ModelConfig(arch="cnn", depth=56, width=8, norm="batch")
-DEFAULT_MODEL = ENSEMBLE_MODEL          # the old name, still read by scripts/precompute_ensemble.py
 DEFAULT_TRAIN = _DEGRADATION_TRAIN.with_(eval_every=5)       # evaluations along the way: gaps at matched loss
 PROBE_DIMS = 8                                                # the fixed-size probe: the first stage's width
 

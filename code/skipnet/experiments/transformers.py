@@ -27,7 +27,6 @@ __all__ = ["SORT", "SORT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARM
 
 SORT = SortTask(seq_len=12, vocab=16)
 SORT_MODEL = TransformerConfig(n_blocks=6, width=64, heads=4, ffn=256, placement="pre", vocab=16, seq_len=12)
-DEFAULT_MODEL = SORT_MODEL          # the old name, still read by scripts/precompute_transformers.py
 DEFAULT_TRAIN = TrainConfig(lr=3e-3, optimizer="adamw", betas=(0.9, 0.98), weight_decay=0.0, batch_size=64,
                             steps=300, warmup_steps=30, schedule="cosine", grad_clip=1.0)
 WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS = 8, 1e-2, 100    # the high-lr setting where post-LN needs warm-up

@@ -3,20 +3,19 @@
 Nothing here trains. Each ``judge_*`` function takes stored records (as :func:`skipnet.store.load_result` returns
 them) and returns a :class:`Verdict`. Every deciding contrast is a paired comparison over seeds through
 :mod:`skipnet.inference`; :func:`judge_all` puts the claims of all six rules into one Holm family
-(:func:`verdict_family`) and decides each rule from the adjusted outcomes
-(:func:`skipnet.experiments.verdict_base.settle`).
+(:func:`verdict_family`) and decides each rule from the adjusted outcomes (:func:`~.verdict_base.settle`).
 A rule says "wrong" only from a difference detected in the other direction or an equivalence within a margin stated
 in advance; otherwise "open". ``Verdict.lean`` is the answer if every observed direction held: what a confirmation
 on fresh seeds would test, not a verdict.
 
 The rules were written after the sweeps they judge were stored (exploratory). With an exact test five seeds never
 reach p < 0.05, so a rule that rests on five seeds is "open" until a confirmation on at least ten fresh seeds.
-Rules 1-3 are in :mod:`skipnet.experiments.verdict_rules`; negative controls and the sensitivity table in
-:mod:`skipnet.experiments.verdict_controls`.
+Rules 1-3 are in :mod:`~.verdict_rules`; the negative controls and the sensitivity table in :mod:`~.verdict_controls`.
 """
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from skipnet.experiments.verdict_base import (ALPHA, DEPTH_MARGIN, GAP_MARGIN, HOLDS, INT_RATIO, LAG_MARGIN,

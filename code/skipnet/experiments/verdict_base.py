@@ -17,7 +17,9 @@ from typing import Callable
 import numpy as np
 
 from skipnet.inference import ALPHA, EQUIVALENT, HIGHER, LOWER, NOT_DETECTED, Comparison, Family
+from skipnet.models import ModelConfig, build_model, n_params
 from skipnet.store import load_result, load_sweep
+from skipnet.transformer import TransformerConfig
 
 __all__ = ["HOLDS", "QUALIFIED", "WRONG", "OPEN", "VERDICTS", "ALPHA", "SPEED_MARGIN", "INT_RATIO", "DEPTH_MARGIN",
            "GAP_MARGIN", "UNDERFIT_RATIO", "NOISE_MARGIN", "LAG_MARGIN", "Verdict", "Evidence", "settle", "SOURCES",
@@ -161,17 +163,10 @@ def scale(data_dir: str | Path) -> dict:
     """The size of what the verdicts rest on: the largest network (parameters, built from the stored configs
     of the deepest CNN, the deepest Transformer, the recurrent nets and the probed MLPs) and the longest budget
     (training steps) of the sweeps."""
-    from skipnet.models import ModelConfig, build_model
-    from skipnet.transformer import TransformerConfig
-
     data_dir = Path(data_dir)
     conv, depth = load_result(data_dir / "highway_convergence.json"), load_result(data_dir / "transformers_depth.json")
     recall = load_result(data_dir / "transformers_recall.json")["data"]
     decode = load_result(data_dir / "identity_decode.json")["data"]["runs"]
-
-    def n_params(net):
-        return sum(p.numel() for p in net.parameters())
-
     cnn_cfg = {k: v for k, v in conv["config"]["model"].items() if k != "n_blocks"}
     cnn = ModelConfig(**{**cnn_cfg, "in_shape": tuple(cnn_cfg["in_shape"]),
                          "depth": max(r["depth"] for r in conv["data"])})

@@ -258,7 +258,7 @@ def _chi_mean(panel: dict) -> np.ndarray:
 def plot_chi_phase(data: dict, axes=None, clip: float = CHI_CLIP):
     """3 x 3 heat maps (rows: activation; columns: plain, residual, branch/sqrt(L)) of the measured
     ``log10 ||dL/dx_0|| / ||dL/dx_L||`` over weight gain (x, log) and depth (y, log), from
-    :func:`skipnet.experiments.highway.chi_phase`; dashed contours: the mean-field prediction at the same levels;
+    :func:`skipnet.experiments.highway_chi.chi_phase`; dashed contours: the mean-field prediction at the same levels;
     the vertical line: the gain at which a plain stack's chi is 1. Returns the axes grid."""
     acts = list(dict.fromkeys(k.split(", ")[0] for k in data["panels"]))
     variants = list(dict.fromkeys(k.split(", ", 1)[1] for k in data["panels"]))
@@ -323,7 +323,7 @@ def plot_chi_slice(data: dict, depth_index: int, axes=None, ylim: tuple | None =
 
 def plot_chi_profile(result: dict, ax: Axes | None = None, title: str = "") -> Axes:
     """The chi lab's figure: ``log10 ||dL/dx_l|| / ||dL/dx_L||`` at every block of one network (from
-    :func:`skipnet.experiments.highway.chi_network`), measured and mean-field."""
+    :func:`skipnet.experiments.highway_chi.chi_network`), measured and mean-field."""
     ax = _ax(ax, (6.5, 3.6))
     prof = np.asarray(result["profile"], dtype=float)
     x = np.arange(prof.size)

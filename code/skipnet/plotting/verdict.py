@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from .core import PLAIN, RESIDUAL
+from skipnet.plotting.core import PLAIN, RESIDUAL
 
 __all__ = ["plot_highway", "plot_identity", "plot_overfitting", "plot_noise", "plot_rnn", "plot_messy",
            "PLOTS", "SMALL"]

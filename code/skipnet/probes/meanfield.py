@@ -13,7 +13,7 @@ He init; tanh: g = 1; the sigmoid: g near 10). A pre-activation residual block `
 the squared gradient by ``1 + s^2 chi(q_l)`` and adds ``s^2 g^2 E[phi^2]`` to the variance: a sum, not a product.
 
 :func:`predicted_log_ratio` iterates these maps from the stem's variance and returns the predicted
-``log10 ||dL/dx_0|| / ||dL/dx_L||``, the quantity :func:`skipnet.experiments.highway.chi_phase` measures.
+``log10 ||dL/dx_0|| / ||dL/dx_L||``, the quantity :func:`skipnet.experiments.highway_chi.chi_phase` measures.
 Expectations are composite Gauss-Legendre quadrature in ``h`` (:func:`gaussian_expectation`), with panels scaled
 to the narrower of the two widths in the integrand: the Gaussian's (``sqrt q``) and the activation's (about 1). A
 fixed Gauss-Hermite rule in ``z = h / sqrt q`` cannot do this: for large ``q``, ``phi'(h)^2`` is a spike of width
@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from skipnet.config import check_choice, check_float, check_int
+from skipnet.checks import check_choice, check_float, check_int
 
 __all__ = ["ACTIVATIONS", "VARIANTS", "MAX_VARIANCE", "gaussian_expectation", "moments", "chi", "fixed_point_variance",
            "fixed_point_chi", "critical_gain", "predicted_profile", "predicted_log_ratio"]

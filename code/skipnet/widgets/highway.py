@@ -6,8 +6,9 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 
 from skipnet.checks import check_float, check_int, check_seed
-from skipnet.experiments.highway import (CHI_ACTIVATIONS, CHI_VARIANTS, MAX_CHI_BLOCKS, RACE_VARIANTS, Race,
-                                        chi_network, profile_pair, training_race)
+from skipnet.experiments.highway import profile_pair
+from skipnet.experiments.highway_chi import CHI_ACTIVATIONS, CHI_VARIANTS, MAX_CHI_BLOCKS, chi_network
+from skipnet.experiments.highway_trained import RACE_VARIANTS, Race, training_race
 from skipnet.models import ACTIVATIONS
 from skipnet.plotting.highway import plot_chi_profile, plot_profile_pair, race_figure
 from skipnet.widgets.base import Lab

@@ -1,0 +1,149 @@
+"""What the chapter *The gradient highway* measures on trained networks: plain and residual CNNs trained side by
+side with per-layer gradients recorded (:func:`training_race`, built on
+:func:`skipnet.experiments.degradation.race`), a filter-normalized 2-D loss slice (:func:`landscape`) and the
+Hessian's extreme eigenvalues at the trained weights (:func:`hessian_row`; Li et al. 2018).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from skipnet.data import load_digits
+from skipnet.experiments.degradation import DEGRADATION_MODEL, DEFAULT_TRAIN, race
+from skipnet.experiments.highway import CNN_DEPTHS
+from skipnet.history import Run
+from skipnet.models import ModelConfig, ResidualNet, build_model
+from skipnet.probes.hessian import hessian_extremes
+from skipnet.probes.landscape import loss_surface
+from skipnet.train import Progress
+
+__all__ = ["RACE_VARIANTS", "Race", "training_race", "grad_ratio", "Landscape", "landscape", "SLICE_COORDS",
+           "HESSIAN_NETS", "HESSIAN_EXAMPLES", "LANCZOS_STEPS", "hessian_row"]
+
+RACE_VARIANTS: dict[str, dict] = {
+    "BN + ReLU": dict(norm="batch", activation="relu"),
+    "no norm + ReLU": dict(norm="none", activation="relu"),
+    "BN + sigmoid": dict(norm="batch", activation="sigmoid"),
+}
+
+
+# -- training: the race, the degradation table, the landscape ------------------------------------
+@dataclass
+class Race:
+    """Plain and residual CNNs trained side by side: ``runs`` (a Run a variant, each with its trained net)."""
+
+    depth: int
+    variant: str
+    runs: dict[str, Run]
+    seed: int = 0
+    width: int = 8
+
+    @property
+    def models(self) -> dict[str, ResidualNet]:
+        return {k: r.net for k, r in self.runs.items()}
+
+    def config(self, key: str) -> ModelConfig:
+        """The model configuration of ``"plain"`` or ``"residual"``."""
+        return DEGRADATION_MODEL.with_(depth=self.depth, width=self.width, residual=key == "residual",
+                                   **RACE_VARIANTS[self.variant])
+
+    def weight_growth(self, key: str) -> np.ndarray:
+        """``||W_trained|| / ||W_init||`` for each main-path weight layer (stem ... head) of ``key``.
+
+        Behind a BatchNorm a layer's output does not depend on the scale of its weights, and its gradient
+        shrinks like ``1 / ||W||``: a layer whose weights grew has, in effect, a smaller learning rate."""
+        init = build_model(self.config(key), seed=self.seed)
+        return np.array([w1.weight.norm().item() / w0.weight.norm().item()
+                         for (_, w0), (_, w1) in zip(init.main_layers(), self.models[key].main_layers())])
+
+
+def _check_race(depth: int, variant: str, epochs: int, lr: float) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth not in CNN_DEPTHS:
+        raise ValueError(f"depth must be 6n+2 between 8 and 110 (8, 14, 20, ..., 56, ..., 110), got {depth!r}")
+    if variant not in RACE_VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(RACE_VARIANTS)}; got {variant!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 30:
+        raise ValueError(f"epochs must be an integer between 1 and 30, got {epochs!r}")
+    if not 1e-4 <= lr <= 1.0:
+        raise ValueError(f"lr must be between 0.0001 and 1, got {lr}")
+
+
+def training_race(depth: int = 56, variant: str = "BN + ReLU", epochs: int = 6, seed: int = 0, lr: float = 0.1,
+                  width: int = 8, record_grads_every: int = 1, progress: Progress | None = None) -> Race:
+    """Train the plain and residual CNN of one depth side by side on the digits (SGD, warm-up, cosine),
+    recording every layer's gradient norm every ``record_grads_every`` steps (the step x layer heat map).
+
+    ``progress(fraction, text, histories)`` is called after each pair of steps; returning ``False`` stops both.
+    """
+    _check_race(depth, variant, epochs, lr)
+    model = DEGRADATION_MODEL.with_(width=width, **RACE_VARIANTS[variant])
+    train = DEFAULT_TRAIN.with_(epochs=epochs, lr=float(lr), record_grads_every=record_grads_every)
+    runs = race(depth, seed=seed, model=model, train=train, progress=progress)
+    return Race(depth, variant, runs, seed=seed, width=width)
+
+
+def grad_ratio(history, rows: slice = slice(None)) -> float:
+    """Geometric mean over the recorded steps ``rows`` of the first/last layer gradient ratio during training."""
+    g = np.asarray(history.grad_norms, dtype=np.float64)[rows]          # (records, layers)
+    if g.size == 0:
+        raise ValueError("no gradients recorded: train with record_grads_every > 0")
+    return float(np.exp(np.mean(np.log(g[:, 0] / g[:, -1]))))
+
+
+@dataclass
+class Landscape:
+    """Loss on the grid ``coords x coords`` around trained weights (row: second direction)."""
+
+    label: str
+    coords: np.ndarray
+    surface: np.ndarray
+
+    @property
+    def center(self) -> float:
+        i = int(np.argmin(np.abs(self.coords)))
+        return float(self.surface[i, i])
+
+
+def landscape(model: ResidualNet, label: str, coords: Iterable[float] | None = None, n_examples: int = 512,
+              seed: int = 0, progress: Progress | None = None) -> Landscape:
+    """A filter-normalized 2-D slice of the training loss around ``model``'s weights (eval mode)."""
+    coords = np.linspace(-1.0, 1.0, 17) if coords is None else np.asarray(list(coords), dtype=np.float64)
+    ds = load_digits()
+    X, y = ds.X_train[:n_examples], ds.y_train[:n_examples]
+    if model.cfg.arch == "mlp":
+        X = X.flatten(1)
+    X = X.to(next(model.parameters()).device)
+    return Landscape(label, coords, loss_surface(model, X, y.to(X.device), coords, seed=seed, progress=progress))
+
+
+# -- curvature at the trained weights (Li et al. 2018) ------------------------------------------------
+HESSIAN_NETS = ((20, False), (20, True), (56, True))
+HESSIAN_EXAMPLES = 512
+LANCZOS_STEPS = 50
+SLICE_COORDS = tuple(float(c) for c in np.linspace(-1.0, 1.0, 15))
+
+
+def hessian_row(depth: int, residual: bool, seed: int = 0, n_examples: int = HESSIAN_EXAMPLES,
+                steps: int = LANCZOS_STEPS, slice_seed: int | None = None) -> dict:
+    """Train one CNN with the chapter's budget (:func:`~skipnet.experiments.degradation.train_one`), then measure
+    the Hessian of its training loss on the first ``n_examples`` training digits (eval mode, weights with more
+    than one dimension: Li et al.'s setting) by Lanczos on Hessian-vector products. With ``slice_seed``, also the
+    filter-normalized 2-D slice of the loss (:func:`landscape`, 15 x 15 points on 256 digits)."""
+    from skipnet.experiments.degradation import train_one
+    run = train_one(depth, residual, seed)
+    net = run.net.eval().to(memory_format=torch.contiguous_format)
+    ds = load_digits()
+    t0 = time.process_time()
+    c = hessian_extremes(net, ds.X_train[:n_examples], ds.y_train[:n_examples], steps=steps, seed=seed)
+    row = {"depth": depth, "residual": residual, "seed": seed, "status": run.status, "train_loss": run.train_loss,
+           "train_acc": run.train_acc, "n_params": c.n_params, "lam_max": c.lam_max, "lam_min": c.lam_min,
+           "ratio": c.ratio, "err_max": c.err_max, "err_min": c.err_min, "lanczos_steps": steps,
+           "cpu_hessian": round(time.process_time() - t0, 1), "seconds_train": round(run.seconds, 1)}
+    if slice_seed is not None:
+        land = landscape(net, run.label, coords=SLICE_COORDS, n_examples=256, seed=slice_seed)
+        row["slice"] = {"coords": list(SLICE_COORDS), "surface": np.round(land.surface, 5).tolist()}
+    return row

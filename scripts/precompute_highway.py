@@ -105,7 +105,8 @@ def _rows_intervention(args, start, log):
 
 
 def _rows_hessian(args, start, log):
-    sweep = start({"function": "skipnet.experiments.highway_trained.hessian_row", "nets": hwt.HESSIAN_NETS, "seeds": args.seeds,
+    sweep = start({"function": "skipnet.experiments.highway_trained.hessian_row", "nets": hwt.HESSIAN_NETS,
+                   "seeds": args.seeds,
                    "n_examples": hwt.HESSIAN_EXAMPLES, "lanczos_steps": hwt.LANCZOS_STEPS,
                    "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict(),
                    "slice": "filter-normalized slice, first seed only"})

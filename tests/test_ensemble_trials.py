@@ -24,7 +24,7 @@ from skipnet.probes.lesions import (LesionEvaluator, block_signature, kendall_di
 from skipnet.probes.path_spectrum import bn_train_copy, exact_path_spectrum, gains_prediction, mean_of
 from skipnet.probes.paths import PathGraph, enumerate_paths
 from skipnet.probes.replace import Replacer, derangement, refinement_cosines
-from skipnet.runtime import eval_mode
+from skipnet.runtime import eval_mode, generator
 
 SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths
 
@@ -102,6 +102,28 @@ def test_gains_prediction_is_the_product_expansion():
         direct[sum(path)] += math.prod(g for g, b in zip(r, path) if b)
     assert np.allclose(gains_prediction(r), direct / direct.sum())
     assert mean_of(gains_prediction(r)) == pytest.approx(sum(g / (1 + g) for g in r))
+
+
+def test_spectrum_study_is_the_exact_spectrum_on_the_batch_of_veits_estimate(digits):
+    """spectrum_study (ensemble_spectra.json) on a small net: the exact spectrum of ``seed``'s random training batch,
+    as running statistics, batch statistics and, for a fresh net, statistics calibrated on the training set (the
+    model itself untouched); and that batch is the one path_study samples (its one path of length 0 and its one path
+    of length n have the exact spectrum's norms)."""
+    net = _trained_small(digits, seed=1)
+    idx = torch.randperm(len(digits.X_train), generator=generator(5))[:T.SPECTRUM_BATCH]
+    X, y = digits.X_train[idx], digits.y_train[idx]
+    s = T.spectrum_study(net, digits, seed=5, label="residual-14")
+    assert s.label == "residual-14" and s.as_dict() == {**exact_path_spectrum(net, X, y).as_dict(), "label": "residual-14"}
+    assert T.spectrum_study(net, digits, 5, bn="batch").as_dict() == exact_path_spectrum(net, X, y, bn="batch").as_dict()
+    veit = E.path_study(net, digits, n_samples=1, seed=5)
+    assert veit.magnitude[0] == pytest.approx(s.norms[0], rel=1e-5) and veit.magnitude[6] == pytest.approx(s.norms[6], rel=1e-5)
+    assert T.spectrum_study(net, digits, 6).norms[0] != pytest.approx(s.norms[0], rel=1e-3)     # another seed, another batch
+    fresh = build_model(**SMALL, seed=0)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    cal = T.spectrum_study(fresh, digits, 5, calibrate=True)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items())
+    assert cal.as_dict() == exact_path_spectrum(recalibrated(fresh, digits.X_train)[0], X, y).as_dict()
+    assert abs(cal.mean_length - T.spectrum_study(fresh, digits, 5).mean_length) > 0.1     # calibration changes it
 
 
 # -- BN recalibration -------------------------------------------------------------------------------------------
@@ -194,6 +216,29 @@ def test_replacement_by_nothing_is_deletion_and_by_its_own_output_is_the_intact_
     assert all(0 not in s for s in kept["sets"][0])
     with pytest.raises(ValueError, match="m must be between 1 and 5"):
         rep.sweep([6], exclude=(0,))
+
+
+def test_noise_study_and_refinement_study_on_the_test_images(digits):
+    """noise_study and refinement_study (ensemble_noise.json) on a small trained net: m beyond the blocks that may be
+    replaced is dropped, block 1 is never replaced with ``exclude_first``, "delete" is the lesion evaluator's accuracy
+    on the very sets reported, on the TEST images (so is "intact"); the variants differ; the sets are seeded; the
+    cosines are refinement_cosines on the test images."""
+    net = _trained_small(digits, seed=3)
+    X, y = digits.X_test, digits.y_test
+    ev = LesionEvaluator(net, X, y)
+    out = T.noise_study(net, digits, [1, 2, 5, 6], n_sets=4, seed=2, exclude_first=True)
+    assert out["intact"] == ev.intact and out["ms"] == [1, 2, 5]                  # 5 blocks besides block 1
+    assert [len(sets) for sets in out["sets"]] == [4, 4, 1]
+    for m, sets, delete in zip(out["ms"], out["sets"], out["delete"]):
+        assert all(len(x) == m and 0 not in x for x in sets), m
+        assert delete == [ev.accuracy(x) for x in sets], m
+    assert out["other image"] != out["delete"] and out["noise"] != out["delete"]
+    every = T.noise_study(net, digits, [5], n_sets=6, seed=2)
+    assert any(0 in x for x in every["sets"][0]) and every["delete"][0] == [ev.accuracy(x) for x in every["sets"][0]]
+    assert T.noise_study(net, digits, [1, 2, 5, 6], n_sets=4, seed=2, exclude_first=True) == out
+    assert T.noise_study(net, digits, [1, 2, 5, 6], n_sets=4, seed=3, exclude_first=True)["sets"] != out["sets"]
+    assert T.refinement_study(net, digits) == refinement_cosines(net, X, y).tolist()
+    assert T.refinement_study(net, digits) != refinement_cosines(net, digits.X_train, digits.y_train).tolist()
 
 
 def test_derangements_move_every_image():
@@ -356,6 +401,25 @@ def test_ensemble_deletion_averages_logits_over_every_subset():
     assert out["deleted"] == [0, 1, 2] and out["mean"][0] == pytest.approx(1.0)
 
 
+def test_a_real_ensemble_of_tiny_trained_nets(digits):
+    """A slice of the members sweep (ensemble_members.json): three tiny residual-8 nets trained by train_net, as the
+    precompute script does, then ensemble_deletion on the test images: each member's accuracy is its own run's, and
+    each point of the curve is the mean, lowest and highest accuracy of the logits averaged over the surviving
+    members (by hand, over every subset)."""
+    tiny, short = E.DEFAULT_MODEL.with_(width=4), E.DEFAULT_TRAIN.with_(steps=8, eval_every=0)
+    runs = [E.train_net(8, True, seed=s, model=tiny, train=short, data=digits) for s in (0, 1, 2)]
+    X, y = digits.X_test, digits.y_test
+    out = T.ensemble_deletion([r.net for r in runs], X, y)
+    assert out["members"] == pytest.approx([r.test_acc for r in runs], abs=1e-6)
+    with torch.no_grad():
+        logits = [r.net(X) for r in runs]
+    for m in range(3):
+        accs = [(torch.stack([logits[i] for i in keep]).mean(0).argmax(-1) == y).float().mean().item()
+                for keep in itertools.combinations(range(3), 3 - m)]
+        assert out["mean"][m] == pytest.approx(np.mean(accs), abs=1e-6)
+        assert out["lo"][m] == pytest.approx(min(accs), abs=1e-6) and out["hi"][m] == pytest.approx(max(accs), abs=1e-6)
+
+
 def test_paired_statistics_against_scipy():
     a, b = [0.9, 0.8, 0.85, 0.95, 0.7], [0.88, 0.81, 0.8, 0.9, 0.69]
     p = T.paired(a, b)
@@ -374,6 +438,60 @@ def test_interpolated_gap_between_the_evaluations_around_the_crossing():
     assert T.interpolated_gap(evals, mid) == pytest.approx((0.2 + 0.4) / 2)
     assert T.interpolated_gap(evals, 0.001) is None
     assert T.interpolated_gap(evals, 5.0) == pytest.approx(0.2)                 # already below at the first
+
+
+def _drawn(ax):
+    """Every line of ``ax`` by its label: (x, y) as float arrays."""
+    return {line.get_label(): (np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float))
+            for line in ax.lines}
+
+
+def _band_holds(collection, x, lo, hi):
+    """The filled band's outline passes through (x, lo) and (x, hi) at every x."""
+    verts = {(round(float(a), 9), round(float(b), 9)) for a, b in collection.get_paths()[0].vertices}
+    return all((round(float(a), 9), round(float(b), 9)) in verts for a, b in [*zip(x, lo), *zip(x, hi)])
+
+
+def test_the_trial_figures_the_text_reads_draw_the_studys_numbers(digits):
+    """The figures whose curves the chapter interprets (branch replacement, recalibrated lesions, the exact spectrum)
+    drawn from real studies of a small net: each plotted series is the study's numbers, at the study's x, under its
+    own label (a figure that drew lo for the mean, or swapped stale and recalibrated, fails)."""
+    import matplotlib.pyplot as plt
+    net = _trained_small(digits, seed=3)
+    out = T.noise_study(net, digits, [1, 2, 5], n_sets=3, seed=0, exclude_first=True)
+    curves = {v: (out["ms"], [np.mean(a) for a in out[v]], [min(a) for a in out[v]], [max(a) for a in out[v]])
+              for v in ("delete", "other image", "noise", "channel mean")}
+    ax = PT.plot_replacement(curves)
+    lines = _drawn(ax)
+    for j, (v, (ms, mean, lo, hi)) in enumerate(curves.items()):
+        assert np.array_equal(lines[v][0], ms) and np.array_equal(lines[v][1], mean), v
+        assert _band_holds(ax.collections[j], ms, lo, hi), v
+    r = T.recal_study(net, digits, "residual-14", ks=(2, 4), n_samples=2, seed=0)
+    lines = _drawn(PT.plot_recal_single({"residual-14": (r.single, r.single_recal, r.intact)}))
+    x = np.arange(1, 7) / 6
+    assert np.array_equal(lines["residual-14, as tested"][0], x)
+    assert np.array_equal(lines["residual-14, as tested"][1], r.single)
+    assert np.array_equal(lines["residual-14, BN recalibrated"][1], r.single_recal)
+    ks = [0] + r.ks
+    stale = [r.intact] + [np.mean(a) for a in r.k_stale]
+    recal = [r.intact_recal] + [np.mean(a) for a in r.k_recal]
+    lines = _drawn(PT.plot_recal_curves({"residual-14": (ks, stale, recal)}))
+    assert np.array_equal(lines["residual-14, as tested"][0], ks)
+    assert np.array_equal(lines["residual-14, as tested"][1], stale)
+    assert np.array_equal(lines["residual-14, BN recalibrated"][1], recal)
+    sp = T.spectrum_study(net, digits, seed=0)
+    veit = E.path_study(net, digits, n_samples=2, seed=0)
+    prediction = gains_prediction(sp.gains)
+    ax = PT.plot_spectrum(sp.shares, veit.weights, prediction)
+    assert [b.get_height() for b in ax.patches] == pytest.approx(sp.shares, abs=1e-12)
+    assert [b.get_x() + b.get_width() / 2 for b in ax.patches] == pytest.approx(range(7))
+    by_start = {label.split(",")[0]: xy for label, xy in _drawn(ax).items()}
+    assert np.allclose(by_start["Veit's sampled estimate"][1], veit.weights, rtol=0, atol=1e-12)
+    assert np.allclose(by_start["from per-block gains"][1], prediction, rtol=0, atol=1e-12)
+    legend = {t.get_text().split(",")[0]: t.get_text() for t in ax.get_legend().get_texts()}
+    assert legend["exact (dynamic programme)"].endswith(f"mean {sp.mean_length:.1f}")
+    assert legend["Veit's sampled estimate"].endswith(f"mean {veit.mean_length:.1f}")
+    plt.close("all")
 
 
 def test_trial_figures_draw():

@@ -113,11 +113,13 @@ def test_spectrum_study_is_the_exact_spectrum_on_the_batch_of_veits_estimate(dig
     idx = torch.randperm(len(digits.X_train), generator=generator(5))[:T.SPECTRUM_BATCH]
     X, y = digits.X_train[idx], digits.y_train[idx]
     s = T.spectrum_study(net, digits, seed=5, label="residual-14")
-    assert s.label == "residual-14" and s.as_dict() == {**exact_path_spectrum(net, X, y).as_dict(), "label": "residual-14"}
-    assert T.spectrum_study(net, digits, 5, bn="batch").as_dict() == exact_path_spectrum(net, X, y, bn="batch").as_dict()
+    assert s.as_dict() == {**exact_path_spectrum(net, X, y).as_dict(), "label": "residual-14"}
+    batch = T.spectrum_study(net, digits, 5, bn="batch")
+    assert batch.as_dict() == exact_path_spectrum(net, X, y, bn="batch").as_dict()
     veit = E.path_study(net, digits, n_samples=1, seed=5)
-    assert veit.magnitude[0] == pytest.approx(s.norms[0], rel=1e-5) and veit.magnitude[6] == pytest.approx(s.norms[6], rel=1e-5)
-    assert T.spectrum_study(net, digits, 6).norms[0] != pytest.approx(s.norms[0], rel=1e-3)     # another seed, another batch
+    assert veit.magnitude[0] == pytest.approx(s.norms[0], rel=1e-5)           # the all-skip path
+    assert veit.magnitude[6] == pytest.approx(s.norms[6], rel=1e-5)           # the all-branch path
+    assert T.spectrum_study(net, digits, 6).norms[0] != pytest.approx(s.norms[0], rel=1e-3)   # another seed's batch
     fresh = build_model(**SMALL, seed=0)
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     cal = T.spectrum_study(fresh, digits, 5, calibrate=True)

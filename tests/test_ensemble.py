@@ -25,6 +25,7 @@ from skipnet.probes.paths import (PathGraph, binomial_length_counts, effective_m
                                   enumerated_length_counts, gradient_by_length, gradient_window,
                                   path_gradient_magnitudes, path_share)
 from skipnet.history import History
+from skipnet.probes.streams import linear_probe_accuracies, ridge_probe_accuracy
 from skipnet.runtime import eval_mode
 from skipnet.store import load_result
 
@@ -356,6 +357,34 @@ def test_gap_at_losses_picks_the_first_evaluation_below_each_level():
     assert summary["train_loss"]["lo"] == 0.05 and summary["train_loss"]["hi"] == 0.3
 
 
+def test_the_gap_sweep_on_tiny_nets_records_evaluations_and_summarizes_them(digits):
+    """A slice of the precompute script's gaps part (ensemble_gaps.json): train_net with the chapter's evaluations
+    every 5 steps records the training and test loss and accuracy at steps 5, 10, 12, the last one those of the
+    trained net (evaluated here by hand, one pass over each set), and gap_summary over the records is their mean,
+    lowest and highest, with the gap at matched loss found by gap_at_losses."""
+    tiny = E.ENSEMBLE_MODEL.with_(width=4)
+    records = []
+    for seed in (0, 1):
+        run = E.train_net(8, True, seed=seed, model=tiny, train=E.DEFAULT_TRAIN.with_(steps=12), data=digits)
+        assert [e["step"] for e in run.history.evals] == [5, 10, 12] and run.train.eval_every == 5
+        last = run.history.evals[-1]
+        with torch.no_grad(), eval_mode(run.net):
+            for split, X, y in (("train", digits.X_train, digits.y_train), ("test", digits.X_test, digits.y_test)):
+                logits = run.net(X)
+                assert last[f"{split}_loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-4), split
+                assert last[f"{split}_acc"] == pytest.approx((logits.argmax(-1) == y).float().mean().item(), abs=1e-6)
+        records.append({"seed": seed, "evals": run.history.evals})
+    level = max(e["train_loss"] for r in records for e in r["evals"])     # reached at the first evaluation
+    summary = E.gap_summary(records, levels=(level, 1e-6))
+    gaps = [r["evals"][-1]["test_loss"] - r["evals"][-1]["train_loss"] for r in records]
+    assert summary["loss_gap"] == pytest.approx({"mean": np.mean(gaps), "lo": min(gaps), "hi": max(gaps)})
+    accs = [r["evals"][-1]["test_acc"] for r in records]
+    assert summary["test_acc"] == pytest.approx({"mean": np.mean(accs), "lo": min(accs), "hi": max(accs)})
+    first = [r["evals"][0]["test_loss"] - r["evals"][0]["train_loss"] for r in records]
+    assert summary["at_loss"][level]["loss_gap"]["mean"] == pytest.approx(np.mean(first))
+    assert summary["at_loss"][1e-6] is None                                   # never reached in 12 steps
+
+
 def test_deletion_curve_means_over_seeds():
     a = E.LesionStudy("x", 0.9, [0.8, 0.7], [0, 1, 2], [[0.9], [0.8, 0.6], [0.1]])
     b = E.LesionStudy("x", 0.9, [0.8, 0.7], [0, 1, 2], [[0.9], [0.6, 0.6], [0.3]])
@@ -365,8 +394,102 @@ def test_deletion_curve_means_over_seeds():
     assert a.share_within(0.15) == 0.5 and a.median_single == pytest.approx(0.75)
 
 
-# -- the stored sweep: checks of the stored DATA (a code regression cannot fail these; the live re-runs of
-#    the chapter's nets are in test_ensemble_claims.py and test_ensemble_widgets.py, inside the seed band) ------
+# -- what the stream carries: ridge probes and branch sizes, against numpy and scikit-learn ----------------------
+def _ridge_reference(Z_train, y_train, Z_test, y_test, n_classes, ridge):
+    """The probe written out independently: features standardized with the training mean and the (ddof = 1)
+    standard deviation, a constant column, one-hot targets, and scikit-learn's ridge regression without its own
+    intercept, the penalty ``ridge`` x N on every weight (bias included)."""
+    from sklearn.linear_model import Ridge
+    Z_train, Z_test = np.asarray(Z_train, dtype=np.float64), np.asarray(Z_test, dtype=np.float64)
+    mu, sd = Z_train.mean(0), np.maximum(Z_train.std(0, ddof=1), 1e-6)
+    A = np.hstack([(Z_train - mu) / sd, np.ones((len(Z_train), 1))])
+    B = np.hstack([(Z_test - mu) / sd, np.ones((len(Z_test), 1))])
+    T = np.eye(n_classes)[np.asarray(y_train)]
+    model = Ridge(alpha=ridge * len(A), fit_intercept=False, solver="cholesky").fit(A, T)
+    return float(np.mean(model.predict(B).argmax(1) == np.asarray(y_test)))
+
+
+def test_ridge_probe_against_scikit_learn_where_the_penalty_matters():
+    """30 noisy features for 40 training points: the penalty decides the fit. The probe equals the reference for
+    each penalty, and the reference with the penalty not scaled by N (ridge alone) gives other accuracies, so a
+    probe that dropped the factor N would fail."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 30))
+    def draw(n):
+        y = rng.integers(0, 4, size=n)
+        return torch.tensor(centers[y] * 0.3 + rng.normal(size=(n, 30)), dtype=torch.float32), torch.tensor(y)
+    (Ztr, ytr), (Zte, yte) = draw(40), draw(2000)
+    unscaled_differs = []
+    for ridge in (1e-3, 1e-2, 0.1, 1.0):
+        got = ridge_probe_accuracy(Ztr, ytr, Zte, yte, 4, ridge=ridge)
+        assert got == pytest.approx(_ridge_reference(Ztr, ytr, Zte, yte, 4, ridge), abs=1e-9), ridge
+        unscaled_differs.append(abs(got - _ridge_reference(Ztr, ytr, Zte, yte, 4, ridge / len(Ztr))) > 0.01)
+    assert sum(unscaled_differs) >= 2, unscaled_differs
+    assert ridge_probe_accuracy(Ztr, ytr, Zte, yte, 4) == pytest.approx(
+        _ridge_reference(Ztr, ytr, Zte, yte, 4, 1e-2), abs=1e-9)             # the default penalty is 1e-2
+
+
+def _stream_by_hand(net, X):
+    """The pooled stream after the stem and after each block, and each block's ||branch|| / ||shortcut||, from the
+    blocks' parts in a loop of its own (eval mode)."""
+    with torch.no_grad(), eval_mode(net):
+        h, reps, ratios = net.embed(X), [], []
+        reps.append(h.mean((2, 3)))
+        for block in net.blocks:
+            ratios.append((block.branch(h).norm() / block.shortcut(h).norm()).item())
+            h = block(h)
+            reps.append(h.mean((2, 3)))
+    return reps, ratios
+
+
+def _pca_by_hand(Z_train, Z_test, dims):
+    Z_train, Z_test = Z_train.double().numpy(), Z_test.double().numpy()
+    mu = Z_train.mean(0)
+    _, _, Vt = np.linalg.svd(Z_train - mu, full_matrices=False)
+    return (Z_train - mu) @ Vt[:dims].T, (Z_test - mu) @ Vt[:dims].T
+
+
+@pytest.fixture(scope="module")
+def stream_net(digits):
+    """A residual-14 of the chapter's width (8: the fixed-size probe needs 8 channels in every stage), 40 steps."""
+    return E.train_net(14, True, seed=0, train=E.DEFAULT_TRAIN.with_(steps=40, eval_every=0), data=digits).net
+
+
+def test_stream_study_against_probes_written_out(stream_net, digits):
+    """stream_study (the precompute script's ensemble_streams.json) on a small trained net: the probe on the pooled
+    stream and on its 8 leading principal components, and the branch / shortcut sizes, each against the
+    reference above on representations computed by hand. With the penalty not scaled by N the reference differs
+    (checked), so the experiment's probe is tied to the penalty it claims."""
+    net = stream_net
+    s = E.stream_study(net, digits, "residual-14")
+    tr, _ = _stream_by_hand(net, digits.X_train)
+    te, ratios = _stream_by_hand(net, digits.X_test)                      # branch sizes: on the test images
+    ytr, yte = digits.y_train, digits.y_test
+    assert s.label == "residual-14" and len(s.probe_acc) == len(s.probe_fixed) == 7 and len(s.ratio) == 6
+    assert np.allclose(s.ratio, ratios, rtol=1e-5)
+    one_image = 1.5 / len(yte)                  # two solvers may split a near-tie differently: one image of slack
+    ref = [_ridge_reference(a, ytr, b, yte, 10, 1e-2) for a, b in zip(tr, te)]
+    assert np.allclose(s.probe_acc, ref, atol=one_image), (s.probe_acc, ref)
+    pcs = [_pca_by_hand(a, b, E.PROBE_DIMS) for a, b in zip(tr, te)]
+    fixed = [_ridge_reference(a, ytr, b, yte, 10, 1e-2) for a, b in pcs]
+    assert np.allclose(s.probe_fixed, fixed, atol=one_image), (s.probe_fixed, fixed)
+    weak = [_ridge_reference(a, ytr, b, yte, 10, 1e-2 / len(ytr)) for a, b in zip(tr, te)]
+    assert np.abs(np.subtract(weak, ref)).max() >= 2 / len(yte), (weak, ref)    # the penalty shows on these data
+    assert np.all(np.asarray(s.probe_acc) > 0.1) and s.probe_acc[-1] > s.probe_acc[0]
+    plain = E.stream_study(build_model(arch="cnn", depth=14, width=8, residual=False, seed=0), digits)
+    assert plain.ratio == [] and len(plain.probe_acc) == 7
+
+
+def test_linear_probes_validate_the_number_of_dimensions(stream_net, digits):
+    X, y = digits.X_test[:50], digits.y_test[:50]
+    with pytest.raises(ValueError, match="dims"):
+        linear_probe_accuracies(stream_net, X, y, X, y, dims=9)                  # stage 1 has 8 channels
+
+
+# -- the stored sweep: checks of the stored DATA, marked ``data`` (a code regression cannot fail these; the code that
+#    produced them is re-run on tiny configs by the fast tests above, and the live re-runs of the chapter's nets are in
+#    test_ensemble_claims.py and test_ensemble_widgets.py, against the stored seeds' band) ------------------------------
+@pytest.mark.data
 def test_stored_sweeps_hold_their_command_config_and_several_seeds():
     for name in ("lesions", "paths", "streams", "gaps"):
         rec = load_result(DATA / f"ensemble_{name}.json")
@@ -386,6 +509,7 @@ def _stored(name):
     return load_result(DATA / f"ensemble_{name}.json")["data"]
 
 
+@pytest.mark.data
 def test_stored_path_studies_are_consistent_with_the_code_that_reads_them():
     """The stored weights and mean lengths are what the package computes from the stored magnitudes."""
     for label, runs in _stored("paths").items():
@@ -397,6 +521,7 @@ def test_stored_path_studies_are_consistent_with_the_code_that_reads_them():
             assert all(lo <= m <= hi for m, (lo, hi) in zip(s.magnitude, s.magnitude_spread)), label
 
 
+@pytest.mark.data
 def test_stored_lesions_support_the_chapter():
     L = {k: [E.LesionStudy(**{f: v for f, v in r.items() if f != "seed"}) for r in runs]
          for k, runs in _stored("lesions").items()}
@@ -409,12 +534,14 @@ def test_stored_lesions_support_the_chapter():
     assert np.mean([s.single[0] for s in L["residual-20"]]) == min(np.mean([s.single for s in L["residual-20"]], 0))
 
 
+@pytest.mark.data
 def test_stored_paths_are_short_for_residual_56_and_less_so_for_residual_20():
     P = _stored("paths")
     assert all(r["mean_length"] < 0.6 * r["n"] / 2 for r in P["residual-56"])
     assert all(0.7 * r["n"] / 2 < r["mean_length"] < r["n"] / 2 for r in P["residual-20"])
 
 
+@pytest.mark.data
 def test_stored_stochastic_depth_shortens_paths_but_not_consistently_the_lesion_curve():
     P, L = _stored("paths"), _stored("lesions")
     sd = {r["seed"]: r for r in P["residual-56 (drop 0.5)"]}
@@ -429,6 +556,7 @@ def test_stored_stochastic_depth_shortens_paths_but_not_consistently_the_lesion_
         assert np.mean(r["single"][:3]) < np.mean(r["single"][13:]) - 0.05   # the first blocks stay the weak point
 
 
+@pytest.mark.data
 def test_stored_streams_branches_are_small_and_the_stream_gets_more_readable():
     S = _stored("streams")
     for r in S["residual-56"]:
@@ -441,6 +569,34 @@ def test_stored_streams_branches_are_small_and_the_stream_gets_more_readable():
 
 
 # -- figures ------------------------------------------------------------------------------------------------
+def test_lesion_figures_draw_the_studys_numbers(digits):
+    """The single-deletion and k-deletion figures the chapter reads, drawn from real lesion studies of two small
+    nets over two seeds: each net's line is its single-deletion accuracies at blocks 1..n, its dotted line the intact
+    accuracy; each curve is the mean over seeds at its k, the band the lowest and highest seed."""
+    small, short = E.ENSEMBLE_MODEL.with_(width=4), E.DEFAULT_TRAIN.with_(steps=20, eval_every=0)
+    studies = {}
+    for residual in (True, False):
+        for seed in (0, 1):
+            run = E.train_net(14, residual, seed=seed, model=small, train=short, data=digits)
+            studies.setdefault(run.label, []).append(E.lesion_study(run.net, digits, run.label, ks=[0, 1, 3, 6],
+                                                                    n_samples=3, seed=seed))
+    first = {label: ss[0] for label, ss in studies.items()}
+    ax = P.plot_single_deletions(first)
+    for label, s in first.items():
+        line = next(l for l in ax.lines if l.get_label() == label)
+        assert np.array_equal(line.get_xdata(), np.arange(1, 7)) and np.array_equal(line.get_ydata(), s.single)
+        assert any(np.array_equal(l.get_ydata(), [s.intact, s.intact]) for l in ax.lines), label
+    curves = [E.deletion_curve(ss) for ss in studies.values()]
+    ax = P.plot_curves_k(curves)
+    for c, band in zip(curves, ax.collections):
+        assert c.mean == pytest.approx(np.mean([s.k_means for s in studies[c.label]], axis=0).tolist())
+        line = next(l for l in ax.lines if l.get_label() == c.label)
+        assert np.array_equal(line.get_xdata(), c.ks) and np.array_equal(line.get_ydata(), c.mean)
+        verts = {(round(float(a), 9), round(float(b), 9)) for a, b in band.get_paths()[0].vertices}
+        assert all((round(float(k), 9), round(float(v), 9)) in verts for k, v in [*zip(c.ks, c.lo), *zip(c.ks, c.hi)])
+    plt.close("all")
+
+
 def test_figures_draw_from_studies_and_stored_dicts():
     study = E.LesionStudy("residual-20", 0.97, [0.5, 0.9, 0.95], [0, 1, 2, 3], [[0.97], [0.9, 0.8], [0.5], [0.2]],
                           [0, 1], [[0.97], [0.9]])

@@ -1,8 +1,9 @@
 """The stored sweeps of *An ensemble of relatively shallow paths* support the sentences the chapter draws from them.
 
 Each test reads book/data/ensemble_*.json (a missing file fails) and checks a claim of the chapter over every stored
-seed, with margins taken from the data: if a regenerated sweep stops supporting a sentence, a test here fails. The
-code that computes these numbers is tested against independent references in test_ensemble_trials.py.
+seed, with margins taken from the data: if a regenerated sweep stops supporting a sentence, a test here fails. No
+code change can fail them (they are marked ``data``): the code that computes these numbers is tested against
+independent references, and re-run on tiny configs, in test_ensemble.py and test_ensemble_trials.py.
 """
 import json
 from pathlib import Path
@@ -18,6 +19,8 @@ from skipnet.store import load_result
 
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
 TRIALS = ("spectra", "recal", "noise", "short", "members")
+
+pytestmark = pytest.mark.data             # checks of book/data only: the code is tested in test_ensemble*.py
 
 
 def _stored(name):

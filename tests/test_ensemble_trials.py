@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import stats
 
+from skipnet.data import Dataset
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
 from skipnet.models import build_model
@@ -23,7 +24,7 @@ from skipnet.probes.lesions import (LesionEvaluator, block_signature, kendall_di
 from skipnet.probes.path_spectrum import bn_train_copy, exact_path_spectrum, gains_prediction, mean_of
 from skipnet.probes.paths import PathGraph, enumerate_paths
 from skipnet.probes.replace import Replacer, derangement, refinement_cosines
-from skipnet.runtime import eval_mode
+from skipnet.runtime import eval_mode, generator
 
 SMALL = dict(arch="cnn", depth=14, width=4)          # 6 blocks: 64 paths
 
@@ -103,7 +104,40 @@ def test_gains_prediction_is_the_product_expansion():
     assert mean_of(gains_prediction(r)) == pytest.approx(sum(g / (1 + g) for g in r))
 
 
+def test_spectrum_study_is_the_exact_spectrum_on_the_batch_of_veits_estimate(digits):
+    """spectrum_study (ensemble_spectra.json) on a small net: the exact spectrum of ``seed``'s random training batch,
+    as running statistics, batch statistics and, for a fresh net, statistics calibrated on the training set (the
+    model itself untouched); and that batch is the one path_study samples (its one path of length 0 and its one path
+    of length n have the exact spectrum's norms)."""
+    net = _trained_small(digits, seed=1)
+    idx = torch.randperm(len(digits.X_train), generator=generator(5))[:T.SPECTRUM_BATCH]
+    X, y = digits.X_train[idx], digits.y_train[idx]
+    s = T.spectrum_study(net, digits, seed=5, label="residual-14")
+    assert s.as_dict() == {**exact_path_spectrum(net, X, y).as_dict(), "label": "residual-14"}
+    batch = T.spectrum_study(net, digits, 5, bn="batch")
+    assert batch.as_dict() == exact_path_spectrum(net, X, y, bn="batch").as_dict()
+    veit = E.path_study(net, digits, n_samples=1, seed=5)
+    assert veit.magnitude[0] == pytest.approx(s.norms[0], rel=1e-5)           # the all-skip path
+    assert veit.magnitude[6] == pytest.approx(s.norms[6], rel=1e-5)           # the all-branch path
+    assert T.spectrum_study(net, digits, 6).norms[0] != pytest.approx(s.norms[0], rel=1e-3)   # another seed's batch
+    fresh = build_model(**SMALL, seed=0)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    cal = T.spectrum_study(fresh, digits, 5, calibrate=True)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items())
+    assert cal.as_dict() == exact_path_spectrum(recalibrated(fresh, digits.X_train)[0], X, y).as_dict()
+    assert abs(cal.mean_length - T.spectrum_study(fresh, digits, 5).mean_length) > 0.1     # calibration changes it
+
+
 # -- BN recalibration -------------------------------------------------------------------------------------------
+def _close_on_scale(got, ref, rel=1e-3):
+    """``got`` (float32 running statistics) within ``rel`` of the reference's own scale, the reference computed in
+    float64: float32 accumulation differs from it by about 1e-5 of the scale, calibrating on another stream (the
+    intact one instead of the lesioned one) by about 0.3 of it."""
+    ref = ref.double()
+    err = (got.double() - ref).abs().max().item()
+    return err <= rel * ref.abs().max().item(), (err, ref.abs().max().item())
+
+
 def test_recalibration_recomputes_the_statistics_of_the_lesioned_stream(digits):
     net = _trained_small(digits, seed=2, steps=20)
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -111,14 +145,20 @@ def test_recalibration_recomputes_the_statistics_of_the_lesioned_stream(digits):
     copy, blocks = recalibrated(net, X, deleted=[1])
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())        # the model is untouched
     assert not copy.training
-    # by hand: the stem's BN sees the conv output; the first BN of block 3 sees block 3's input with block 2 gone
+    # by hand, in float64: the stem's BN sees the conv output; the first BN of block 3 sees block 3's input with
+    # block 2 gone (the intact stream's statistics differ by a third of their scale: the check can tell them apart)
     with torch.no_grad():
-        stem_out = net.stem(X)
-        assert torch.allclose(copy.stem_norm.running_mean, stem_out.mean((0, 2, 3)), atol=1e-5)
-        assert torch.allclose(copy.stem_norm.running_var, stem_out.var((0, 2, 3), unbiased=True), rtol=1e-4)
+        stem_out = net.stem(X).double()
+        ok, info = _close_on_scale(copy.stem_norm.running_mean, stem_out.mean((0, 2, 3)))
+        assert ok, info
+        ok, info = _close_on_scale(copy.stem_norm.running_var, stem_out.var((0, 2, 3), unbiased=True))
+        assert ok, info
         h = copy.blocks_forward(copy.embed(X), blocks=blocks)[2]                       # input of block 3
-        conv = copy.blocks[2].branch.weights[0](h)
-        assert torch.allclose(copy.blocks[2].branch.norms[0].running_mean, conv.mean((0, 2, 3)), atol=1e-5)
+        conv = copy.blocks[2].branch.weights[0](h).double()
+        ok, info = _close_on_scale(copy.blocks[2].branch.norms[0].running_mean, conv.mean((0, 2, 3)))
+        assert ok, info
+        ok, info = _close_on_scale(copy.blocks[2].branch.norms[0].running_var, conv.var((0, 2, 3), unbiased=True))
+        assert ok, info
     # the weights are the same; only the statistics moved
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), copy.parameters()))
     acc = recalibrated_accuracy(net, X, digits.X_test, digits.y_test, [1])
@@ -126,6 +166,30 @@ def test_recalibration_recomputes_the_statistics_of_the_lesioned_stream(digits):
         ref = (copy.readout(copy.blocks_forward(copy.embed(digits.X_test), blocks=blocks)[-1]).argmax(-1)
                == digits.y_test).float().mean().item()
     assert acc == ref
+
+
+def test_recal_study_calibrates_on_the_training_images_and_scores_the_test_images(digits):
+    """The experiment the precompute script runs (ensemble_recal.json), on a Dataset whose test images are shifted
+    by a constant: BN statistics calibrated on the scored (shifted) images would absorb the shift, those calibrated
+    on the training images do not, so the two give different accuracies (checked below) and the study must give the
+    second. Every number is recomputed by hand: stale ones by the lesion evaluator, recalibrated ones by
+    :func:`recalibrated_accuracy` on the training images, on the very sets the study reports."""
+    net = _trained_small(digits, seed=2, steps=20)
+    shifted = Dataset(digits.X_train, digits.y_train, digits.X_test + 0.5, digits.y_test, digits.n_classes)
+    X, y, calib = shifted.X_test, shifted.y_test, shifted.X_train
+    s = T.recal_study(net, shifted, "residual-14", ks=(2, 4, 9), n_samples=3, seed=1)
+    assert s.label == "residual-14" and s.ks == [2, 4]                       # k beyond the 6 blocks is dropped
+    assert [len(sets) for sets in s.sets] == [3, 3] and all(len(x) == k for k, sets in zip(s.ks, s.sets) for x in sets)
+    ev = LesionEvaluator(net, X, y)
+    assert s.intact == ev.intact and s.single == [ev.accuracy([i]) for i in range(6)]
+    assert s.k_stale == [[ev.accuracy(x) for x in sets] for sets in s.sets]
+    assert s.intact_recal == recalibrated_accuracy(net, calib, X, y)
+    assert s.single_recal == [recalibrated_accuracy(net, calib, X, y, [i]) for i in range(6)]
+    assert s.k_recal == [[recalibrated_accuracy(net, calib, X, y, x) for x in sets] for sets in s.sets]
+    on_scored = [recalibrated_accuracy(net, X, X, y, [i]) for i in range(6)]
+    assert np.abs(np.subtract(on_scored, s.single_recal)).max() > 0.05          # the shift shows: the check has teeth
+    again = T.recal_study(net, shifted, "residual-14", ks=(2, 4, 9), n_samples=3, seed=1)
+    assert again.as_dict() == s.as_dict()                                       # seeded: the same sets, the same numbers
 
 
 # -- branch replacement and the refinement cosine -------------------------------------------------------------------
@@ -154,6 +218,29 @@ def test_replacement_by_nothing_is_deletion_and_by_its_own_output_is_the_intact_
     assert all(0 not in s for s in kept["sets"][0])
     with pytest.raises(ValueError, match="m must be between 1 and 5"):
         rep.sweep([6], exclude=(0,))
+
+
+def test_noise_study_and_refinement_study_on_the_test_images(digits):
+    """noise_study and refinement_study (ensemble_noise.json) on a small trained net: m beyond the blocks that may be
+    replaced is dropped, block 1 is never replaced with ``exclude_first``, "delete" is the lesion evaluator's accuracy
+    on the very sets reported, on the TEST images (so is "intact"); the variants differ; the sets are seeded; the
+    cosines are refinement_cosines on the test images."""
+    net = _trained_small(digits, seed=3)
+    X, y = digits.X_test, digits.y_test
+    ev = LesionEvaluator(net, X, y)
+    out = T.noise_study(net, digits, [1, 2, 5, 6], n_sets=4, seed=2, exclude_first=True)
+    assert out["intact"] == ev.intact and out["ms"] == [1, 2, 5]                  # 5 blocks besides block 1
+    assert [len(sets) for sets in out["sets"]] == [4, 4, 1]
+    for m, sets, delete in zip(out["ms"], out["sets"], out["delete"]):
+        assert all(len(x) == m and 0 not in x for x in sets), m
+        assert delete == [ev.accuracy(x) for x in sets], m
+    assert out["other image"] != out["delete"] and out["noise"] != out["delete"]
+    every = T.noise_study(net, digits, [5], n_sets=6, seed=2)
+    assert any(0 in x for x in every["sets"][0]) and every["delete"][0] == [ev.accuracy(x) for x in every["sets"][0]]
+    assert T.noise_study(net, digits, [1, 2, 5, 6], n_sets=4, seed=2, exclude_first=True) == out
+    assert T.noise_study(net, digits, [1, 2, 5, 6], n_sets=4, seed=3, exclude_first=True)["sets"] != out["sets"]
+    assert T.refinement_study(net, digits) == refinement_cosines(net, X, y).tolist()
+    assert T.refinement_study(net, digits) != refinement_cosines(net, digits.X_train, digits.y_train).tolist()
 
 
 def test_derangements_move_every_image():
@@ -316,6 +403,25 @@ def test_ensemble_deletion_averages_logits_over_every_subset():
     assert out["deleted"] == [0, 1, 2] and out["mean"][0] == pytest.approx(1.0)
 
 
+def test_a_real_ensemble_of_tiny_trained_nets(digits):
+    """A slice of the members sweep (ensemble_members.json): three tiny residual-8 nets trained by train_net, as the
+    precompute script does, then ensemble_deletion on the test images: each member's accuracy is its own run's, and
+    each point of the curve is the mean, lowest and highest accuracy of the logits averaged over the surviving
+    members (by hand, over every subset)."""
+    tiny, short = E.ENSEMBLE_MODEL.with_(width=4), E.DEFAULT_TRAIN.with_(steps=8, eval_every=0)
+    runs = [E.train_net(8, True, seed=s, model=tiny, train=short, data=digits) for s in (0, 1, 2)]
+    X, y = digits.X_test, digits.y_test
+    out = T.ensemble_deletion([r.net for r in runs], X, y)
+    assert out["members"] == pytest.approx([r.test_acc for r in runs], abs=1e-6)
+    with torch.no_grad():
+        logits = [r.net(X) for r in runs]
+    for m in range(3):
+        accs = [(torch.stack([logits[i] for i in keep]).mean(0).argmax(-1) == y).float().mean().item()
+                for keep in itertools.combinations(range(3), 3 - m)]
+        assert out["mean"][m] == pytest.approx(np.mean(accs), abs=1e-6)
+        assert out["lo"][m] == pytest.approx(min(accs), abs=1e-6) and out["hi"][m] == pytest.approx(max(accs), abs=1e-6)
+
+
 def test_paired_statistics_against_scipy():
     a, b = [0.9, 0.8, 0.85, 0.95, 0.7], [0.88, 0.81, 0.8, 0.9, 0.69]
     p = T.paired(a, b)
@@ -334,6 +440,60 @@ def test_interpolated_gap_between_the_evaluations_around_the_crossing():
     assert T.interpolated_gap(evals, mid) == pytest.approx((0.2 + 0.4) / 2)
     assert T.interpolated_gap(evals, 0.001) is None
     assert T.interpolated_gap(evals, 5.0) == pytest.approx(0.2)                 # already below at the first
+
+
+def _drawn(ax):
+    """Every line of ``ax`` by its label: (x, y) as float arrays."""
+    return {line.get_label(): (np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float))
+            for line in ax.lines}
+
+
+def _band_holds(collection, x, lo, hi):
+    """The filled band's outline passes through (x, lo) and (x, hi) at every x."""
+    verts = {(round(float(a), 9), round(float(b), 9)) for a, b in collection.get_paths()[0].vertices}
+    return all((round(float(a), 9), round(float(b), 9)) in verts for a, b in [*zip(x, lo), *zip(x, hi)])
+
+
+def test_the_trial_figures_the_text_reads_draw_the_studys_numbers(digits):
+    """The figures whose curves the chapter interprets (branch replacement, recalibrated lesions, the exact spectrum)
+    drawn from real studies of a small net: each plotted series is the study's numbers, at the study's x, under its
+    own label (a figure that drew lo for the mean, or swapped stale and recalibrated, fails)."""
+    import matplotlib.pyplot as plt
+    net = _trained_small(digits, seed=3)
+    out = T.noise_study(net, digits, [1, 2, 5], n_sets=3, seed=0, exclude_first=True)
+    curves = {v: (out["ms"], [np.mean(a) for a in out[v]], [min(a) for a in out[v]], [max(a) for a in out[v]])
+              for v in ("delete", "other image", "noise", "channel mean")}
+    ax = PT.plot_replacement(curves)
+    lines = _drawn(ax)
+    for j, (v, (ms, mean, lo, hi)) in enumerate(curves.items()):
+        assert np.array_equal(lines[v][0], ms) and np.array_equal(lines[v][1], mean), v
+        assert _band_holds(ax.collections[j], ms, lo, hi), v
+    r = T.recal_study(net, digits, "residual-14", ks=(2, 4), n_samples=2, seed=0)
+    lines = _drawn(PT.plot_recal_single({"residual-14": (r.single, r.single_recal, r.intact)}))
+    x = np.arange(1, 7) / 6
+    assert np.array_equal(lines["residual-14, as tested"][0], x)
+    assert np.array_equal(lines["residual-14, as tested"][1], r.single)
+    assert np.array_equal(lines["residual-14, BN recalibrated"][1], r.single_recal)
+    ks = [0] + r.ks
+    stale = [r.intact] + [np.mean(a) for a in r.k_stale]
+    recal = [r.intact_recal] + [np.mean(a) for a in r.k_recal]
+    lines = _drawn(PT.plot_recal_curves({"residual-14": (ks, stale, recal)}))
+    assert np.array_equal(lines["residual-14, as tested"][0], ks)
+    assert np.array_equal(lines["residual-14, as tested"][1], stale)
+    assert np.array_equal(lines["residual-14, BN recalibrated"][1], recal)
+    sp = T.spectrum_study(net, digits, seed=0)
+    veit = E.path_study(net, digits, n_samples=2, seed=0)
+    prediction = gains_prediction(sp.gains)
+    ax = PT.plot_spectrum(sp.shares, veit.weights, prediction)
+    assert [b.get_height() for b in ax.patches] == pytest.approx(sp.shares, abs=1e-12)
+    assert [b.get_x() + b.get_width() / 2 for b in ax.patches] == pytest.approx(range(7))
+    by_start = {label.split(",")[0]: xy for label, xy in _drawn(ax).items()}
+    assert np.allclose(by_start["Veit's sampled estimate"][1], veit.weights, rtol=0, atol=1e-12)
+    assert np.allclose(by_start["from per-block gains"][1], prediction, rtol=0, atol=1e-12)
+    legend = {t.get_text().split(",")[0]: t.get_text() for t in ax.get_legend().get_texts()}
+    assert legend["exact (dynamic programme)"].endswith(f"mean {sp.mean_length:.1f}")
+    assert legend["Veit's sampled estimate"].endswith(f"mean {veit.mean_length:.1f}")
+    plt.close("all")
 
 
 def test_trial_figures_draw():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from bands import assert_in_seed_band
 from skipnet.experiments import ensemble as E
-from skipnet.probes.lesions import recalibrated
+from skipnet.probes.lesions import lesioned_accuracy, recalibrated
 from skipnet.runtime import eval_mode, generator
 from skipnet.store import load_result
 from skipnet.widgets.ensemble import LesionLab, LesionState, PathExplorer
@@ -73,25 +73,44 @@ def test_lab_nets_fall_inside_the_stored_seeds_and_support_the_chapter(trained_l
                             what=f"{run.label} median single-deletion accuracy")
         assert_in_seed_band(study.k_means[1], [np.mean(r["k_accs"][1]) for r in stored], floor=ACC_FLOOR,
                             what=f"{run.label} mean accuracy with one random block deleted")
-        if residual:            # one deletion costs a few points; the first block is the weak point
-            assert study.median_single > study.intact - 0.15 and study.single[0] < study.median_single - 0.2
-        else:                   # any deletion sends the plain net to near chance
-            assert study.median_single < 0.25 and study.k_means[1] < 0.25
+        # the chapter's reading, each as the live seed's place in the stored seeds' band (one live seed cannot carry
+        # a claim about the distribution): residual-20, one deletion costs a few points (stored: 2-7 below intact)
+        # and block 1 is the weak point (stored: 51-64 points below the median deletion); plain-20, any deletion
+        # sends it near chance (the median and k = 1 bands above: stored at most 0.12 and 0.16)
+        if residual:
+            assert_in_seed_band(study.median_single - study.intact,
+                                [np.median(r["single"]) - r["intact"] for r in stored], floor=ACC_FLOOR,
+                                what=f"{run.label} median single-deletion cost")
+            assert_in_seed_band(study.single[0] - study.median_single,
+                                [r["single"][0] - np.median(r["single"]) for r in stored], floor=ACC_FLOOR,
+                                what=f"{run.label} block 1 against the median deletion")
 
 
 @pytest.mark.slow
-def test_ticking_a_box_updates_both_accuracies_at_once(trained_lab):
+def test_ticking_a_box_updates_both_accuracies_at_once(trained_lab, digits):
+    """Both accuracies are the lesioned nets' (the lesion probe on the test images, exactly), and where they land is
+    checked against the stored seeds' band: a middle block costs the residual net a few points (stored: 2-10) and
+    sends the plain net toward chance (stored: 0.07-0.23); with every branch gone the residual net is near chance."""
     lab = trained_lab
     state = lab.result
+    nets = {name: run.net for name, run in state.nets.items()}
+    X, y = digits.X_test, digits.y_test
+    stored = load_result(DATA / "ensemble_lesions.json")["data"]
     lab.boxes[4].value = True                                # a middle block: the residual net barely notices
     assert state.deleted == [4]
-    assert state.acc["residual"] >= state.intact["residual"] - 0.15
-    assert state.acc["plain"] <= 0.35                        # the plain net falls toward chance
+    assert state.acc == {name: lesioned_accuracy(net, X, y, [4]) for name, net in nets.items()}
+    assert_in_seed_band(state.acc["residual"] - state.intact["residual"],
+                        [r["single"][4] - r["intact"] for r in stored["residual-20"]], floor=ACC_FLOOR,
+                        what="residual-20 cost of deleting block 5")
+    assert_in_seed_band(state.acc["plain"], [r["single"][4] for r in stored["plain-20"]], floor=ACC_FLOOR,
+                        what="plain-20 accuracy without block 5")
     image = lab.image.value
     lab.boxes[4].value = False
     assert state.deleted == [] and state.acc == state.intact and lab.image.value != image
     lab.set_deleted(range(9))                                # every branch gone
-    assert state.acc["residual"] < state.intact["residual"] - 0.3
+    assert state.acc == {name: lesioned_accuracy(net, X, y, range(9)) for name, net in nets.items()}
+    assert_in_seed_band(state.acc["residual"], [r["k_accs"][-1][0] for r in stored["residual-20"]], floor=ACC_FLOOR,
+                        what="residual-20 accuracy with every branch deleted")
     lab.clear_button.click()
     assert state.deleted == []
     with pytest.raises(ValueError, match="block indices must be in 0..8"):
@@ -203,13 +222,14 @@ def test_path_explorer_at_initialization_and_bad_seed(digits):
 @pytest.mark.slow
 def test_path_explorer_default_run():
     """The default explorer trains the sweep's residual-20 (seed 0): its gradient-weighted mean path length is
-    inside the span of the stored seeds and, as the chapter says, below n/2 (mirrored lengths would put it above)."""
+    inside the span of the stored seeds (3.6-4.0, so the band, 3.2-4.3, lies below n/2 = 4.5 as the chapter says:
+    mirrored lengths would put it above)."""
     lab = PathExplorer()
     lab.run_button.click()
     result = lab.wait(timeout=600)
     assert lab.error is None, lab.error
     s = result["study"]
-    assert s.n == 9 and s.mean_length < s.n / 2, s.mean_length
+    assert s.n == 9
     assert_in_seed_band(s.mean_length, [r["mean_length"] for r in load_result(DATA / "ensemble_paths.json")
                                         ["data"]["residual-20"]], what="residual-20 gradient-weighted mean length")
     assert "trained 10 epochs" in lab.message.value and lab.image.value[:4] == b"\x89PNG"

@@ -57,8 +57,25 @@ MUTATIONS = {
             "top = grads[-1].flatten()", "top = grads[0].flatten()"),
     "M13": ("a race in worker processes keeps the untrained weights here", "race.py",
             '        t.model.load_state_dict(state["model"])', "        pass"),
-    "M14": ("the useful-noise verdict's rule reads the sign backwards", "experiments/verdict.py",
-            '    if vs["p"] < ALPHA and vs["mean"] < 0:', '    if vs["p"] < ALPHA and vs["mean"] > 0:'),
+    "M14": ("the useful-noise verdict compares another image with itself", "experiments/verdict.py",
+            '    other, delete, _ = pair(acc("other image"), acc("delete"))',
+            '    other, delete, _ = pair(acc("delete"), acc("delete"))'),
+    # single-line bugs in the glue between tested probes and what the book stores or prints
+    "N7": ("the stream probe's ridge penalty not scaled by the number of examples", "probes/streams.py",
+           "reg = ridge * len(A) * torch.eye(", "reg = ridge * torch.eye("),
+    "N8": ("lesions recalibrated on the test images they are scored on", "experiments/ensemble_trials.py",
+           "X, y, calib = data.X_test.to(dev), data.y_test.to(dev), data.X_train.to(dev)",
+           "X, y, calib = data.X_test.to(dev), data.y_test.to(dev), data.X_test.to(dev)"),
+    "N9": ("verdicts pair the two sides by position in value order, not by seed", "experiments/verdict_base.py",
+           "    return (np.array([a[s] for s in seeds], dtype=np.float64), "
+           "np.array([b[s] for s in seeds], dtype=np.float64),",
+           "    return (np.sort([a[s] for s in seeds]).astype(np.float64), "
+           "np.array([b[s] for s in seeds], dtype=np.float64),"),
+    "N10": ("the race's gradient ratio read at the first block, not the stem", "experiments/highway_trained.py",
+            "np.log(g[:, 0] / g[:, -1])", "np.log(g[:, 1] / g[:, -1])"),
+    "N11": ("glue rounds NumPy scalars to two decimals", "notebook.py",
+            "    if isinstance(value, np.generic):\n        return value.item()",
+            "    if isinstance(value, np.generic):\n        return round(value.item(), 2)"),
 }
 
 

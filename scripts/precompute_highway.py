@@ -40,7 +40,7 @@ from skipnet.experiments import degradation as dg
 from skipnet.experiments import highway_chi as hwc
 from skipnet.experiments import highway_trained as hwt
 from skipnet.store import parse_seeds, save_result, tagged
-from skipnet.sweep import SweepMismatch, start_sweep
+from skipnet.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
@@ -196,45 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     base = args.out if args.out.is_absolute() else Path.cwd() / args.out
     out = tagged(base, args.tag)
     command = command_for(sweep, argv, args, base)
-    data_note = f"load_digits() ({len(load_digits().X_train):,} train, {len(load_digits().X_test):,} test)"
-    opened = []
     if sweep == "chi" and args.mean_field_only:
         data, config = _chi_mean_field_only(args)
         save_result(out, data, config, command)
         print(f"wrote {out} (mean-field columns only)")
         return 0
-
-    def start(cfg):
-        cfg["data"] = data_note
-        s = start_sweep([out], command, cfg, args.seeds, script=__file__, tag=args.tag, restart=args.restart)
-        if s is None:
-            raise _Complete
-        opened.append(s.__enter__())
-        return s
+    t0 = time.perf_counter()
 
     def log(row: dict) -> dict:
         brief = {k: v for k, v in row.items() if not isinstance(v, (list, dict)) or k == "steps_to"}
         print(f"[{time.perf_counter() - t0:.0f} s] {brief}", flush=True)
         return row
 
-    t0 = time.perf_counter()
-    try:
-        data = globals()[f"_rows_{sweep}"](args, start, log)
-        opened[0].finish({out: data})
-    except _Complete:
-        return 0
-    except SweepMismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        for s in opened:
-            s.__exit__()
-    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s ({opened[0].seconds:.0f} s of computing)")
-    return 0
-
-
-class _Complete(Exception):
-    """The output is already complete with this command, config, seeds and code."""
+    data_note = f"load_digits() ({len(load_digits().X_train):,} train, {len(load_digits().X_test):,} test)"
+    return run_sweep(out, command, args.seeds, lambda start: globals()[f"_rows_{sweep}"](args, start, log),
+                     script=__file__, tag=args.tag, restart=args.restart, extra={"data": data_note})
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from skipnet.experiments.identity_variants import (FAIR_VARIANTS, STUDY_MODEL, S
 from skipnet.probes.branches import branch_stats, shortcut_product_norm
 from skipnet.checks import check_int
 from skipnet.store import format_seeds, parse_seeds, tagged
-from skipnet.sweep import SweepMismatch, start_sweep
+from skipnet.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
@@ -251,9 +251,6 @@ def section_rezero_alpha(seeds, log, start):
     return {"runs": sweep.grid([()], one)}
 
 
-class _Complete(Exception):
-    """The section's output is already complete with this command, config, seeds and code."""
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -288,28 +285,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     todo = SECTIONS if args.section == "all" else (args.section,)
     for name in todo:
-        out = tagged(Path(args.out) / f"identity_{name}.json", args.tag)
-        opened = []
-
-        def start(config, name=name, out=out):
-            sweep = start_sweep([out], command_for(args, name), config, args.seeds, script=__file__, tag=args.tag,
-                                restart=args.restart)
-            if sweep is None:
-                raise _Complete
-            opened.append(sweep.__enter__())
-            return sweep
-        try:
-            data = globals()[f"section_{name}"](args.seeds, lambda m: print(m, flush=True), start)
-            path, = opened[0].finish({out: data})
-        except _Complete:
-            continue
-        except SweepMismatch as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        finally:
-            for sweep in opened:
-                sweep.__exit__()
-        print(f"wrote {path} ({opened[0].seconds:.0f} s of computing)", flush=True)
+        code = run_sweep(tagged(Path(args.out) / f"identity_{name}.json", args.tag), command_for(args, name),
+                         args.seeds, lambda start, name=name: globals()[f"section_{name}"](
+                             args.seeds, lambda m: print(m, flush=True), start),
+                         script=__file__, tag=args.tag, restart=args.restart)
+        if code:
+            return code
     return 0
 
 

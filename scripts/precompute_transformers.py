@@ -37,7 +37,7 @@ from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, PRE_ADAM
 from skipnet.linear_attention import LinearAttentionConfig
 from skipnet.checks import check_int
 from skipnet.store import format_seeds, interleave, parse_seeds, tagged
-from skipnet.sweep import SweepMismatch, start_sweep
+from skipnet.sweep import run_sweep
 
 N_BLOCKS = (1, 2, 4, 6, 8)
 WARMUP_CONDITIONS = [("post", WARMUP_LR, 0), ("post", WARMUP_LR, WARMUP_STEPS), ("pre", WARMUP_LR, 0),
@@ -173,9 +173,6 @@ SWEEPS = {"depth": depth_sweep, "warmup": warmup_sweep, "triage": triage_sweep, 
 DEFAULT_SEEDS = {"warmup": 5, "init": 5}        # seeds 0..n-1; 3 for the others
 
 
-class _Complete(Exception):
-    """The sweep's output is already complete with this command, config, seeds and code."""
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -216,30 +213,12 @@ def command_for(args: argparse.Namespace, name: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     for name in args.sweeps:
-        out = tagged(Path(args.out) / f"transformers_{name}.json", args.tag)
-        opened = []
-
-        def start(config, name=name, out=out):
-            sweep = start_sweep([out], command_for(args, name), config, seeds_of(args, name), script=__file__,
-                                tag=args.tag, restart=args.restart)
-            if sweep is None:
-                raise _Complete
-            opened.append(sweep.__enter__())
-            return sweep
-        try:
-            result = SWEEPS[name](seeds_of(args, name), lambda m, name=name: print(f"[{name}] {m}", flush=True),
-                                  start)
-            data, config = result if isinstance(result, tuple) else (result, None)
-            path, = opened[0].finish({out: data}, config=config)
-        except _Complete:
-            continue
-        except SweepMismatch as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        finally:
-            for sweep in opened:
-                sweep.__exit__()
-        print(f"wrote {path} ({opened[0].seconds:.0f} s of computing)", flush=True)
+        code = run_sweep(tagged(Path(args.out) / f"transformers_{name}.json", args.tag), command_for(args, name),
+                         seeds_of(args, name), lambda start, name=name: SWEEPS[name](
+                             seeds_of(args, name), lambda m: print(f"[{name}] {m}", flush=True), start),
+                         script=__file__, tag=args.tag, restart=args.restart)
+        if code:
+            return code
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -20,7 +21,7 @@ import torch
 from skipnet.checks import check_seed
 from skipnet.store import load_result, made_with, save_result, write_json
 
-__all__ = ["Sweep", "SweepMismatch", "VERSION_FIELDS", "start_sweep"]
+__all__ = ["Sweep", "SweepMismatch", "VERSION_FIELDS", "start_sweep", "run_sweep"]
 
 
 class SweepMismatch(ValueError):
@@ -255,3 +256,43 @@ def start_sweep(outputs: Iterable[str | Path], command: str, config: dict, seeds
 
 def _missing():
     raise AssertionError("a piece of the sweep was not computed")
+
+
+class _Complete(Exception):
+    """The output is already complete with this command, config, seeds and code."""
+
+
+def run_sweep(out: str | Path, command: str, seeds: Iterable[int], body: Callable, *, script: str | Path | None = None,
+              tag: str | None = None, restart: bool = False, extra: dict | None = None,
+              log: Callable[[str], Any] = print) -> int:
+    """Run one precompute sweep to ``out`` and return the script's exit code.
+
+    ``body(start)`` computes the data: it calls ``start(config)`` once it knows its configuration (``extra`` is added
+    to it), which opens the resumable :class:`Sweep` (or ends the run at once when ``out`` is already complete with
+    this command, config, seeds and code), and returns the data, or ``(data, config)`` when the stored config must
+    say more than the one it started with. Exit code 2, with the difference named, when the stored pieces were made
+    with another command, config, seeds or code version."""
+    out, opened = Path(out), []
+
+    def start(config: dict) -> Sweep:
+        sweep = start_sweep([out], command, {**config, **(extra or {})}, seeds, script=script, tag=tag,
+                            restart=restart, log=log)
+        if sweep is None:
+            raise _Complete
+        opened.append(sweep.__enter__())
+        return sweep
+
+    try:
+        result = body(start)
+        data, config = result if isinstance(result, tuple) else (result, None)
+        path, = opened[0].finish({out: data}, config=None if config is None else {**config, **(extra or {})})
+    except _Complete:
+        return 0
+    except SweepMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        for sweep in opened:
+            sweep.__exit__()
+    log(f"wrote {path} ({opened[0].seconds:.0f} s of computing)")
+    return 0

@@ -190,7 +190,7 @@ def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelCon
 
 
 # -- an intervention on "explosion, then paralysis" ------------------------------------------------------
-INTERVENTIONS = ("sgd", "project", "lars")
+INTERVENTIONS = ("sgd", "project", "lars", "equalize")
 LARS_TRUST = 0.1
 
 
@@ -206,7 +206,12 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
       gradient is orthogonal to it, so under SGD its norm can only grow (``|W_{t+1}|^2 = |W_t|^2 + lr^2 |g_t|^2``
       before weight decay), and its effective step shrinks like ``1 / |W|^2``.
     * ``"lars"``: each of those gradients is rescaled to ``trust * |W|`` before the update (a relative step of
-      ``lr * trust`` per layer, whatever the layer's gradient: LARS-like, You et al. 2017).
+      ``lr * trust`` per layer, whatever the layer's gradient: LARS-like, You et al. 2017). The norms are left
+      free (no projection), but a relative step orthogonal to ``W`` hardly grows it.
+    * ``"equalize"``: each of those gradients is multiplied, at every step, by a factor fixed at the FIRST step:
+      the top conv layer's gradient norm over the layer's own. This removes only the explosion at initialization
+      (every layer starts with the top layer's gradient size) and leaves everything else to SGD: the weights grow
+      freely and the gradients evolve as they do.
 
     Recorded: final eval-mode training loss and accuracy, the RAW (before any rescaling) first/last layer gradient
     ratio at the first step and its geometric mean over the last 10 steps, and ``|W_end| / |W_init|`` of the first
@@ -220,18 +225,24 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
     scaled = layers[:-1]                                   # every weight followed by a BatchNorm (not the head)
     init = [w.weight.detach().norm().item() for w in layers]
     raw: dict[str, float] = {}
+    factor: dict[str, float] = {}                          # "equalize": fixed at the first step
+    top = f"w{len(scaled) - 1}"
 
     def hook(name: str, p: torch.Tensor):
         def f(g: torch.Tensor) -> torch.Tensor | None:
             raw[name] = g.norm().item()
             if mode == "lars" and name != "head":
                 return g * (trust * p.detach().norm() / (g.norm() + 1e-12))
+            if mode == "equalize" and name != "head":      # backward reaches the top conv before the lower ones
+                if name not in factor:
+                    factor[name] = raw[top] / (raw[name] + 1e-30)
+                return g * factor[name]
             return None
         return f
 
     handles = [layers[0].weight.register_hook(hook("first", layers[0].weight)),
                layers[-1].weight.register_hook(hook("head", layers[-1].weight))]
-    if mode == "lars":
+    if mode in ("lars", "equalize"):
         handles += [w.weight.register_hook(hook(f"w{i}", w.weight)) for i, w in enumerate(scaled[1:], 1)]
     trainer = Trainer(net, load_digits(), train.with_(epochs=epochs, seed=seed))
     ratios, t0 = [], time.process_time()

@@ -155,13 +155,16 @@ def steps_table(rows: Iterable[dict], threshold: float, residual: bool) -> dict[
     return out
 
 
-def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = False) -> dict:
-    """Least-squares fit of ``ln(steps to threshold) = a + b * depth`` over the depths at which EVERY seed got
+def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = False, min_depth: int = 0) -> dict:
+    """Least-squares fit of ``ln(steps to threshold) = a + b * depth`` over the depths (at least ``min_depth``:
+    set it above the warm-up floor, where every network needs about the same few steps) at which EVERY seed got
     there (a censored depth would bias the fit down). Returns ``slope`` (b, per layer), ``doubling`` (ln 2 / b
-    layers), ``r2``, the ``depths`` used, and ``r2_power`` of the rival power law ``ln steps = c + k ln depth``
-    on the same points (He et al.'s conjecture is "exponentially low convergence rates")."""
+    layers), ``r2``, the ``depths`` used, ``r2_power`` of the rival power law ``ln steps = c + k ln depth`` on the
+    same points (He et al.'s conjecture is "exponentially low convergence rates"), and ``seed_slopes``: the same
+    fit for each seed alone, one slope a seed (a seed is one draw of every depth's network), which the chapter's
+    interval and test read."""
     table = steps_table(rows, threshold, residual)
-    pts = [(d, s) for d, ss in table.items() if ss and all(v is not None for v in ss) for s in ss]
+    pts = [(d, s) for d, ss in table.items() if d >= min_depth and ss and all(v is not None for v in ss) for s in ss]
     depths = sorted({d for d, _ in pts})
     if len(depths) < 3:
         raise ValueError(f"need at least 3 depths where every seed reached {threshold:g}, got {depths}")
@@ -176,8 +179,15 @@ def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = Fal
 
     (a, b), r2_exp = r2(x)
     _, r2_pow = r2(np.log(x))
+    key = f"{float(threshold):g}"
+    by_seed: dict[int, dict[int, int]] = {}
+    for r in rows:
+        if r["residual"] == residual and r["depth"] in depths:
+            by_seed.setdefault(r["seed"], {})[r["depth"]] = r["steps_to"][key]
+    seed_slopes = [float(np.polyfit(depths, np.log([st[d] for d in depths]), 1)[0])
+                   for _, st in sorted(by_seed.items()) if all(st.get(d) is not None for d in depths)]
     return {"slope": float(b), "intercept": float(a), "doubling": float(np.log(2) / b) if b > 0 else float("inf"),
-            "r2": r2_exp, "r2_power": r2_pow, "depths": depths}
+            "r2": r2_exp, "r2_power": r2_pow, "depths": depths, "seed_slopes": seed_slopes}
 
 
 def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelConfig = DEGRADATION_MODEL,

@@ -276,13 +276,15 @@ def plot_chi_phase(data: dict, axes=None, clip: float = CHI_CLIP):
             im = ax.pcolormesh(g, d, z, cmap="RdBu_r", vmin=-clip, vmax=clip, shading="nearest")
             pred = np.clip(np.array(panel["predicted"], dtype=float), -3 * clip, 3 * clip)
             cs = ax.contour(g, d, pred, levels=levels, colors="k", linewidths=0.8, linestyles="--")
-            ax.clabel(cs, fmt="%g", fontsize=7)
+            ax.clabel(cs, fmt="%g", fontsize=9)
             ax.axvline(data["critical_gain"][act], color="#333", lw=1.2)
             ax.set_xscale("log")
             ax.set_yscale("log", base=2)
-            ax.set_title(f"{act}, {var}", fontsize=10)
+            ax.set_yticks(d[::max(1, len(d) // 5)], [str(int(v)) for v in d[::max(1, len(d) // 5)]])
+            ax.set_ylim(d.min(), d.max())
+            ax.set_title(f"{act}, {var}", fontsize=11)
             if i == len(acts) - 1:
-                ax.set_xlabel("weight gain g (std g/sqrt(64))")
+                ax.set_xlabel("weight gain g")
             if j == 0:
                 ax.set_ylabel("depth (blocks)")
     axes[0, 0].figure.colorbar(im, ax=list(axes.ravel()), shrink=0.6,

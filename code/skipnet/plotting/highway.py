@@ -200,10 +200,12 @@ def plot_heatmap(history: History, ax: Axes | None = None, vmin: float | None = 
 
 
 def race_figure(histories: Mapping[str, History], title: str = ""):
-    """Loss curves of plain and residual (left) and their step x layer gradient heat maps on one colour scale."""
+    """Loss curves of plain and residual (top) and their step x layer gradient heat maps on one colour scale
+    (below, side by side: at most two panels a row, readable at page width)."""
     # a fixed layout (no constrained layout): this figure is redrawn live while the training race runs
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.1, 1, 1]})
-    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.15, top=0.9, wspace=0.3)
+    fig = plt.figure(figsize=(10, 7.4))
+    grid = fig.add_gridspec(2, 2, left=0.08, right=0.88, bottom=0.08, top=0.95, wspace=0.3, hspace=0.35)
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
     plot_curves(histories, axes[0], colors={"plain": PLAIN, "residual": RESIDUAL})
     if title:
         axes[0].set_title(title, fontsize=10)
@@ -222,7 +224,7 @@ def race_figure(histories: Mapping[str, History], title: str = ""):
         else:
             ax.set_axis_off()
     if im is not None:
-        fig.colorbar(im, cax=fig.add_axes((0.915, 0.15, 0.012, 0.75)), label="gradient norm")
+        fig.colorbar(im, cax=fig.add_axes((0.9, 0.08, 0.015, 0.37)), label="gradient norm")
     return fig
 
 

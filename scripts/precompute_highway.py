@@ -15,7 +15,8 @@ this command and the configuration. CPU seconds on one loaded core (an idle one 
 * ``convergence``: the same networks at 8 ... 110 layers with 100 epochs, the step at which the training-batch
   loss first falls below 1, 0.5, 0.2 and 0.1 (:func:`~skipnet.experiments.degradation.convergence_run`);
 * ``lr``: plain-56 and residual-56 at five peak learning rates, the chapter's budget;
-* ``intervention``: plain-56 and residual-56 with SGD, with every conv weight held at its initial norm, and with
+* ``intervention``: plain-56 and residual-56 with SGD, with every conv weight held at its initial norm, with the
+  explosion removed at the first step (each layer's gradient scaled by a factor fixed then), and with
   layer-wise relative (LARS-like) steps (:func:`~skipnet.experiments.degradation.intervention_run`);
 * ``hessian``: the Hessian's extreme eigenvalues at the trained weights (Lanczos on Hessian-vector products) and a
   filter-normalized loss slice, for plain-20, residual-20, residual-56 (and plain-56) after the chapter's budget;

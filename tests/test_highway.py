@@ -217,6 +217,21 @@ def test_claim_post_add_relu_passes_only_part_of_the_stream():
         stages = post_relu_pass_through(build_model(DEGRADATION_MODEL.with_(depth=56), seed=s), X)
         for per_block, through in stages:
             assert 0.4 < per_block < 0.9 and through < 0.5 and through < per_block
+        # in train mode (the batch statistics the first SGD step sees) more passes, still well under all of it
+        for shares, through in post_relu_pass_through(build_model(DEGRADATION_MODEL.with_(depth=56), seed=s), X,
+                                                      train=True, per_relu=True):
+            assert all(0.5 < v < 0.95 for v in shares) and 0.15 < through < 0.5 and through < min(shares)
+
+
+def test_claim_centring_does_most_of_the_shattering_but_not_all():
+    """The shattering page's control: BatchNorm split in its halves at 16 layers; centring alone decorrelates the
+    gradient far more than scaling alone, and the full BatchNorm goes further (mean over seeds)."""
+    halves = {"full": dict(residual=False, norm="batch"), "center": dict(residual=False, norm="batch", bn_part="center"),
+              "scale": dict(residual=False, norm="batch", bn_part="scale")}
+    ac = hw.shattered(n_blocks=(16,), seeds=(0, 1, 2, 3, 4), variants=halves).autocorr
+    assert np.all(ac["scale"] > 0.9)                                    # scaling alone: still smooth
+    assert np.all(ac["center"] < ac["scale"] - 0.4)                     # centring: most of the decorrelation
+    assert ac["full"].mean() < ac["center"].mean()                      # ... but not all of it
 
 
 def test_claim_jacobian_singular_values():

@@ -329,3 +329,30 @@ def test_one_backward_gives_the_same_norms_as_the_two_probes():
         w, a = layer_and_stream_grad_norms(net, X, y)
         assert np.allclose(w, layer_grad_norms(net, X, y), rtol=1e-10)
         assert np.allclose(a, [g.norm().item() for g in stream_gradients(net, X, y)], rtol=1e-10)
+
+
+def test_equalize_removes_the_explosion_of_the_first_step_only():
+    """'equalize' multiplies each layer's gradient by a factor fixed at the first step: the RAW first-step ratio is
+    SGD's (same network, nothing updated yet), while the exploding lowest layer's steps, scaled down, grow its
+    weights far less than SGD's do."""
+    from skipnet.experiments.degradation import intervention_run
+    sgd = intervention_run("sgd", depth=20, residual=False, seed=0, epochs=1)
+    eq = intervention_run("equalize", depth=20, residual=False, seed=0, epochs=1)
+    assert eq["status"] == "finished"
+    assert eq["ratio_first_step"] == pytest.approx(sgd["ratio_first_step"], rel=1e-6)
+    assert sgd["ratio_first_step"] > 2                                       # there is an explosion to remove
+    assert eq["growth_first"] - 1 < 0.5 * (sgd["growth_first"] - 1)
+    with pytest.raises(ValueError, match="mode"):
+        intervention_run("nope", depth=8)
+
+
+def test_partial_norm_centres_or_scales_only():
+    from skipnet.experiments.highway import _PartialNorm
+    x = torch.randn(64, 5, dtype=torch.float64) * 3 + 2
+    c, r = _PartialNorm("center")(x), _PartialNorm("scale")(x)
+    assert torch.allclose(c.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(c.std(0), x.std(0))                                     # the spread is kept
+    assert torch.allclose(r.pow(2).mean(0), torch.ones(5, dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(r / x, (r / x)[0].expand_as(r))                          # one factor a unit
+    with pytest.raises(ValueError):
+        _PartialNorm("both")

@@ -43,12 +43,22 @@ def test_convergence_sweep_covers_8_to_56_layers_with_several_seeds(conv):
         assert all(len(table[d]) >= 5 for d in DEPTHS)
 
 
-def test_claim_plain_steps_grow_roughly_exponentially_with_depth(conv):
+def test_claim_plain_steps_grow_fast_with_depth_above_the_warm_up_floor(conv):
+    """The chapter fits the rate only above the warm-up floor (plain-8 and plain-14 need about as few steps as every
+    residual net): one fit a seed, every seed's slope positive, a doubling every 4 to 10 layers (stored: about 6);
+    the shape is NOT claimed (a power law fits nearly as well there), only that the steps grow at every depth."""
+    res = dg.steps_table(conv, 0.5, True)
+    floor = max(s for d, ss in res.items() if d <= 38 for s in ss)                   # residual nets: the floor
+    plain = dg.steps_table(conv, 0.5, False)
+    assert all(max(plain[d]) <= floor + 10 for d in (8, 14))                          # at the floor
+    assert all(min(plain[d]) > floor for d in (26, 32, 38))                           # far above it
     for t in (0.5, 0.1):
-        fit = dg.convergence_fit(conv, t)
-        assert fit["slope"] > 0.05 and 5 < fit["doubling"] < 14            # x2 every 8 layers in the pilot
-        assert fit["r2"] > 0.8 and fit["r2"] > fit["r2_power"]             # exponential beats a power law here
-        assert max(fit["depths"]) >= 32
+        fit = dg.convergence_fit(conv, t, min_depth=hwt.FAMILY_FIT_MIN_DEPTH)
+        assert min(fit["depths"]) >= hwt.FAMILY_FIT_MIN_DEPTH and max(fit["depths"]) >= 32
+        slopes = np.array(fit["seed_slopes"])
+        assert len(slopes) >= 5 and np.all(slopes > 0)
+        assert 4 < fit["doubling"] < 10 and np.all((np.log(2) / slopes > 3) & (np.log(2) / slopes < 12))
+        assert fit["r2"] > 0.8
         table = dg.steps_table(conv, t, False)
         med = [np.median([math.inf if s is None else s for s in table[d]]) for d in DEPTHS[1:]]
         assert all(b >= a for a, b in zip(med, med[1:]))                   # more steps at every greater depth
@@ -115,10 +125,13 @@ def test_claim_no_learning_rate_closes_the_gap():
 
 # -- the intervention on "explosion, then paralysis" ------------------------------------------------------------
 @pytest.mark.data
-def test_claim_removing_the_weight_growth_removes_paralysis_but_not_the_failure():
+def test_claim_relative_steps_help_and_neither_growth_nor_the_initial_explosion_alone_is_the_cause():
+    """The chapter's three interventions on plain-56 (the last epoch's training-batch loss): holding the weights at
+    their initial norm and removing the explosion at the start both leave it near chance; layer-wise relative steps
+    lower the mean (below SGD on all but at most one seed), and still end far above residual-56."""
     rec = stored("intervention")
     rows = rec["data"]
-    assert rec["config"]["depth"] == 56
+    assert rec["config"]["depth"] == 56 and set(rec["config"]["modes"]) == set(dg.INTERVENTIONS)
 
     def get(mode, residual, key):
         rs = [r for r in sorted(rows, key=lambda r: r["seed"]) if r["mode"] == mode and r["residual"] == residual]
@@ -126,18 +139,32 @@ def test_claim_removing_the_weight_growth_removes_paralysis_but_not_the_failure(
             return np.array([r["epoch_loss"][-1] for r in rs])
         return np.array([r[key] for r in rs], dtype=float)
 
-    assert len(get("sgd", False, "seed")) >= 3
+    assert len(get("sgd", False, "seed")) >= 5
     assert np.allclose(get("project", False, "growth_first"), 1.0, atol=1e-4)
     assert np.all(get("sgd", False, "growth_first") > 5)                              # SGD inflates the weights
     assert np.all(get("project", False, "ratio_last10") > 2 * get("sgd", False, "ratio_last10"))
     assert np.all(get("sgd", False, "ratio_last10") < 0.3)                            # the paralysis signature
-    assert np.all(get("project", False, "train_loss") > 1.0)                          # ... yet no training
-    assert get("lars", False, "train_loss").mean() < get("sgd", False, "train_loss").mean()
-    assert get("lars", False, "train_loss").mean() < get("project", False, "train_loss").mean()
+    for mode in ("project", "equalize"):                                              # ... neither trains it
+        assert np.all(get(mode, False, "train_loss") > 1.2), mode
+    lars, sgd = get("lars", False, "train_loss"), get("sgd", False, "train_loss")    # stored: 0.64x, 4 of 5 lower
+    assert lars.mean() < 0.8 * sgd.mean() and np.sum(lars < sgd) >= len(sgd) - 1
     for mode in dg.INTERVENTIONS:
-        assert np.all(get(mode, False, "train_loss") > 100 * get(mode, True, "train_loss")), mode
+        assert np.all(get(mode, False, "train_loss") > 30 * get(mode, True, "train_loss")), mode   # stored: >= 70x
         assert np.all(get(mode, True, "train_loss") < 0.05), mode
     assert np.all(get("sgd", False, "ratio_first_step") > 100)                        # the explosion at step 1
+
+
+@pytest.mark.data
+def test_the_chapter_family_reads_every_claim_from_the_stored_sweeps():
+    fam = hwt.chapter_family()
+    res = fam.results()
+    assert set(res) == {"degradation", "steps_slope", "lars", "equalize", "project", "lam_max"}
+    for key, c in res.items():
+        assert c.p_adj >= c.p and c.outcome in ("higher", "lower", "equivalent", "not detected"), key
+    assert res["degradation"].higher == res["degradation"].n >= 5                     # plain above on every seed
+    assert res["steps_slope"].higher == res["steps_slope"].n
+    assert res["lars"].lower >= res["lars"].n - 1 and res["lars"].mean < 0                # below SGD on most
+    assert "| claim (The gradient highway" in fam.table()
 
 
 # -- curvature at the trained weights -------------------------------------------------------------------------------
@@ -152,9 +179,12 @@ def hvals(rows, depth, residual, key):
 
 
 @pytest.mark.data
-def test_claim_plain20_sits_in_a_sharper_minimum(hess):
+def test_plain20_curvature_is_larger_but_at_a_higher_training_loss(hess):
+    """The chapter does not claim a sharper minimum: plain-20's largest eigenvalue is larger on every seed, and its
+    training loss is several times residual-20's, the confound the text names."""
     assert len(hvals(hess, 20, True, "seed")) >= 3
     assert np.all(hvals(hess, 20, False, "lam_max") > 2 * hvals(hess, 20, True, "lam_max"))
+    assert np.all(hvals(hess, 20, False, "train_loss") > 3 * hvals(hess, 20, True, "train_loss"))
     for depth, residual in hwt.HESSIAN_NETS:
         assert np.all(hvals(hess, depth, residual, "train_loss") < 0.05)              # only networks that trained
         assert np.all(hvals(hess, depth, residual, "ratio") < 0.1)                    # nearly convex
@@ -295,8 +325,9 @@ def test_claims_of_the_opening_chapter_on_the_stored_degradation_table():
 
 @pytest.mark.data
 def test_claim_of_the_opening_chapter_on_zero_gamma():
-    """The opening chapter: zero-initialized branches help residual-56 against a zero-initialized residual-20, but not
-    against the standard residual-20 (median training loss over the stored seeds of the identity chapter's sweep)."""
+    """Zero-initialized branches help residual-56 against a zero-initialized residual-20, but not against the
+    standard residual-20 (median training loss over the stored seeds of the identity chapter's sweep); the opening
+    chapter no longer states it (it is the identity chapter's), the stored data still hold it."""
     runs = load_result(DATA / "identity_zero_gamma.json")["data"]["runs"]
 
     def med(depth, init):

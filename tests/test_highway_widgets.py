@@ -16,7 +16,7 @@ def test_profile_lab_default_click():
     assert lab.error is None
     assert list(result) == ["plain ReLU", "residual ReLU"]
     assert bytes(lab.image.value).startswith(PNG)
-    assert "first/last gradient ratio" in lab.message.value
+    assert "weight-gradient ratio" in lab.message.value and "stream-gradient ratio" in lab.message.value
 
 
 def test_profile_lab_recomputes_on_each_control_and_shows_vanishing():
@@ -120,3 +120,14 @@ def test_race_lab_default_run():
     plain, residual = result.runs["plain"].history, result.runs["residual"].history
     assert plain.status == residual.status == "finished"
     assert residual.final["train_loss"] < 0.3 < 1.0 < plain.final["train_loss"]
+
+
+def test_profile_lab_reports_the_stream_ratio_beside_the_weight_ratio():
+    """The unnormalized residual ReLU twin: a flat weight profile hides a stream gradient that explodes toward the
+    input; the message must say both."""
+    lab = GradientProfileLab(threaded=False)
+    lab.residual.value = True                               # residual ReLU, no norm, 50 blocks
+    prof = lab.result["residual ReLU"]
+    assert 0.1 < prof.ratio < 10 and prof.act_ratio > 1e3
+    assert "weight-gradient ratio" in lab.message.value and "stream-gradient ratio" in lab.message.value
+    assert "flat" in lab.message.value and "exploding" in lab.message.value

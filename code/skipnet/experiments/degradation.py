@@ -155,13 +155,16 @@ def steps_table(rows: Iterable[dict], threshold: float, residual: bool) -> dict[
     return out
 
 
-def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = False) -> dict:
-    """Least-squares fit of ``ln(steps to threshold) = a + b * depth`` over the depths at which EVERY seed got
+def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = False, min_depth: int = 0) -> dict:
+    """Least-squares fit of ``ln(steps to threshold) = a + b * depth`` over the depths (at least ``min_depth``:
+    set it above the warm-up floor, where every network needs about the same few steps) at which EVERY seed got
     there (a censored depth would bias the fit down). Returns ``slope`` (b, per layer), ``doubling`` (ln 2 / b
-    layers), ``r2``, the ``depths`` used, and ``r2_power`` of the rival power law ``ln steps = c + k ln depth``
-    on the same points (He et al.'s conjecture is "exponentially low convergence rates")."""
+    layers), ``r2``, the ``depths`` used, ``r2_power`` of the rival power law ``ln steps = c + k ln depth`` on the
+    same points (He et al.'s conjecture is "exponentially low convergence rates"), and ``seed_slopes``: the same
+    fit for each seed alone, one slope a seed (a seed is one draw of every depth's network), which the chapter's
+    interval and test read."""
     table = steps_table(rows, threshold, residual)
-    pts = [(d, s) for d, ss in table.items() if ss and all(v is not None for v in ss) for s in ss]
+    pts = [(d, s) for d, ss in table.items() if d >= min_depth and ss and all(v is not None for v in ss) for s in ss]
     depths = sorted({d for d, _ in pts})
     if len(depths) < 3:
         raise ValueError(f"need at least 3 depths where every seed reached {threshold:g}, got {depths}")
@@ -176,8 +179,15 @@ def convergence_fit(rows: Iterable[dict], threshold: float, residual: bool = Fal
 
     (a, b), r2_exp = r2(x)
     _, r2_pow = r2(np.log(x))
+    key = f"{float(threshold):g}"
+    by_seed: dict[int, dict[int, int]] = {}
+    for r in rows:
+        if r["residual"] == residual and r["depth"] in depths:
+            by_seed.setdefault(r["seed"], {})[r["depth"]] = r["steps_to"][key]
+    seed_slopes = [float(np.polyfit(depths, np.log([st[d] for d in depths]), 1)[0])
+                   for _, st in sorted(by_seed.items()) if all(st.get(d) is not None for d in depths)]
     return {"slope": float(b), "intercept": float(a), "doubling": float(np.log(2) / b) if b > 0 else float("inf"),
-            "r2": r2_exp, "r2_power": r2_pow, "depths": depths}
+            "r2": r2_exp, "r2_power": r2_pow, "depths": depths, "seed_slopes": seed_slopes}
 
 
 def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelConfig = DEGRADATION_MODEL,
@@ -190,7 +200,7 @@ def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelCon
 
 
 # -- an intervention on "explosion, then paralysis" ------------------------------------------------------
-INTERVENTIONS = ("sgd", "project", "lars")
+INTERVENTIONS = ("sgd", "project", "lars", "equalize")
 LARS_TRUST = 0.1
 
 
@@ -206,7 +216,12 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
       gradient is orthogonal to it, so under SGD its norm can only grow (``|W_{t+1}|^2 = |W_t|^2 + lr^2 |g_t|^2``
       before weight decay), and its effective step shrinks like ``1 / |W|^2``.
     * ``"lars"``: each of those gradients is rescaled to ``trust * |W|`` before the update (a relative step of
-      ``lr * trust`` per layer, whatever the layer's gradient: LARS-like, You et al. 2017).
+      ``lr * trust`` per layer, whatever the layer's gradient: LARS-like, You et al. 2017). The norms are left
+      free (no projection), but a relative step orthogonal to ``W`` hardly grows it.
+    * ``"equalize"``: each of those gradients is multiplied, at every step, by a factor fixed at the FIRST step:
+      the top conv layer's gradient norm over the layer's own. This removes only the explosion at initialization
+      (every layer starts with the top layer's gradient size) and leaves everything else to SGD: the weights grow
+      freely and the gradients evolve as they do.
 
     Recorded: final eval-mode training loss and accuracy, the RAW (before any rescaling) first/last layer gradient
     ratio at the first step and its geometric mean over the last 10 steps, and ``|W_end| / |W_init|`` of the first
@@ -220,18 +235,24 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
     scaled = layers[:-1]                                   # every weight followed by a BatchNorm (not the head)
     init = [w.weight.detach().norm().item() for w in layers]
     raw: dict[str, float] = {}
+    factor: dict[str, float] = {}                          # "equalize": fixed at the first step
+    top = f"w{len(scaled) - 1}"
 
     def hook(name: str, p: torch.Tensor):
         def f(g: torch.Tensor) -> torch.Tensor | None:
             raw[name] = g.norm().item()
             if mode == "lars" and name != "head":
                 return g * (trust * p.detach().norm() / (g.norm() + 1e-12))
+            if mode == "equalize" and name != "head":      # backward reaches the top conv before the lower ones
+                if name not in factor:
+                    factor[name] = raw[top] / (raw[name] + 1e-30)
+                return g * factor[name]
             return None
         return f
 
     handles = [layers[0].weight.register_hook(hook("first", layers[0].weight)),
                layers[-1].weight.register_hook(hook("head", layers[-1].weight))]
-    if mode == "lars":
+    if mode in ("lars", "equalize"):
         handles += [w.weight.register_hook(hook(f"w{i}", w.weight)) for i, w in enumerate(scaled[1:], 1)]
     trainer = Trainer(net, load_digits(), train.with_(epochs=epochs, seed=seed))
     ratios, t0 = [], time.process_time()

@@ -281,7 +281,13 @@ def _shatter_net(base: ModelConfig, n_blocks: int, fields: dict, seed: int) -> R
     N(0, bias_std^2) (seeded by ``100 + seed``): fixed random thresholds, without BatchNorm."""
     fields = dict(fields)
     bias_std = fields.pop("bias_std", 0.0)
+    bn_part = fields.pop("bn_part", None)                  # "center" or "scale": half of each BatchNorm only
     net = build_model(base.with_(n_blocks=n_blocks, **fields), seed=seed)
+    if bn_part is not None:
+        for name, m in list(net.named_modules()):
+            if isinstance(m, torch.nn.BatchNorm1d):
+                parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
+                setattr(parent, name.rsplit(".", 1)[-1], _PartialNorm(bn_part))
     if bias_std:
         g = torch.Generator().manual_seed(100 + seed)
         with torch.no_grad():
@@ -289,3 +295,19 @@ def _shatter_net(base: ModelConfig, n_blocks: int, fields: dict, seed: int) -> R
                 if isinstance(m, torch.nn.Linear) and m.bias is not None and m is not net.head:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * bias_std)
     return net
+
+
+class _PartialNorm(torch.nn.Module):
+    """One half of BatchNorm over the batch (the sweep): ``"center"`` subtracts each unit's batch mean only,
+    ``"scale"`` divides by each unit's batch root mean square only (a control of which half shatters)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        if kind not in ("center", "scale"):
+            raise ValueError(f"bn_part must be 'center' or 'scale', got {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "center":
+            return x - x.mean(0, keepdim=True)
+        return x / (x.pow(2).mean(0, keepdim=True) + 1e-5).sqrt()

@@ -22,7 +22,7 @@ from skipnet.probes.landscape import loss_surface
 from skipnet.train import Progress
 
 __all__ = ["RACE_VARIANTS", "Race", "training_race", "grad_ratio", "Landscape", "landscape", "SLICE_COORDS",
-           "HESSIAN_NETS", "HESSIAN_EXAMPLES", "LANCZOS_STEPS", "hessian_row"]
+           "HESSIAN_NETS", "HESSIAN_EXAMPLES", "LANCZOS_STEPS", "hessian_row", "chapter_family"]
 
 RACE_VARIANTS: dict[str, dict] = {
     "BN + ReLU": dict(norm="batch", activation="relu"),
@@ -147,3 +147,51 @@ def hessian_row(depth: int, residual: bool, seed: int = 0, n_examples: int = HES
         land = landscape(net, run.label, coords=SLICE_COORDS, n_examples=256, seed=slice_seed)
         row["slice"] = {"coords": list(SLICE_COORDS), "surface": np.round(land.surface, 5).tolist()}
     return row
+
+
+# -- the chapter's claims over seeds, through the inference protocol -----------------------------------------------
+FAMILY_FIT_MIN_DEPTH = 20          # plain-8 and plain-14 sit at the warm-up floor (about 24 steps, as residual nets)
+
+
+def _by_seed(rows, **match) -> dict[int, dict]:
+    return {r["seed"]: r for r in rows if all(r[k] == v for k, v in match.items())}
+
+
+def _paired(a: dict, b: dict, key) -> tuple[list[float], list[float]]:
+    seeds = sorted(set(a) & set(b))
+    return [key(a[s]) for s in seeds], [key(b[s]) for s in seeds]
+
+
+def chapter_family(tag: str | None = None):
+    """The family of claims of *The gradient highway*, each a paired comparison over the stored seeds of a sweep
+    (``tag=None``: the exploratory sweeps; ``tag="confirm"``: the confirmation on fresh seeds, same analysis).
+    Returns a :class:`skipnet.inference.Family`; its ``table()`` goes on the chapter's evidence page."""
+    from skipnet.experiments.degradation import convergence_fit
+    from skipnet.inference import Family
+    from skipnet.store import load_sweep
+
+    fam = Family("The gradient highway")
+    deg = load_sweep("highway_degradation", tag)["data"]
+    a, b = _paired(_by_seed(deg, depth=56, residual=False), _by_seed(deg, depth=56, residual=True),
+                   lambda r: np.log10(r["train_loss"]))
+    fam.add("degradation", a, b, "plain-56 ends above residual-56 (log10 training loss, chapter budget)",
+            unit="decades")
+    conv = load_sweep("highway_convergence", tag)["data"]
+    fit = convergence_fit(conv, 0.5, min_depth=FAMILY_FIT_MIN_DEPTH)
+    fam.add("steps_slope", [s * 6 / np.log(2) for s in fit["seed_slopes"]], 0.0,
+            f"plain steps to a loss of 0.5 grow with depth ({min(fit['depths'])} to {max(fit['depths'])} layers; "
+            "doublings per 6 layers, one fit a seed)", unit="doublings")
+    inter = load_sweep("highway_intervention", tag)["data"]
+    sgd = _by_seed(inter, mode="sgd", residual=False)
+    for mode, what in (("lars", "layer-wise relative steps (LARS-like)"),
+                       ("equalize", "every layer's gradient scaled to the top layer's at the first step"),
+                       ("project", "weights held at their initial norm")):
+        a, b = _paired(_by_seed(inter, mode=mode, residual=False), sgd, lambda r: r["epoch_loss"][-1])
+        if len(a) >= 2:
+            fam.add(mode, a, b, f"plain-56 with {what} against SGD (training-batch loss, last epoch)")
+    hess = load_sweep("highway_hessian", tag)["data"]
+    a, b = _paired(_by_seed(hess, depth=20, residual=False), _by_seed(hess, depth=20, residual=True),
+                   lambda r: np.log10(r["lam_max"]))
+    fam.add("lam_max", a, b, "plain-20's largest Hessian eigenvalue above residual-20's (log10; not at matched "
+            "training loss)", unit="decades")
+    return fam

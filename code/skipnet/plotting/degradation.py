@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from skipnet.history import Run
 from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes, plot_curves
 
-__all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "plot_convergence"]
+__all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "plot_convergence", "plot_interventions"]
 
 
 def plot_degradation_curves(runs: Sequence[Run], axes: Sequence[Axes] | None = None, smooth: int = 5) -> Sequence[Axes]:
@@ -86,4 +86,30 @@ def plot_convergence(rows: Sequence[dict], threshold: float, ax: Axes | None = N
     ax.set_ylabel(f"steps to training loss < {threshold:g}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(0.0, 0.93))
+    return ax
+
+
+INTERVENTION_NAMES = {"sgd": "SGD", "project": "weights held\nat initial norm", "equalize": "explosion removed\nat the start",
+                      "lars": "layer-wise\nrelative steps"}
+
+
+def plot_interventions(rows: Sequence[dict], ax: Axes | None = None) -> Axes:
+    """Plain-56's training-batch loss (last epoch) under each intervention of the stored sweep
+    (:func:`~skipnet.experiments.degradation.intervention_run` rows): one dot a seed, a bar at the mean; residual-56
+    under SGD as a green line (its highest seed), chance (ln 10) as a dotted line. Chapter: *The gradient highway*."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    modes = [m for m in INTERVENTION_NAMES if any(r["mode"] == m for r in rows)]
+    for i, m in enumerate(modes):
+        v = np.array([r["epoch_loss"][-1] for r in rows if r["mode"] == m and not r["residual"]])
+        ax.bar(i, v.mean(), width=0.6, color=PLAIN, alpha=0.35)
+        ax.plot(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, "o", color=PLAIN, ms=5)
+    res = np.array([r["epoch_loss"][-1] for r in rows if r["mode"] == "sgd" and r["residual"]])
+    ax.axhline(res.max(), color=RESIDUAL, lw=2.5, label="residual-56, SGD\n(highest seed)")
+    ax.axhline(np.log(10), color="#555", ls=":", label="chance (ln 10)")
+    ax.set_xticks(range(len(modes)), [INTERVENTION_NAMES[m] for m in modes], fontsize=9)
+    ax.set_ylabel("training loss, last epoch")
+    ax.set_title("plain-56 under each intervention (dots: seeds)", fontsize=10)
+    ax.set_ylim(0, 2.6)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
     return ax

@@ -200,10 +200,12 @@ def plot_heatmap(history: History, ax: Axes | None = None, vmin: float | None = 
 
 
 def race_figure(histories: Mapping[str, History], title: str = ""):
-    """Loss curves of plain and residual (left) and their step x layer gradient heat maps on one colour scale."""
+    """Loss curves of plain and residual (top) and their step x layer gradient heat maps on one colour scale
+    (below, side by side: at most two panels a row, readable at page width)."""
     # a fixed layout (no constrained layout): this figure is redrawn live while the training race runs
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.1, 1, 1]})
-    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.15, top=0.9, wspace=0.3)
+    fig = plt.figure(figsize=(10, 7.4))
+    grid = fig.add_gridspec(2, 2, left=0.08, right=0.88, bottom=0.08, top=0.95, wspace=0.3, hspace=0.35)
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
     plot_curves(histories, axes[0], colors={"plain": PLAIN, "residual": RESIDUAL})
     if title:
         axes[0].set_title(title, fontsize=10)
@@ -222,7 +224,7 @@ def race_figure(histories: Mapping[str, History], title: str = ""):
         else:
             ax.set_axis_off()
     if im is not None:
-        fig.colorbar(im, cax=fig.add_axes((0.915, 0.15, 0.012, 0.75)), label="gradient norm")
+        fig.colorbar(im, cax=fig.add_axes((0.9, 0.08, 0.015, 0.37)), label="gradient norm")
     return fig
 
 
@@ -276,13 +278,15 @@ def plot_chi_phase(data: dict, axes=None, clip: float = CHI_CLIP):
             im = ax.pcolormesh(g, d, z, cmap="RdBu_r", vmin=-clip, vmax=clip, shading="nearest")
             pred = np.clip(np.array(panel["predicted"], dtype=float), -3 * clip, 3 * clip)
             cs = ax.contour(g, d, pred, levels=levels, colors="k", linewidths=0.8, linestyles="--")
-            ax.clabel(cs, fmt="%g", fontsize=7)
+            ax.clabel(cs, fmt="%g", fontsize=9)
             ax.axvline(data["critical_gain"][act], color="#333", lw=1.2)
             ax.set_xscale("log")
             ax.set_yscale("log", base=2)
-            ax.set_title(f"{act}, {var}", fontsize=10)
+            ax.set_yticks(d[::max(1, len(d) // 5)], [str(int(v)) for v in d[::max(1, len(d) // 5)]])
+            ax.set_ylim(d.min(), d.max())
+            ax.set_title(f"{act}, {var}", fontsize=11)
             if i == len(acts) - 1:
-                ax.set_xlabel("weight gain g (std g/sqrt(64))")
+                ax.set_xlabel("weight gain g")
             if j == 0:
                 ax.set_ylabel("depth (blocks)")
     axes[0, 0].figure.colorbar(im, ax=list(axes.ravel()), shrink=0.6,

@@ -14,6 +14,8 @@ Chapter: *The gradient highway*.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -78,24 +80,31 @@ def identity_share(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[
 
 
 @torch.no_grad()
-def post_relu_pass_through(model: nn.Module, X: torch.Tensor) -> list[tuple[float, float]]:
+def post_relu_pass_through(model: nn.Module, X: torch.Tensor, train: bool = False,
+                           per_relu: bool = False) -> list[tuple]:
     """For a network whose blocks end in a ReLU after the addition, one ``(per_block, through_stage)`` pair a
-    stage (a run of blocks between shape changes, eval mode): the mean share of stream entries the ReLU passes
+    stage (a run of blocks between shape changes): the mean share of stream entries the ReLU passes
     (``D_l = 1``), and the share that passes EVERY block of the stage, i.e. the non-zero share of the identity
-    term ``prod D_l`` of the stage's Jacobian (a stage starts at the block that changes the shape)."""
-    out: list[tuple[float, float]] = []
-    with eval_mode(model):
-        h = model.embed(X)
+    term ``prod D_l`` of the stage's Jacobian (a stage starts at the block that changes the shape).
+
+    ``train=False`` runs in eval mode (BatchNorm's running statistics: at initialization almost the identity);
+    ``train=True`` in train mode, with the batch's statistics, the state the first SGD step sees (on a copy, so
+    the model's running statistics are untouched). ``per_relu=True`` returns ``(shares, through_stage)`` a stage
+    instead, ``shares`` the list of each single ReLU's share."""
+    out: list[tuple] = []
+    net = copy.deepcopy(model) if train else model
+    with torch.no_grad(), _mode(net, train):
+        h = net.embed(X)
         per_block: list[float] = []
         alive = None
-        for block in model.blocks:
+        for block in net.blocks:
             if alive is not None and (block.stride != 1 or block.c_in != block.c_out):
-                out.append((float(np.mean(per_block)), alive.float().mean().item()))
+                out.append((list(per_block) if per_relu else float(np.mean(per_block)), alive.float().mean().item()))
                 per_block, alive = [], None
             pre = block.branch(h) + block.shortcut(h)
             d = pre > 0
             per_block.append(d.float().mean().item())
             alive = d if alive is None else alive & d
             h = block.post(pre)
-        out.append((float(np.mean(per_block)), alive.float().mean().item()))
+        out.append((list(per_block) if per_relu else float(np.mean(per_block)), alive.float().mean().item()))
     return out

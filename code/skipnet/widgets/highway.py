@@ -48,10 +48,15 @@ class GradientProfileLab(Lab):
 
     def summary(self, result: dict) -> str:
         chosen, twin = list(result)
-        r, t = result[chosen].ratio, result[twin].ratio
-        verdict = "vanishing toward the input" if r < 0.01 else "exploding toward the input" if r > 100 else "flat"
-        return (f"<b>{chosen}</b>: first/last gradient ratio <b>{r:.3g}</b> ({verdict}); "
-                f"{twin}: {t:.3g}.")
+
+        def verdict(v: float) -> str:
+            return "vanishing toward the input" if v < 0.01 else "exploding toward the input" if v > 100 else "flat"
+
+        r, a = result[chosen].ratio, result[chosen].act_ratio
+        t, ta = result[twin].ratio, result[twin].act_ratio
+        # the weight ratio alone can hide an exploding stream gradient (a stream that grows hides it): show both
+        return (f"<b>{chosen}</b>: weight-gradient ratio <b>{r:.3g}</b> ({verdict(r)}), stream-gradient ratio "
+                f"<b>{a:.3g}</b> ({verdict(a)}); {twin}: {t:.3g} and {ta:.3g}.")
 
 
 class ChiLab(Lab):

@@ -105,7 +105,7 @@ LAMBDA_PREDICTORS = {"lambda^L": lambda lam, L: -L * math.log(lam), "lambda": la
 depth alone, and L(1 - lambda), which is -log lambda^L to first order in 1 - lambda."""
 
 
-def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0, n_boot: int = 2000, seed: int = 0) -> dict:
+def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0, n_boot: int = 1000, seed: int = 0) -> dict:
     """The lambda map read against lambda^L. A cell (lambda, L) fails when its median test error is above ``factor``
     times that of lambda = 1 at the same depth. Returns the medians, the error ratios and the failing cells; on the
     lambda < 1 side the smallest lambda^L that trains (every cell below it fails) and the largest that fails (every

@@ -22,6 +22,7 @@ other jobs ran: upper bounds):
     rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
     variants_lr      3 seeds  25 min   every ranked shortcut and placement at lr 0.01, 0.02, 0.05 (lr 0.1 is
                                        stored in variants / variants_fair): the ranking best against best
+    init_zero_head   3 seeds   3 min   the standard init without normalization, classifier started at 0, over lr
     decode_control   5 seeds   8 min   the read-back's controls: residual 8 / 16 blocks with each write read
                                        from the stream without it; plain 8 / 16 read state against state
 
@@ -57,7 +58,7 @@ from skipnet.sweep import SweepMismatch, start_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 SECTIONS = ("fit", "variants", "zero_gamma", "init", "fit_fair", "zero_gamma_long", "init_lr", "variants_fair",
-            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control")
+            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control", "init_zero_head")
 DECODE_BLOCKS = (8, 16)
 FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
 FAIR_BLOCKS = (1, 4, 16)
@@ -66,6 +67,7 @@ VARIANT_LRS = (0.01, 0.02, 0.05)          # with the stored 0.1: one grid for ev
 LR_VARIANTS = ("identity", "conv1x1_identity", "conv1x1_orthogonal", "conv1x1", "scale", "scale_both",
                "exclusive_gate_0", "exclusive_gate_6", "shortcut_gate_0", "shortcut_gate_6", "dropout",
                "post", "bn_after_add", "relu_before_add", "relu_only_pre", "plain")
+ZERO_HEAD_LRS = (1e-3, 5e-3, 0.02, 0.05)
 ZG_DEPTHS = (20, 56)
 ZG_INITS = ("standard", "zero_gamma")
 
@@ -260,6 +262,23 @@ def section_init_lr(seeds, log, start):
             f"({run.seconds:.0f} s)")
         return row
     return {"runs": sweep.grid([(key, lr) for key, lrs in INIT_LRS.items() for lr in lrs], one)}
+
+
+def section_init_zero_head(seeds, log, start):
+    """The starting-loss control of the placements applied to the standard no-normalization init: the classifier
+    started at zero (every run starts at ln 10), over ``ZERO_HEAD_LRS``."""
+    sweep = start({"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "lrs": ZERO_HEAD_LRS,
+                   "seeds": list(seeds), "init": "standard", "zero_head": True})
+
+    def one(lr, seed):
+        run = train_digits(init_config("standard", zero_head=True), seed, NO_NORM_TRAIN.with_(lr=lr), keep_model=False)
+        row = run.row()
+        row.update({"init": "standard", "zero_head": True, "lr": lr,
+                    "first_loss": _r(run.history.loss[0], 4) if run.history.loss else None})
+        log(f"init_zero_head lr={lr} seed={seed}: {row['status']} train_loss={row['train_loss']} "
+            f"first loss {row['first_loss']} ({run.seconds:.0f} s)")
+        return row
+    return {"runs": sweep.grid(list(ZERO_HEAD_LRS), one)}
 
 
 def section_rezero_alpha(seeds, log, start):

@@ -20,6 +20,11 @@ other jobs ran: upper bounds):
     init             5 seeds   7 min   no normalization, four branch inits, lr 0.05
     init_lr          3 seeds  10 min   the same over learning rates
     rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
+    variants_lr      3 seeds  25 min   every ranked shortcut and placement at lr 0.01, 0.02, 0.05 (lr 0.1 is
+                                       stored in variants / variants_fair): the ranking best against best
+    init_zero_head   3 seeds   3 min   the standard init without normalization, classifier started at 0, over lr
+    decode_control   5 seeds   8 min   the read-back's controls: residual 8 / 16 blocks with each write read
+                                       from the stream without it; plain 8 / 16 read state against state
 
 Each finished run of one seed is stored at once in ``identity_<section>[.<tag>].parts/``: a killed run restarted
 with the same command resumes there and ends with the same file (skipnet.sweep.Sweep); ``--tag NAME`` writes
@@ -53,11 +58,16 @@ from skipnet.sweep import run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 SECTIONS = ("fit", "variants", "zero_gamma", "init", "fit_fair", "zero_gamma_long", "init_lr", "variants_fair",
-            "decode", "lambda", "rezero_alpha")
+            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control", "init_zero_head")
 DECODE_BLOCKS = (8, 16)
 FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
 FAIR_BLOCKS = (1, 4, 16)
 FAIR_LRS = (0.05, 0.1, 0.2, 0.5)
+VARIANT_LRS = (0.01, 0.02, 0.05)          # with the stored 0.1: one grid for every ranked variant
+LR_VARIANTS = ("identity", "conv1x1_identity", "conv1x1_orthogonal", "conv1x1", "scale", "scale_both",
+               "exclusive_gate_0", "exclusive_gate_6", "shortcut_gate_0", "shortcut_gate_6", "dropout",
+               "post", "bn_after_add", "relu_before_add", "relu_only_pre", "plain")
+ZERO_HEAD_LRS = (1e-3, 5e-3, 0.02, 0.05)
 ZG_DEPTHS = (20, 56)
 ZG_INITS = ("standard", "zero_gamma")
 
@@ -181,6 +191,24 @@ def section_decode(seeds, log, start):
     return {"runs": sweep.grid([(n, k) for n in DECODE_BLOCKS for k in DECODE_KINDS], run)}
 
 
+def section_decode_control(seeds, log, start):
+    """The controls of the read-back (:func:`skipnet.probes.decode.decodability`): each write F_k read from
+    x_L - F_k (residual), and the earlier states x_k read from x_L (residual and plain), on the decode networks."""
+    kinds = ("residual", "plain")
+    sweep = start({"train": DECODE_TRAIN.as_dict(), "n_blocks": DECODE_BLOCKS, "kinds": kinds, "seeds": list(seeds),
+                   "probe": "ridge, standardized features, lam = 1e-2 N, test R^2; writes also read from x_L - F_k"})
+
+    def run(cell, seed):
+        n_blocks, kind = cell
+        r = decode_row(kind, n_blocks, seed, layers=(n_blocks,))
+        top = r["decode"][str(n_blocks)]
+        abl = top.get("writes_ablated")
+        log(f"decode_control {kind} n_blocks={n_blocks} seed={seed}: writes min {min(top['writes']):.3f}"
+            + (f", without the term min {min(abl):.3f}" if abl else "") + f" ({r['seconds']:.0f} s)")
+        return r
+    return {"runs": sweep.grid([(n, k) for n in DECODE_BLOCKS for k in kinds], run)}
+
+
 def section_lambda(seeds, log, start):
     """The shortcut y = lambda x + F(x) over lambda and depth (the trainability map)."""
     sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lambdas": LAMBDAS,
@@ -236,6 +264,23 @@ def section_init_lr(seeds, log, start):
     return {"runs": sweep.grid([(key, lr) for key, lrs in INIT_LRS.items() for lr in lrs], one)}
 
 
+def section_init_zero_head(seeds, log, start):
+    """The starting-loss control of the placements applied to the standard no-normalization init: the classifier
+    started at zero (every run starts at ln 10), over ``ZERO_HEAD_LRS``."""
+    sweep = start({"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "lrs": ZERO_HEAD_LRS,
+                   "seeds": list(seeds), "init": "standard", "zero_head": True})
+
+    def one(lr, seed):
+        run = train_digits(init_config("standard", zero_head=True), seed, NO_NORM_TRAIN.with_(lr=lr), keep_model=False)
+        row = run.row()
+        row.update({"init": "standard", "zero_head": True, "lr": lr,
+                    "first_loss": _r(run.history.loss[0], 4) if run.history.loss else None})
+        log(f"init_zero_head lr={lr} seed={seed}: {row['status']} train_loss={row['train_loss']} "
+            f"first loss {row['first_loss']} ({run.seconds:.0f} s)")
+        return row
+    return {"runs": sweep.grid(list(ZERO_HEAD_LRS), one)}
+
+
 def section_rezero_alpha(seeds, log, start):
     """ReZero at the chapter's learning rate (0.05), every seed of the init sweep, with its largest alpha each step."""
     sweep = start({"model": NO_NORM_MODEL.as_dict(), "train": NO_NORM_TRAIN.as_dict(), "seeds": list(seeds)})
@@ -249,6 +294,25 @@ def section_rezero_alpha(seeds, log, start):
             f"max alpha {max(row['alpha_max']):.3g}")
         return row
     return {"runs": sweep.grid([()], one)}
+
+
+def section_variants_lr(seeds, log, start):
+    """Every variant the chapter ranks, at the learning rates ``VARIANT_LRS`` (the same budget, STUDY_TRAIN with only
+    lr changed), so that each can be taken at its own best rate (the 0.1 runs are those of ``variants`` and
+    ``variants_fair``). One loss curve per variant and rate (the first seed) keeps the file small."""
+    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lrs": VARIANT_LRS,
+                   "variants": {k: {**VARIANTS, **FAIR_VARIANTS}[k].fields for k in LR_VARIANTS},
+                   "seeds": list(seeds)})
+
+    def run(cell, seed):
+        key, lr = cell
+        r = train_variant(key, seed, train=STUDY_TRAIN.with_(lr=lr))
+        r["lr"] = lr
+        if seed != seeds[0]:
+            r["loss"] = None
+        log(f"variants_lr {key} lr={lr} seed={seed}: {r['status']} test_err={r['test_err']} ({r['seconds']:.0f} s)")
+        return r
+    return {"runs": sweep.grid([(k, lr) for k in LR_VARIANTS for lr in VARIANT_LRS], run)}
 
 
 

@@ -180,9 +180,63 @@ def test_exclusive_gate_minus6_trains_with_its_blocks_switched_off(variants):
 
 
 @pytest.mark.data
-def test_one_by_one_shortcut_fails_here(variants):
+def test_one_by_one_shortcut_with_its_default_start_fails_at_the_identitys_rate(variants):
     s = variants["summary"]["conv1x1"]
     assert s["fails"] >= s["n"] - 1
+
+
+# -- best against best: every ranked variant over the learning-rate grid -----------------------------------
+@pytest.fixture(scope="module")
+def best():
+    lr = stored("variants_lr")["data"]["runs"]
+    grid = iv.lr_grid_rows(stored("variants")["data"]["runs"], stored("variants_fair")["data"]["runs"], lr)
+    return iv.best_lr(grid)
+
+
+@pytest.mark.data
+def test_every_ranked_variant_has_the_same_grid_and_seeds(best):
+    lrs = {tuple(sorted(b["by_lr"])) for b in best.values()}
+    assert lrs == {(0.01, 0.02, 0.05, 0.1)}
+    assert {len(b["errs"]) for b in best.values()} == {3}
+    assert {"identity", "conv1x1_identity", "scale", "bn_after_add", "post", "plain"} <= set(best)
+
+
+@pytest.mark.data
+def test_best_against_best_the_1x1_shortcut_started_at_I_trains_near_the_identity(best):
+    """The chapter: at its own best rate the 1x1 shortcut started at I trains (every seed below the paper's 20 %),
+    to between 1 and 3 times the identity's error (the paper: 1.85), while at the identity's rate it fails."""
+    eye, idt = best["conv1x1_identity"], best["identity"]
+    assert eye["lr"] < 0.1 and eye["fails"] == 0
+    assert idt["test_err"] <= eye["test_err"] < 3 * idt["test_err"]
+    assert eye["by_lr"][0.1] > iv.FAIL_ERR
+    assert best["conv1x1_orthogonal"]["fails"] == 0
+
+
+@pytest.mark.data
+def test_best_against_best_halving_shortcuts_and_bn_after_addition_fail_at_every_rate(best):
+    for k in (*SCALED, "bn_after_add", "conv1x1", "plain"):
+        assert min(best[k]["by_lr"].values()) > iv.FAIL_ERR, k                # the chapter: at every rate tried
+    for k in ("identity", "shortcut_gate_6", "relu_only_pre"):
+        assert best[k]["fails"] == 0, k
+
+
+def test_best_lr_reads_each_variant_at_its_own_best_rate():
+    rows = [{"key": "a", "lr": lr, "seed": s, "test_err": e} for lr, errs in ((0.1, (0.5, 0.6)), (0.02, (0.1, 0.2)))
+            for s, e in enumerate(errs)] + [{"key": "a", "lr": 0.05, "seed": 0, "test_err": None},
+                                            {"key": "a", "lr": 0.05, "seed": 1, "test_err": None}]
+    b = iv.best_lr(rows)["a"]
+    assert b["lr"] == 0.02 and b["errs"] == [0.1, 0.2] and b["by_lr"][0.05] == 0.9 and b["fails"] == 0
+
+
+def test_halving_shortcuts_explode_the_gradient_toward_the_input_at_the_first_step():
+    """The chapter's "explode, not vanish": at initialization the input layer's gradient is more than 1e4 times the
+    identity network's with a halved or default-1x1 shortcut, and within 3x of it with the 1x1 started at I
+    (median over three seeds; a property of the initialization, cheap to measure)."""
+    def first(key):
+        return float(np.median([iv.first_step_grads(key, s)["grad_norms"][0] for s in SEEDS]))
+    base = first("identity")
+    assert first("scale") > 1e4 * base and first("conv1x1") > 1e4 * base
+    assert first("conv1x1_identity") < 3 * base
 
 
 @pytest.mark.data
@@ -293,6 +347,15 @@ def test_standard_init_trains_at_no_learning_rate_and_the_others_do():
 
 
 @pytest.mark.data
+def test_standard_init_with_a_zero_classifier_still_trains_at_no_learning_rate():
+    """The starting-loss control: every run starts at ln 10, and none ends below a training loss of 2 (chance 2.30)."""
+    rows = stored("init_zero_head")["data"]["runs"]
+    assert len({r["seed"] for r in rows}) >= 3 and len({r["lr"] for r in rows}) >= 4
+    assert all(r["first_loss"] == pytest.approx(math.log(10), abs=1e-3) for r in rows)
+    assert all(r["train_loss"] is None or r["train_loss"] > 2.0 for r in rows)
+
+
+@pytest.mark.data
 def test_rezero_failures_at_lr_005_come_with_a_jump_of_alpha():
     rows = stored("rezero_alpha")["data"]["runs"]
     assert len(rows) >= 5
@@ -313,11 +376,11 @@ def fair():
 
 
 @pytest.mark.data
-def test_the_1x1_shortcut_started_at_the_identity_still_fails_through_its_product(fair):
+def test_at_the_identitys_rate_the_1x1_shortcut_started_at_I_fails_through_its_product(fair):
     s = fair["summary"]
     base = stored("variants")["data"]["summary"]["identity"]
     for key in ("conv1x1_identity", "conv1x1_orthogonal"):
-        assert s[key]["n"] >= 5 and s[key]["fails"] >= s[key]["n"] - 1, key
+        assert s[key]["n"] >= 5 and s[key]["fails"] >= s[key]["n"] - 1, key        # at the identity's rate 0.1
         assert s[key]["test_err"] > 5 * base["test_err"], key
         for r in (x for x in fair["runs"] if x["key"] == key):
             assert r["prod_norm"][0] == pytest.approx(1.0, rel=1e-5)          # the product starts at norm 1
@@ -370,7 +433,7 @@ def test_placements_from_the_same_loss_reorder_as_the_chapter_says(fair):
 
 # -- is the sum messy? -----------------------------------------------------------------------------
 @pytest.mark.data
-def test_the_sum_keeps_its_terms_readable_and_the_plain_stream_loses_them():
+def test_every_term_is_predictable_from_the_sum_and_the_deep_plain_net_barely_trained():
     rows = stored("decode")["data"]["runs"]
     by = {}
     for r in rows:
@@ -378,21 +441,50 @@ def test_the_sum_keeps_its_terms_readable_and_the_plain_stream_loses_them():
     for n in (8, 16):
         seeds = sorted(by[("residual", n)])
         assert len(seeds) >= 5
-        res, plain, dense = (by[(k, n)] for k in ("residual", "plain", "dense"))
+        res, dense = by[("residual", n)], by[("dense", n)]
         assert abs(dense[0]["params"] - res[0]["params"]) / res[0]["params"] < 0.03     # matched parameters
         for s in seeds:
-            top = str(n)
-            r, p, d = res[s]["decode"][top], plain[s]["decode"][top], dense[s]["decode"][top]
-            assert r["x0"] > 0.8 and min(r["writes"]) > 0.75, (n, s)                   # the sum keeps its terms
+            r, d = res[s]["decode"][str(n)], dense[s]["decode"][str(n)]
+            assert r["x0"] > 0.8 and min(r["writes"]) > 0.75, (n, s)                   # predictable from the sum
             assert d["x0"] > 0.99 and min(d["writes"]) > 0.99, (n, s)                   # concatenation: all of them
-            assert p["x0"] < r["x0"] - 0.1, (n, s)                                      # the plain stream loses x_0
             assert r["class_acc"] > 0.9 and d["class_acc"] > 0.9, (n, s)
-            writes = r["writes"]                                                        # early terms as readable as late
-            assert min(writes[:n // 4]) > max(writes[-n // 4:]) - 0.1, (n, s)
-            assert p["writes"][0] < p["writes"][-1] - 0.1, (n, s)                       # the plain stream forgets early
-    plain16 = [r["decode"]["16"]["class_acc"] for r in by[("plain", 16)].values()]
-    res16 = [r["decode"]["16"]["class_acc"] for r in by[("residual", 16)].values()]
-    assert np.median(plain16) < np.median(res16) - 0.1
+    plain16 = [r["test_err"] for r in by[("plain", 16)].values()]
+    assert np.median(plain16) > 0.15                     # the chapter: the 16-block plain net is no fair comparison
+    plain8 = [r["decode"]["8"]["class_acc"] for r in by[("plain", 8)].values()]
+    res8 = [r["decode"]["8"]["class_acc"] for r in by[("residual", 8)].values()]
+    assert abs(np.median(plain8) - np.median(res8)) < 0.02   # the fair plain net reads the class as well as the sum
+
+
+@pytest.mark.data
+def test_removing_a_term_from_the_stream_costs_its_probe_little():
+    """The read-back's control: each write F_k read from x_L - F_k loses less than 0.05 of R^2 (the margin stated
+    before the control was run) in every stored seed; the writes stay predictable from a stream without them."""
+    from skipnet.experiments.identity_sum import ablation_cost
+    rows = stored("decode_control")["data"]["runs"]
+    for n in (8, 16):
+        res = [r for r in rows if r["kind"] == "residual" and r["n_blocks"] == n]
+        assert len(res) >= 5
+        for r in res:
+            d = r["decode"][str(n)]
+            assert len(d["writes_ablated"]) == len(d["writes"]) == n
+            assert max(np.subtract(d["writes"], d["writes_ablated"])) < 0.05, (n, r["seed"])
+            assert 0 <= ablation_cost(r, n) < 0.05
+            assert min(d["writes_ablated"]) > 0.7, (n, r["seed"])
+        plain = [r for r in rows if r["kind"] == "plain" and r["n_blocks"] == n]
+        assert len(plain) >= 5 and all("writes_ablated" not in r["decode"][str(n)] for r in plain)
+
+
+@pytest.mark.data
+def test_the_chapters_family_reads_the_stored_records():
+    from skipnet.experiments.identity_sum import identity_family, load_identity_records
+    fam = identity_family(load_identity_records())
+    res = fam.results()
+    assert len(res) == 9
+    for key, c in res.items():
+        assert c.p_adj >= c.p and c.outcome in ("higher", "lower", "equivalent", "not detected"), key
+    assert res["fit16"].higher == res["fit16"].n                      # every seed the same direction ...
+    assert res["fit16"].outcome == "not detected"                   # ... and still not detected with five seeds
+    assert res["best_scale"].higher == res["best_scale"].n
 
 
 def test_a_live_residual_decode_falls_within_the_stored_seeds():
@@ -412,7 +504,15 @@ def test_the_scaled_shortcut_fails_along_lambda_to_the_L_and_not_above_one():
     assert len({r["seed"] for r in rows}) >= 3 and {r["lam"] for r in rows} >= {0.5, 0.9, 1.0, 1.1, 1.2}
     b = lambda_boundary(rows)
     rho = b["rho"]
-    assert rho["lambda^L"] > 0.8 and rho["lambda^L"] > rho["lambda"] + 0.2 and rho["lambda^L"] > rho["L"] + 0.1
+    # ties (five cells per depth and per lambda) get their average rank: the chapter's correlations are scipy's
+    from scipy.stats import spearmanr
+    below = sorted(k for k in b["ratio"] if k[0] < 1)
+    ref = spearmanr([b["ratio"][k] for k in below], [k[1] for k in below]).statistic
+    assert rho["L"] == pytest.approx(ref)
+    # the chapter: consistent with lambda^L and clearly not with lambda alone, but not singled out from depth alone
+    assert rho["lambda^L"] > 0.8 and rho["lambda^L"] > rho["lambda"] + 0.2
+    lo, hi = b["rho_diff_boot"]["ci"]
+    assert lo < 0 < hi
     assert b["fails_above_one"] == []                                        # lambda > 1 never fails here
     assert b["min_training_pow"] is not None and b["max_failing_pow"] is not None
     assert b["ratio"][(0.5, 54)] > 10 and b["ratio"][(0.9, 8)] < 1.5          # far from and near the identity

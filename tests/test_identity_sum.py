@@ -104,3 +104,68 @@ def test_lambda_config_and_row_fields():
     cfg = isum.lambda_config(1.1, 6)
     assert (cfg.shortcut, cfg.shortcut_scale, cfg.n_blocks, cfg.placement) == ("scale", 1.1, 6, "pre")
     assert isum.LAMBDAS[0] < 1 < isum.LAMBDAS[-1] and 1.0 in isum.LAMBDAS
+
+
+def test_the_ablation_control_reads_each_write_from_the_stream_without_it():
+    """``writes_ablated[k]`` is the probe from x_L - F_k (recomputed here with sklearn's ridge on the same
+    standardized features); only residual streams get it; ``states`` reads x_k, and x_0 is the ``x0`` probe."""
+    data = load_digits(flatten=True)
+    net = build_model(arch="mlp", n_blocks=3, width=32, in_shape=(64,), seed=0)
+    d = decodability(net, data, [3])[3]
+    assert len(d["writes_ablated"]) == len(d["states"]) == 3 and d["states"][0] == pytest.approx(d["x0"])
+    s_tr, w_tr = stream_and_writes(net, data.X_train)
+    s_te, w_te = stream_and_writes(net, data.X_test)
+    k = 1
+    Z, Zt = (s_tr[3] - w_tr[k]).double().numpy(), (s_te[3] - w_te[k]).double().numpy()
+    mu, sd = Z.mean(0), Z.std(0, ddof=1) + 1e-8
+    ref = Ridge(alpha=1e-2 * len(Z)).fit((Z - mu) / sd, w_tr[k].double().numpy()).predict((Zt - mu) / sd)
+    Y = w_te[k].double().numpy()
+    assert d["writes_ablated"][k] == pytest.approx(1 - ((ref - Y) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum(), abs=1e-4)
+    plain = build_model(arch="mlp", n_blocks=3, width=32, in_shape=(64,), residual=False, seed=0)
+    assert "writes_ablated" not in decodability(plain, data, [3])[3]
+
+
+def test_the_control_can_fail_when_a_write_is_independent_of_the_rest():
+    """A term the stream does not predict from elsewhere: x_L = x_0 + F with F independent noise. Read from x_L the
+    probe recovers F; read from x_L - F = x_0 it cannot: the control gives a different answer, as it must."""
+    g = torch.Generator().manual_seed(0)
+    x0, F = torch.randn(400, 8, generator=g), torch.randn(400, 8, generator=g)
+    xL = x0 + F
+    with_term = ridge_r2(xL[:300], F[:300], xL[300:], F[300:], lam=1e-4)[0]
+    without = ridge_r2((xL - F)[:300], F[:300], (xL - F)[300:], F[300:], lam=1e-4)[0]
+    assert with_term > 0.3 and without < 0.05 and with_term - without > 0.3
+
+
+def test_spearman_averages_ties_and_the_bootstrap_interval_is_reported():
+    rows = [{"lam": lam, "n_blocks": n, "seed": 0, "test_err": 0.02 * (1 + (1 - lam) * n)}
+            for lam in (0.5, 0.8, 1.0) for n in (4, 8, 16)]
+    b = isum.lambda_boundary(rows, n_boot=200)
+    from scipy.stats import spearmanr
+    below = sorted(k for k in b["ratio"] if k[0] < 1)
+    assert b["rho"]["L"] == pytest.approx(spearmanr([b["ratio"][k] for k in below], [k[1] for k in below]).statistic)
+    assert b["rho"]["L(1-lambda)"] == pytest.approx(1.0)                  # the error was built from L(1 - lambda)
+    lo, hi = b["rho_diff_boot"]["ci"]
+    assert lo <= b["rho_diff_boot"]["median"] <= hi and b["rho_diff_boot"]["n"] > 100
+
+
+def test_readback_and_variant_figures_and_tables_render():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skipnet.experiments.identity_variants import best_lr
+    from skipnet.plotting.identity_sum import plot_readback
+    from skipnet.plotting.identity_variants import plot_shortcut_diagram
+    from skipnet.tables import best_lr_table_md, readback_control_md
+    dec = {"writes": [0.9, 0.8], "writes_ablated": [0.85, 0.78], "states": [0.95, 0.9], "x0": 0.95}
+    rows = [{"kind": "residual", "n_blocks": 2, "seed": 0, "test_err": 0.03, "decode": {"2": dec}},
+            {"kind": "plain", "n_blocks": 2, "seed": 0, "test_err": 0.04,
+             "decode": {"2": {k: v for k, v in dec.items() if k != "writes_ablated"}}}]
+    assert len(plot_readback(rows, 2).lines) == 4
+    md = readback_control_md(rows)
+    assert "0.050" in md and "(no sum)" in md
+    assert len(plot_shortcut_diagram().patches) >= 6 * 3
+    b = best_lr([{"key": k, "lr": lr, "seed": 0, "test_err": e} for k, lr, e in
+                 (("identity", 0.1, 0.02), ("identity", 0.02, 0.05), ("x", 0.1, 0.5), ("x", 0.02, 0.04))])
+    md = best_lr_table_md(b, {"identity": "identity", "x": "x"}, {"identity": 6.37, "x": None})
+    assert "| x | 4.0 | 50.0 | 0.02 | 2.0 | fail |" in md
+    plt.close("all")

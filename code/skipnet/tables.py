@@ -21,8 +21,8 @@ from skipnet.experiments.identity import best_lr_errors, group_rows, median_erro
 from skipnet.experiments.identity_variants import rank_of
 from skipnet.history import Run
 
-__all__ = ["degradation_markdown", "fit_fair_table_md", "decode_table_md", "variants_table_md", "placement_table_md",
-           "init_table_md", "init_lr_table_md"]
+__all__ = ["degradation_markdown", "fit_fair_table_md", "decode_table_md", "readback_control_md", "best_lr_table_md",
+           "variants_table_md", "placement_table_md", "init_table_md", "init_lr_table_md"]
 
 # the streams of the decodability study, in the order of the table's rows
 TABLE_NAMES = {"residual": "sum", "plain": "plain", "dense": "concatenation"}
@@ -82,6 +82,49 @@ def decode_table_md(rows: Sequence[Mapping]) -> str:
             lines.append(f"| {n} | {TABLE_NAMES[kind]} | {sub[0]['params']:,} | {100 * np.median([r['test_err'] for r in sub]):.1f} "
                          f"| {np.median([x['x0'] for x in d]):.3f} | {np.median([x['pixels'] for x in d]):.3f} "
                          f"| {np.median([min(x['writes']) for x in d]):.3f} | {100 * np.median([x['class_acc'] for x in d]):.1f} |")
+    return "\n".join(lines)
+
+
+def readback_control_md(rows: Sequence[Mapping]) -> str:
+    """The read-back's controls (``decode_control``), medians over seeds: for the residual stream, the R^2 of the
+    writes F_k read from x_L and from x_L - F_k (lowest and highest over k) and the largest unique part, the R^2
+    lost when the term is removed; for both streams, the R^2 of the input x_0 and of the worst-kept state x_k."""
+    lines = ["| blocks | stream | test error % | $R^2$ $F_k$ from $x_L$ | $R^2$ $F_k$ from $x_L - F_k$ "
+             "| largest $R^2$ lost by removing $F_k$ | $R^2$ $x_0$ | $R^2$ worst state $x_k$ |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n in sorted({r["n_blocks"] for r in rows}):
+        for kind in ("residual", "plain"):
+            sub = [r for r in rows if r["kind"] == kind and r["n_blocks"] == n]
+            if not sub:
+                continue
+            d = [r["decode"][str(n)] for r in sub]
+            err = 100 * np.median([r["test_err"] for r in sub])
+            states = f"| {np.median([x['states'][0] for x in d]):.3f} | {np.median([min(x['states']) for x in d]):.3f} |"
+            if kind == "residual":
+                w = f"{np.median([min(x['writes']) for x in d]):.3f} to {np.median([max(x['writes']) for x in d]):.3f}"
+                a = (f"{np.median([min(x['writes_ablated']) for x in d]):.3f} to "
+                     f"{np.median([max(x['writes_ablated']) for x in d]):.3f}")
+                u = f"{np.median([max(np.subtract(x['writes'], x['writes_ablated'])) for x in d]):.3f}"
+            else:
+                w = a = u = "(no sum)"
+            lines.append(f"| {n} | {TABLE_NAMES[kind]} | {err:.1f} | {w} | {a} | {u} {states}")
+    return "\n".join(lines)
+
+
+def best_lr_table_md(best: Mapping[str, Mapping], labels: Mapping[str, str], paper: Mapping[str, float | None],
+                     baseline: str = "identity") -> str:
+    """Best against best (:func:`skipnet.experiments.identity_variants.best_lr`): each variant's median test error at
+    every learning rate of the grid, its best rate, the error there over the identity's at its own best rate, and the
+    paper's error (ResNet-110, CIFAR-10; "fail": above 20 %)."""
+    lrs = sorted({lr for b in best.values() for lr in b["by_lr"]})
+    lines = ["| variant | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | best lr | x identity, best against best "
+             "| paper: test error % |", "|---|" + "---|" * (len(lrs) + 3)]
+    for key, label in labels.items():
+        b = best[key]
+        cells = " | ".join("" if lr not in b["by_lr"] else f"{100 * b['by_lr'][lr]:.1f}" for lr in lrs)
+        p = paper.get(key)
+        lines.append(f"| {label} | {cells} | {b['lr']:g} | {b['test_err'] / best[baseline]['test_err']:.1f} "
+                     f"| {'fail' if p is None else f'{p:g}'} |")
     return "\n".join(lines)
 
 

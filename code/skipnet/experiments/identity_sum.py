@@ -27,7 +27,8 @@ from skipnet.probes.decode import decodability
 from skipnet.train import train_run
 
 __all__ = ["DECODE_KINDS", "DECODE_TRAIN", "decode_configs", "decode_row", "sum_form_error", "LAMBDAS",
-           "LAMBDA_BLOCKS", "lambda_config", "lambda_row", "lambda_boundary"]
+           "LAMBDA_BLOCKS", "LAMBDA_PREDICTORS", "lambda_config", "lambda_row", "lambda_boundary", "FAMILY_SWEEPS",
+           "load_identity_records", "ablation_cost", "identity_family"]
 
 DECODE_KINDS = ("residual", "plain", "dense")
 DECODE_TRAIN = DEFAULT_TRAIN.with_(epochs=20)
@@ -91,33 +92,120 @@ def lambda_row(lam: float, n_blocks: int, seed: int = 0, train=STUDY_TRAIN) -> d
     return row
 
 
-def _ranks(a) -> np.ndarray:
-    return np.argsort(np.argsort(np.asarray(a, dtype=float))).astype(float)
+def _spearman(a, b) -> float:
+    """Spearman's rank correlation with tied values given their average rank (scipy's convention). Depth and
+    lambda take five tied values each on the map: breaking those ties by position would decide the result."""
+    from scipy.stats import spearmanr
+    return float(spearmanr(a, b).statistic)
 
 
-def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0) -> dict:
+LAMBDA_PREDICTORS = {"lambda^L": lambda lam, L: -L * math.log(lam), "lambda": lambda lam, L: -lam,
+                     "L": lambda lam, L: float(L), "L(1-lambda)": lambda lam, L: L * (1 - lam)}
+"""What the failure of a lambda < 1 cell might follow: -log lambda^L (He et al. 2016, eq. 7), lambda alone,
+depth alone, and L(1 - lambda), which is -log lambda^L to first order in 1 - lambda."""
+
+
+def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0, n_boot: int = 1000, seed: int = 0) -> dict:
     """The lambda map read against lambda^L. A cell (lambda, L) fails when its median test error is above ``factor``
     times that of lambda = 1 at the same depth. Returns the medians, the error ratios and the failing cells; on the
     lambda < 1 side the smallest lambda^L that trains (every cell below it fails) and the largest that fails (every
-    cell above it trains); and the rank correlations (Spearman) of the error ratio with -log lambda^L, with -lambda
-    and with L over the lambda < 1 cells: which of the three the failure follows."""
+    cell above it trains); the Spearman correlations (ties averaged) of the error ratio with each of
+    :data:`LAMBDA_PREDICTORS` over the lambda < 1 cells; and a bootstrap over those cells (``n_boot`` resamples,
+    fixed ``seed``) of rho(lambda^L) - rho(L): its median and 95 % percentile interval."""
     med = {}
     for r in rows:
         med.setdefault((r["lam"], r["n_blocks"]), []).append(0.9 if r["test_err"] is None else r["test_err"])
     med = {k: float(np.median(v)) for k, v in med.items()}
     ratio = {k: v / med[(1.0, k[1])] for k, v in med.items()}
     fails = {k for k, v in ratio.items() if v > factor}
-    below = [k for k in med if k[0] < 1]
+    below = sorted(k for k in med if k[0] < 1)
     pw = {k: k[0] ** k[1] for k in below}
     worst_fail = max((pw[k] for k in below if k in fails), default=None)
     best_ok = min((pw[k] for k in below if k not in fails), default=None)
-    r = _ranks([ratio[k] for k in below])
-
-    def rho(x):
-        return float(np.corrcoef(r, _ranks(x))[0, 1])
+    y = np.array([ratio[k] for k in below])
+    X = {name: np.array([f(*k) for k in below]) for name, f in LAMBDA_PREDICTORS.items()}
+    rho = {name: _spearman(y, x) for name, x in X.items()}
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(below), len(below))
+        if np.ptp(y[i]) == 0 or np.ptp(X["L"][i]) == 0:
+            continue
+        diffs.append(_spearman(y[i], X["lambda^L"][i]) - _spearman(y[i], X["L"][i]))
     cell = {pw[k]: k for k in below}
     return {"median": med, "ratio": ratio, "fails": fails, "max_failing_pow": worst_fail, "min_training_pow": best_ok,
             "max_failing_cell": cell.get(worst_fail), "min_training_cell": cell.get(best_ok),
-            "fails_above_one": sorted(k for k in fails if k[0] > 1),
-            "rho": {"lambda^L": rho([-k[1] * math.log(k[0]) for k in below]), "lambda": rho([-k[0] for k in below]),
-                    "L": rho([k[1] for k in below])}}
+            "fails_above_one": sorted(k for k in fails if k[0] > 1), "rho": rho,
+            "rho_diff_boot": {"median": float(np.median(diffs)),
+                              "ci": (float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))),
+                              "n": len(diffs)}}
+
+
+FAMILY_SWEEPS = ("fit", "zero_gamma", "zero_gamma_long", "decode", "decode_control", "variants", "variants_fair",
+                 "variants_lr")
+ABLATION_MARGIN = 0.05      # of R^2, stated before the control was run: a term "stored" in the sum should lose more
+CLASS_MARGIN = 0.02         # of accuracy (about 7 of 359 test digits)
+
+
+def load_identity_records(tag: str | None = None) -> dict:
+    """The chapter's stored sweeps (``identity_<name>.json``, or the ``tag`` files of a confirmation)."""
+    from skipnet.store import load_sweep
+    return {name: load_sweep(f"identity_{name}", tag) for name in FAMILY_SWEEPS}
+
+
+def _by_seed(rows, **match) -> dict:
+    return {r["seed"]: r for r in rows if all(r.get(k) == v for k, v in match.items())}
+
+
+def ablation_cost(row: Mapping, n_blocks: int) -> float:
+    """Mean over the blocks k of R^2(F_k from x_L) - R^2(F_k from x_L - F_k): what removing the term costs."""
+    d = row["decode"][str(n_blocks)]
+    return float(np.mean(np.subtract(d["writes"], d["writes_ablated"])))
+
+
+def identity_family(recs: Mapping):
+    """The chapter's claims over seeds as one :class:`skipnet.inference.Family` (Holm within it). A pure function
+    of the stored records (:func:`load_identity_records`), so that a confirmation on fresh seeds reads the same."""
+    from skipnet.experiments.identity_variants import best_lr, lr_grid_rows
+    from skipnet.inference import Family
+    fam = Family("identity")
+    fit = recs["fit"]["data"]["runs"]
+    p16, r16 = _by_seed(fit, n_blocks=16, residual=False), _by_seed(fit, n_blocks=16, residual=True)
+    s = sorted(set(p16) & set(r16))
+    fam.add("fit16", [math.log10(p16[i]["rel_error"][-1]) for i in s], [math.log10(r16[i]["rel_error"][-1]) for i in s],
+            "16 blocks learning the identity: log10 relative error, plain minus residual", unit="decades")
+    zg = recs["zero_gamma"]["data"]["runs"]
+    b20, b56 = _by_seed(zg, depth=20, init="standard"), _by_seed(zg, depth=56, init="standard")
+    s = sorted(set(b20) & set(b56))
+    fam.add("branch_depth", [np.median(b20[i]["rel_norm"]) for i in s], [np.median(b56[i]["rel_norm"]) for i in s],
+            "trained branch size ||F||/||x||, residual-20 minus residual-56")
+    dec = recs["decode"]["data"]["runs"]
+    res16 = _by_seed(recs["decode_control"]["data"]["runs"], kind="residual", n_blocks=16)
+    s = sorted(res16)
+    fam.add("ablation", [ablation_cost(res16[i], 16) for i in s], 0.0,
+            "residual-16: R^2 of each write lost when that write is removed from the stream (mean over blocks)",
+            margin=ABLATION_MARGIN, fmt=".3f")
+    r8, p8 = _by_seed(dec, kind="residual", n_blocks=8), _by_seed(dec, kind="plain", n_blocks=8)
+    s = sorted(set(r8) & set(p8))
+    fam.add("class8", [r8[i]["decode"]["8"]["class_acc"] for i in s], [p8[i]["decode"]["8"]["class_acc"] for i in s],
+            "8 blocks: class read linearly from the last stream, residual minus plain", margin=CLASS_MARGIN,
+            scale=100, unit="points", fmt=".1f")
+    grid = lr_grid_rows(recs["variants"]["data"]["runs"], recs["variants_fair"]["data"]["runs"],
+                        recs["variants_lr"]["data"]["runs"])
+    best = best_lr(grid)
+    for key, base, text in (("conv1x1_identity", "identity", "1x1 shortcut started at I"),
+                            ("scale", "identity", "constant scaling 0.5"),
+                            ("bn_after_add", "identity", "BN after addition")):
+        a, b = best[key], best[base]
+        fam.add(f"best_{key}", a["errs"], b["errs"],
+                f"{text} minus the identity shortcut, test error, each at its best learning rate", scale=100,
+                unit="points", fmt=".1f")
+    zl = recs["zero_gamma_long"]["data"]["runs"]
+    for init, data, key in (("zero_gamma", zg, "zg10"), ("standard", zl, "std40")):
+        d20, d56 = _by_seed(data, depth=20, init=init), _by_seed(data, depth=56, init=init)
+        s = sorted(set(d20) & set(d56))
+        epochs = 10 if key == "zg10" else 40
+        fam.add(key, [math.log10(d56[i]["train_loss"]) for i in s], [math.log10(d20[i]["train_loss"]) for i in s],
+                f"{init.replace('_', '-')} init, {epochs} epochs: log10 training loss, residual-56 minus residual-20",
+                unit="decades")
+    return fam

@@ -35,7 +35,8 @@ from skipnet.train import Progress, TrainConfig, Trainer
 
 __all__ = ["Variant", "VARIANTS", "FAIR_VARIANTS", "PAPER_BASELINE", "SHORTCUT_KEYS", "PLACEMENT_KEYS", "STUDY_MODEL",
            "STUDY_TRAIN", "FAIL_ERR", "variant_config", "shortcut_config", "variant_row", "failed", "train_variant",
-           "race_variants", "race_configs", "train_traced", "summarize", "rank_of"]
+           "race_variants", "race_configs", "train_traced", "summarize", "rank_of", "lr_grid_rows", "best_lr",
+           "first_step_grads"]
 
 STUDY_MODEL = ModelConfig(arch="mlp", n_blocks=54, width=32, norm="batch", placement="pre", in_shape=(64,))
 STUDY_TRAIN = DEFAULT_TRAIN
@@ -209,3 +210,52 @@ def rank_of(values: Mapping[str, float]) -> dict[str, int]:
     """Rank of each key by value, 1 = lowest (best error)."""
     order = sorted(values, key=lambda k: values[k])
     return {k: order.index(k) + 1 for k in values}
+
+
+def lr_grid_rows(variants: Iterable[dict], fair: Iterable[dict], lr_runs: Iterable[dict], lr_default: float = 0.1,
+                 seeds: Iterable[int] | None = None) -> list[dict]:
+    """One list of runs over the learning-rate grid: the stored ``variants_lr`` runs (each with its ``lr``) and, at
+    the identity's rate ``lr_default``, the runs of ``variants`` and ``variants_fair`` of the same keys (the same
+    network and budget). Only ``seeds`` (default: those of ``lr_runs``) are kept, so that every cell has the same
+    seeds. A pure function of the stored records."""
+    lr_runs = list(lr_runs)
+    keys = {r["key"] for r in lr_runs}
+    seeds = set(r["seed"] for r in lr_runs) if seeds is None else set(seeds)
+    old = [dict(r, lr=lr_default) for r in [*variants, *fair] if r["key"] in keys and r["seed"] in seeds]
+    return [r for r in [*old, *lr_runs] if r["seed"] in seeds]
+
+
+def best_lr(rows: Iterable[dict]) -> dict[str, dict]:
+    """Per variant: the learning rate with the lowest median test error over seeds (a diverged run counts as
+    chance, 0.9), that median, the per-seed errors there (in seed order), the failures there, and the median at
+    every rate tried. Best against best: each variant is read at its own best rate on the same grid."""
+    cells: dict[str, dict[float, dict[int, float]]] = {}
+    for r in rows:
+        err = 0.9 if r["test_err"] is None else float(r["test_err"])
+        cells.setdefault(r["key"], {}).setdefault(float(r["lr"]), {})[r["seed"]] = err
+    out = {}
+    for key, by_lr in cells.items():
+        med = {lr: float(np.median(list(v.values()))) for lr, v in sorted(by_lr.items())}
+        lr = min(med, key=lambda x: (med[x], x))
+        errs = [by_lr[lr][s] for s in sorted(by_lr[lr])]
+        out[key] = {"lr": lr, "test_err": med[lr], "errs": errs, "seeds": sorted(by_lr[lr]),
+                    "fails": sum(e > FAIL_ERR for e in errs), "by_lr": med}
+    return out
+
+
+def first_step_grads(key: str, seed: int = 0, batch: int = 128, base: ModelConfig = STUDY_MODEL) -> dict:
+    """The gradient at the first step, layer by layer: Frobenius norm of each weight layer's gradient (input layer,
+    then the two layers of every block, then the classifier) for variant ``key`` at initialization, on the first
+    ``batch`` training digits, in training mode. Measures whether a failing variant's gradients vanish or explode."""
+    import torch
+    import torch.nn.functional as F
+    torch.manual_seed(seed)
+    net = variant_config(key, None, base).build(seed).train()
+    data = load_digits(flatten=True)
+    loss = F.cross_entropy(net(data.X_train[:batch]), data.y_train[:batch])
+    loss.backward()
+    named = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.Linear) and m.weight.grad is not None]
+    norms = [float(m.weight.grad.norm()) for n, m in named if "shortcut" not in n]     # input, branches, classifier
+    shortcut = [float(m.weight.grad.norm()) for n, m in named if "shortcut" in n]      # 1x1 maps and gates
+    return {"key": key, "seed": seed, "loss": float(loss.detach()), "grad_norms": norms, "shortcut_grad_norms": shortcut}
+

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from skipnet.experiments.identity_sum import lambda_boundary
 from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes
 
-__all__ = ["DECODE_COLORS", "DECODE_NAMES", "plot_decode", "plot_lambda_map"]
+__all__ = ["DECODE_COLORS", "DECODE_NAMES", "plot_decode", "plot_readback", "plot_lambda_map"]
 
 DECODE_COLORS = {"residual": RESIDUAL, "plain": PLAIN, "dense": "#7570b3"}
 DECODE_NAMES = {"residual": "residual (sum)", "plain": "plain", "dense": "concatenation (DenseNet-like)"}
@@ -35,6 +35,30 @@ def plot_decode(rows: Sequence[Mapping], n_blocks: int, ax: Axes | None = None) 
                   ["$x_0$", *(f"$F_{{{k}}}$" for k in range(1, n_blocks + 1, max(1, n_blocks // 8)))])
     ax.set_ylim(0, 1.02)
     finish_axes(ax, "what the probe reads from the last stream $x_L$", "test $R^2$ of a linear probe", loc="lower left")
+    return ax
+
+
+def plot_readback(rows: Sequence[Mapping], n_blocks: int, ax: Axes | None = None) -> Axes:
+    """The read-back with its control (the ``decode_control`` sweep), median over seeds, block k on the x axis:
+    what block k wrote, F_k, read from the residual stream x_L (solid green) and from x_L - F_k, the stream with that
+    very term removed (dashed green); the state after block k, x_k, read from x_L, residual (dotted green) and
+    plain (orange): states against states."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    top, ks = str(n_blocks), np.arange(1, n_blocks + 1)
+
+    def med(kind, key):
+        sub = [r["decode"][top][key] for r in rows if r["kind"] == kind and r["n_blocks"] == n_blocks]
+        return np.median(np.array(sub), axis=0)
+    ax.plot(ks, med("residual", "writes"), "-o", ms=3.5, color=RESIDUAL, lw=1.8, label="residual: $F_k$ from $x_L$")
+    ax.plot(ks, med("residual", "writes_ablated"), "--s", ms=3.5, color=RESIDUAL, lw=1.4,
+            label="residual: $F_k$ from $x_L - F_k$ (control)")
+    ax.plot(ks - 1, med("residual", "states"), ":", color=RESIDUAL, lw=1.6, label="residual: state $x_k$ from $x_L$")
+    ax.plot(ks - 1, med("plain", "states"), "-^", ms=3.5, color=PLAIN, lw=1.6, label="plain: state $x_k$ from $x_L$")
+    ax.set_ylim(0, 1.02)
+    finish_axes(ax, "block $k$ (states: $x_0$ is the input of block 1)", "test $R^2$ of a linear probe",
+                legend=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 
 from skipnet.plotting.core import PLAIN, RESIDUAL, finish_axes
 
-__all__ = ["plot_variants", "plot_product_norm"]
+__all__ = ["plot_variants", "plot_product_norm", "plot_shortcut_diagram", "SHORTCUT_DRAWINGS"]
 
 
 def plot_variants(summary: Mapping[str, Mapping], labels: Mapping[str, str], ax: Axes | None = None,
@@ -58,3 +58,38 @@ def plot_product_norm(rows: Sequence[Mapping], axes: Sequence[Axes] | None = Non
         finish_axes(ax, "training step", legend=False)
     axes[0].legend(fontsize=8, frameon=False)
     return np.asarray(axes)
+
+
+SHORTCUT_DRAWINGS = (("identity", "x", "F(x)"), ("constant scaling", "0.5 x", "F(x)"),
+                     ("exclusive gate", "(1 - g) x", "g F(x)"), ("shortcut-only gate", "(1 - g) x", "F(x)"),
+                     ("1x1 convolution", "W x", "F(x)"), ("dropout (0/1 mask m)", "m x", "F(x)"))
+"""He et al. (2016) Fig. 2, as (name, what the shortcut carries, what the branch adds); g = sigmoid(W_g x + b_g)."""
+
+
+def plot_shortcut_diagram(drawings=SHORTCUT_DRAWINGS, ax: Axes | None = None) -> Axes:
+    """The shortcut variants as block diagrams, two a row: x splits into the branch (top box) and the shortcut
+    (bottom box, what it carries), and the two meet at the addition. The identity is drawn in green, the others grey."""
+    rows = (len(drawings) + 1) // 2
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.2, 1.55 * rows + 0.2))
+    for i, (name, short, branch) in enumerate(drawings):
+        x0, y0 = 5.2 * (i % 2), -2.0 * (i // 2)
+        color = RESIDUAL if i == 0 else "#777777"
+        ax.text(x0 + 2.2, y0 + 0.95, name, ha="center", fontsize=9.5, weight="bold")
+        ax.annotate("", xy=(x0 + 0.9, y0), xytext=(x0, y0), arrowprops=dict(arrowstyle="-", lw=1.2))
+        ax.text(x0 - 0.05, y0, "x ", ha="right", va="center", fontsize=10)
+        for dy, label, c in ((0.45, branch, "#444444"), (-0.45, short, color)):
+            ax.plot([x0 + 0.9, x0 + 0.9, x0 + 1.2], [y0, y0 + dy, y0 + dy], color="k", lw=1.2)
+            ax.add_patch(plt.Rectangle((x0 + 1.2, y0 + dy - 0.22), 2.0, 0.44, fill=False, ec=c, lw=1.6))
+            ax.text(x0 + 2.2, y0 + dy, label, ha="center", va="center", fontsize=9, color=c)
+            ax.annotate("", xy=(x0 + 3.75, y0 + np.sign(dy) * 0.12), xytext=(x0 + 3.2, y0 + dy),
+                        arrowprops=dict(arrowstyle="->", lw=1.2))
+        ax.add_patch(plt.Circle((x0 + 3.85, y0), 0.15, fill=False, lw=1.2))
+        ax.text(x0 + 3.85, y0, "+", ha="center", va="center", fontsize=10)
+        ax.annotate("", xy=(x0 + 4.5, y0), xytext=(x0 + 4.0, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
+        ax.text(x0 + 4.55, y0, "y", ha="left", va="center", fontsize=10)
+    ax.set_xlim(-0.5, 10.2)
+    ax.set_ylim(-2.0 * (rows - 1) - 0.8, 1.25)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax

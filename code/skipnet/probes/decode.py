@@ -9,7 +9,13 @@ digits says how much of the target survives in the stream:
 * the input ``x_0`` (the stem's output), and the raw pixels;
 * what each earlier block wrote (``F_k``: the branch output of a residual or dense block; for a plain
   block, its output);
-* the class (accuracy of the one-hot regression's arg max).
+* the class (accuracy of the one-hot regression's arg max);
+* the control that makes the read-back able to fail (residual streams only): each ``F_k`` decoded from the
+  stream with that very term removed, ``x_l - F_k``. A term that is *stored* in the sum loses R^2 when it is
+  removed; a term that is only *predictable* from the rest of the stream (from the input and the other terms)
+  does not. The unique part is ``R^2(x_l) - R^2(x_l - F_k)``;
+* the earlier states ``x_k`` (k < l), for every kind: states against states, the like-for-like comparison of
+  a plain and a residual stream.
 
 Features are standardized with the training statistics; the penalty is ``lam * N`` (N training digits).
 """
@@ -53,8 +59,10 @@ def stream_and_writes(model: nn.Module, X: torch.Tensor) -> tuple[list[torch.Ten
 
 
 def decodability(model: nn.Module, data, layers: list[int], lam: float = 1e-2) -> dict[int, dict]:
-    """For each ``l`` in ``layers``: test R^2 of ridge probes from ``x_l`` to ``x_0``, to the pixels and to each
-    ``F_k`` (k < l), and the class accuracy of a one-hot ridge probe. ``data``: a flattened digits Dataset."""
+    """For each ``l`` in ``layers``: test R^2 of ridge probes from ``x_l`` to ``x_0``, to the pixels, to each
+    ``F_k`` and each state ``x_k`` (k < l), the class accuracy of a one-hot ridge probe, and for a residual
+    network each ``F_k`` read from ``x_l - F_k`` (the ablation control). ``data``: a flattened digits Dataset."""
+    residual = bool(getattr(getattr(model, "cfg", None), "residual", False))      # a dense config has none
     s_tr, w_tr = stream_and_writes(model, data.X_train)
     s_te, w_te = stream_and_writes(model, data.X_test)
     Y_tr = F.one_hot(data.y_train, data.n_classes).double()
@@ -66,5 +74,9 @@ def decodability(model: nn.Module, data, layers: list[int], lam: float = 1e-2) -
         out[l] = {"x0": ridge_r2(s_tr[l], s_tr[0], s_te[l], s_te[0], lam)[0],
                   "pixels": ridge_r2(s_tr[l], data.X_train, s_te[l], data.X_test, lam)[0],
                   "writes": [ridge_r2(s_tr[l], w_tr[k], s_te[l], w_te[k], lam)[0] for k in range(l)],
+                  "states": [ridge_r2(s_tr[l], s_tr[k], s_te[l], s_te[k], lam)[0] for k in range(l)],
                   "class_acc": float((P.argmax(1) == data.y_test).double().mean())}
+        if residual:
+            out[l]["writes_ablated"] = [ridge_r2(s_tr[l] - w_tr[k], w_tr[k], s_te[l] - w_te[k], w_te[k], lam)[0]
+                                        for k in range(l)]
     return out

@@ -513,3 +513,30 @@ def test_trial_figures_draw():
                                  ([0, 1], [0.97, 0.1], [0.96, 0.1], [0.98, 0.1]))
     assert len(ax.get_legend().get_texts()) == 2
     plt.close("all")
+
+
+def test_kept_by_random_blocks_against_enumerating_every_draw():
+    """Training through k random blocks of n keeps a path of length j when all its branches are drawn: the expected
+    kept share of sum_j ||G_j||, against averaging over every k-subset of 6 blocks and every path of each length."""
+    n, k = 6, 3
+    norms = np.array([0.5, 2.0, 1.0, 0.4, 0.1, 0.05, 0.01])
+    draws = list(itertools.combinations(range(n), k))
+    kept = 0.0
+    for drawn in draws:
+        for j in range(n + 1):
+            paths = list(itertools.combinations(range(n), j))
+            share = sum(set(p) <= set(drawn) for p in paths) / len(paths)   # paths of length j that survive
+            kept += share * norms[j]
+    expect = kept / len(draws) / norms.sum()
+    assert T.kept_by_random_blocks(norms, k) == pytest.approx(expect, rel=1e-12)
+    assert T.kept_by_random_blocks(norms, n) == pytest.approx(1.0)
+    assert T.kept_by_random_blocks([1.0, 0, 0, 0, 0, 0, 0], 1) == pytest.approx(1.0)   # length 0 always survives
+
+
+def test_stratified_two_pools_the_sets_that_keep_both_blocks():
+    k_accs = [[[0.9], [0.8, 0.1], [0.7, 0.2]], [[0.95], [0.6, 0.0], [0.5, 0.3]]]          # 2 seeds, ks 0, 1, 2
+    k_sets = [[[[]], [[3], [0]], [[2, 3], [1, 2]]], [[[]], [[4], [1]], [[3, 4], [0, 5]]]]
+    means, counts = T.stratified_two(k_accs, k_sets)
+    assert counts == [2, 2, 2] and means == pytest.approx([0.925, 0.7, 0.6])
+    means, counts = T.stratified_two(k_accs, k_sets, blocks=(0, 1, 2, 3, 4, 5))
+    assert counts == [2, 0, 0] and np.isnan(means[1])

@@ -174,6 +174,27 @@ def train_short_paths(k: int, mode: str = "paths", seed: int = 0, depth: int = 5
                extra={"k": k, "mode": mode})
 
 
+def train_truncated(K: int, norm_match: bool = False, seed: int = 0, depth: int = 56,
+                    model: ModelConfig = ENSEMBLE_MODEL, train: TrainConfig = DEFAULT_TRAIN.with_(eval_every=0),
+                    data: Dataset | None = None) -> Run:
+    """Train the chapter's residual net on the gradient of the paths of at most K branches
+    (:class:`~skipnet.probes.path_spectrum.LengthTruncation`), optionally rescaled to the full gradient's norm."""
+    from skipnet.probes.path_spectrum import LengthTruncation
+    cfg = model.with_(depth=depth)
+    net = cfg.build(seed)
+    cut = LengthTruncation(net, K, norm_match=norm_match)
+    t0 = time.perf_counter()
+    train = train.with_(seed=seed)
+    trainer = Trainer(net, data if data is not None else load_digits(), train)
+    trainer.loss_fn = cut.loss_fn
+    history = trainer.run()
+    cut.remove()
+    scale = float(np.median(cut.scale)) if cut.scale else 1.0
+    return Run(cfg, train, history, time.perf_counter() - t0, net.eval(),
+               f"{cfg.label}, K={K}" + (" (norm-matched)" if norm_match else ""),
+               extra={"K": K, "norm_match": norm_match, "median_scale": scale})
+
+
 # -- a real ensemble --------------------------------------------------------------------------------------
 @torch.no_grad()
 def ensemble_deletion(nets: Sequence[torch.nn.Module], X: torch.Tensor, y: torch.Tensor) -> dict:
@@ -222,7 +243,9 @@ def interpolated_gap(evals: Sequence[dict], level: float) -> float | None:
 
 
 # -- the chapter's claims over the stored seeds, through the inference protocol -------------------------------------
-ENSEMBLE_SWEEPS = ("lesions", "paths", "streams", "gaps", "spectra", "recal", "noise", "short", "members")
+ENSEMBLE_SWEEPS = ("lesions", "paths", "streams", "gaps", "spectra", "recal", "noise", "short", "members",
+                   "truncated")
+TRUNC_MARGIN = 0.01      # accuracy: "training on paths of at most K branches costs nothing" within 1 point
 GAP_MARGIN = 0.02        # nats: half the end-of-training plain-20 minus residual-20 gap difference, stated up front
 MEAN_MARGIN = 0.02       # accuracy: "the channel mean is as good as deleting" within 2 points
 GAP_LEVELS = (0.3, 0.2, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 0.007, 0.005)
@@ -281,6 +304,11 @@ def ensemble_family(rec: dict):
                        ("update7", "k=7 (updates)")):
         fam.add(key, acc["normal"], acc[label], f"test accuracy: normal minus {label}", **pts)
     sd, r56 = les["residual-56 (drop 0.5)"], les["residual-56"]
+    for label in rec.get("truncated", {}):
+        if label != "normal":
+            fam.add(f"trunc {label}", [r["test_acc"] for r in rec["truncated"]["normal"]],
+                    [r["test_acc"] for r in rec["truncated"][label]],
+                    f"test accuracy: normal minus trained on paths of at most {label[2:]}", margin=TRUNC_MARGIN, **pts)
     fam.add("sd_intact", [r["intact"] for r in sd], [r["intact"] for r in r56],
             "intact accuracy: stochastic depth minus ordinary residual-56", **pts)
     fam.add("sd_deletion", [np.mean([np.mean(a) for a in r["k_accs"][1:17]]) for r in sd],

@@ -174,10 +174,10 @@ def plot_short_paths(rows: Sequence[tuple[str, Sequence[float]]], ax: Axes | Non
     """Test accuracy per training variant (one dot per seed, bar: mean): ``[(name, accuracies)]``."""
     ax = _ax(ax, (6, 3.2))
     for j, (name, accs) in enumerate(rows):
-        color = RESIDUAL if "normal" in name else "#7570b3" if "update" in name else "#e7298a"
+        color = RESIDUAL if "normal" in name else "#7570b3" if ("update" in name or "matched" in name) else "#e7298a"
         ax.bar(j, np.mean(accs), color=color, alpha=0.35, width=0.6)
         ax.scatter(np.full(len(accs), j) + np.linspace(-0.12, 0.12, len(accs)), accs, s=14, color=color, zorder=3)
-    ax.set_xticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], fontsize=9)
     lo = min(min(a) for _, a in rows)
     return _finish(ax, "training", "test accuracy", ylim=(max(0.0, lo - 0.08), 1.0), chance=False, legend="lower right")
 

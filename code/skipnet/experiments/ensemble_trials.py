@@ -338,6 +338,7 @@ def ensemble_family(rec: dict):
                 f"{label}, {m} branches (block 1 kept): deleted minus matched noise", **pts)
         fam.add(f"mean{key}", rep(label, "delete", m), rep(label, "channel mean", m),
                 f"{label}, {m} branches (block 1 kept): deleted minus channel mean", margin=MEAN_MARGIN, **pts)
-    fam.add("cosine", [np.mean(r["cos"]) for r in nz["residual-56"]], [np.mean(r["cos"]) for r in nz["residual-56, fresh"]],
+    fam.add("cosine", [np.mean(r["cos"]) for r in nz["residual-56"]],
+            [np.mean(r["cos"]) for r in nz["residual-56, fresh"]],
             "mean cos(branch, -gradient): trained minus fresh residual-56", fmt=".3f")
     return fam

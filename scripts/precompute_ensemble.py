@@ -17,6 +17,9 @@ Parts (each file records the command that wrote it):
   replaced by another image's or by matched noise; the refinement cosine), ensemble_short.json (training through
   only k random blocks a step, and its update-only control), ensemble_members.json (five residual-8 nets as a real
   ensemble, members deleted).
+* ``truncated``: Veit et al.'s causal test done by length: residual-56 trained on the exact gradient of the
+  backward paths of at most K branches (skipnet.probes.path_spectrum.LengthTruncation), and the same with the
+  gradient rescaled each step to the full gradient's norm, beside normal training -> ensemble_truncated.json.
 
 On one core shared with other jobs: about 10 minutes a seed for ``lesions trials`` (53 minutes for seeds 0-4).
 
@@ -43,7 +46,7 @@ from skipnet.sweep import SweepMismatch, start_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 
-PARTS = ("gaps", "lesions", "paths", "trials")
+PARTS = ("gaps", "lesions", "paths", "trials", "truncated")
 LESION_NETS = [(56, True, 0.0), (56, True, 0.5), (20, True, 0.0), (20, False, 0.0)]   # (depth, residual, drop_prob)
 GAP_NETS = [(8, False), (8, True), (20, False), (20, True), (56, False), (56, True)]
 N_SAMPLES = 10          # random block sets (or swap orders) per k
@@ -54,6 +57,7 @@ NOISE_MS = {27: [1, 2, 4, 6, 9, 13, 27], 9: [1, 2, 3, 4, 6, 9]}
 SHORT = [(3, "paths"), (7, "paths"), (13, "paths"), (7, "updates")]
 MEMBERS = 5             # residual-8 nets in the real ensemble (seeds 5 s .. 5 s + 4 for sweep seed s)
 ZERO_GAMMA = E.ENSEMBLE_MODEL.with_(init="zero_gamma")
+TRUNCATED = [(1, False), (1, True), (2, False), (2, True), (4, False), (4, True)]   # (K, norm-matched)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -92,11 +96,13 @@ def main(argv=None) -> int:
               "path_samples": PATH_SAMPLES, "path_batch": T.SPECTRUM_BATCH, "probe_dims": E.PROBE_DIMS,
               "recal_ks": RECAL_KS, "noise_ms": NOISE_MS, "short": SHORT, "members": MEMBERS,
               "short_train": T.DEFAULT_TRAIN.with_(eval_every=0).as_dict()}
+    if "truncated" in parts:
+        config["truncated"] = TRUNCATED
     data = load_digits()
     files = {name: {} for name in ("gaps", "lesions", "streams", "paths", "spectra", "recal", "noise", "short",
-                                   "members")}
+                                   "members", "truncated")}
     wanted = {"gaps": {"gaps"}, "lesions": {"lesions", "streams"}, "paths": {"paths"},
-              "trials": {"spectra", "recal", "noise", "short", "members"}}
+              "trials": {"spectra", "recal", "noise", "short", "members"}, "truncated": {"truncated"}}
     written = [name for name in files if name in set().union(*(wanted[p] for p in parts))]
     outputs = {name: tagged(out / f"ensemble_{name}.json", args.tag) for name in written}
     run_name = "ensemble" if parts == set(PARTS) else "ensemble_" + "+".join(p for p in PARTS if p in parts)
@@ -162,7 +168,23 @@ def one_seed(seed: int, parts: set, data) -> dict:
         put("streams", "residual-56, fresh", seed, E.stream_study(calibrated, data, "residual-56, fresh").as_dict())
     if "trials" in parts:
         trials(seed, data, trained, put)
+    if "truncated" in parts:
+        truncated(seed, data, trained, put)
     return files
+
+
+def truncated(seed, data, trained, put) -> None:
+    r56 = trained.get((56, True, 0.0)) or E.train_net(56, True, seed=seed, model=E.ENSEMBLE_MODEL,
+                                                     train=T.DEFAULT_TRAIN.with_(eval_every=0), data=data)
+    put("truncated", "normal", seed, {"K": 27, "norm_match": False, "test_acc": r56.test_acc,
+                                      "train_loss": r56.train_loss, "status": r56.status, "seconds": r56.seconds})
+    for K, matched in TRUNCATED:
+        run = T.train_truncated(K, matched, seed=seed, data=data)
+        put("truncated", f"K={K}" + (" (norm-matched)" if matched else ""), seed,
+            {"K": K, "norm_match": matched, "test_acc": run.test_acc, "train_loss": run.train_loss,
+             "status": run.status, "seconds": run.seconds, "median_scale": run.extra["median_scale"]})
+        print(f"seed {seed} truncated K={K} matched={matched}: test acc {run.test_acc:.3f}, {run.seconds:.0f} s",
+              flush=True)
 
 
 def trials(seed, data, trained, put) -> None:

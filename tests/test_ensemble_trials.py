@@ -513,3 +513,69 @@ def test_trial_figures_draw():
                                  ([0, 1], [0.97, 0.1], [0.96, 0.1], [0.98, 0.1]))
     assert len(ax.get_legend().get_texts()) == 2
     plt.close("all")
+
+
+def test_kept_by_random_blocks_against_enumerating_every_draw():
+    """Training through k random blocks of n keeps a path of length j when all its branches are drawn: the expected
+    kept share of sum_j ||G_j||, against averaging over every k-subset of 6 blocks and every path of each length."""
+    n, k = 6, 3
+    norms = np.array([0.5, 2.0, 1.0, 0.4, 0.1, 0.05, 0.01])
+    draws = list(itertools.combinations(range(n), k))
+    kept = 0.0
+    for drawn in draws:
+        for j in range(n + 1):
+            paths = list(itertools.combinations(range(n), j))
+            share = sum(set(p) <= set(drawn) for p in paths) / len(paths)   # paths of length j that survive
+            kept += share * norms[j]
+    expect = kept / len(draws) / norms.sum()
+    assert T.kept_by_random_blocks(norms, k) == pytest.approx(expect, rel=1e-12)
+    assert T.kept_by_random_blocks(norms, n) == pytest.approx(1.0)
+    assert T.kept_by_random_blocks([1.0, 0, 0, 0, 0, 0, 0], 1) == pytest.approx(1.0)   # length 0 always survives
+
+
+def test_stratified_two_pools_the_sets_that_keep_both_blocks():
+    k_accs = [[[0.9], [0.8, 0.1], [0.7, 0.2]], [[0.95], [0.6, 0.0], [0.5, 0.3]]]          # 2 seeds, ks 0, 1, 2
+    k_sets = [[[[]], [[3], [0]], [[2, 3], [1, 2]]], [[[]], [[4], [1]], [[3, 4], [0, 5]]]]
+    means, counts = T.stratified_two(k_accs, k_sets)
+    assert counts == [2, 2, 2] and means == pytest.approx([0.925, 0.7, 0.6])
+    means, counts = T.stratified_two(k_accs, k_sets, blocks=(0, 1, 2, 3, 4, 5))
+    assert counts == [2, 0, 0] and np.isnan(means[1])
+
+
+def _grads_by_autograd(net, X, y, detach_branches=False):
+    handles = [b.branch.register_forward_hook(lambda m, a, out: out.detach()) for b in net.blocks] \
+        if detach_branches else []
+    net.zero_grad(set_to_none=True)
+    F.cross_entropy(net(X), y).backward()
+    for h in handles:
+        h.remove()
+    return {id(p): (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for p in net.parameters()}
+
+
+def test_length_truncation_is_autograd_at_full_length_and_the_skip_path_at_zero(digits):
+    """K >= n: the surrogate's gradient is autograd's (every path); K = 0: only the all-skip path, which is the
+    gradient of the same forward pass with every branch output detached (a second autograd route); the loss value
+    is the real loss either way, and the hooks record nothing in eval mode."""
+    from skipnet.probes.path_spectrum import LengthTruncation
+    net = E.ENSEMBLE_MODEL.with_(depth=14).build(seed=0).train()
+    X, y = digits.X_train[:32], digits.y_train[:32]
+    for K, detach in ((6, False), (9, False), (0, True)):
+        ref = _grads_by_autograd(net, X, y, detach_branches=detach)
+        cut = LengthTruncation(net, K)
+        net.zero_grad(set_to_none=True)
+        logits = net(X)
+        loss, _ = cut.loss_fn(logits, y)
+        assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+        loss.backward()
+        cut.remove()
+        for p in net.parameters():
+            got = p.grad if p.grad is not None else torch.zeros_like(p)
+            assert torch.allclose(got, ref[id(p)], atol=1e-6, rtol=1e-4), (K, p.shape)
+    cut = LengthTruncation(net, 2, norm_match=True)
+    net.zero_grad(set_to_none=True)
+    cut.loss_fn(net(X), y)[0].backward()
+    cut.remove()
+    matched = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    full = _grads_by_autograd(net, X, y)
+    norm = lambda gs: float(torch.sqrt(sum((g * g).sum() for g in gs)))
+    assert norm(matched) == pytest.approx(norm(full.values()), rel=1e-4) and cut.scale[0] > 1

@@ -16,6 +16,7 @@ MAIN_PAGES: dict[str, int] = {
     "book/highway.md": 2000,
     "book/intro.md": 1500,
     "book/identity.md": 2000,
+    "book/ensemble.md": 2000,
 }
 
 _FENCE = re.compile(r"^(`{3,}|~{3,})\s*(\{([\w:-]+)\})?(.*)$")

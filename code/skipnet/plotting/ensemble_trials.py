@@ -39,7 +39,7 @@ def _finish(ax: Axes, xlabel: str, ylabel: str, ylim=(0, 1.02), chance: bool = T
         ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc=legend)
+        ax.legend(fontsize=9, frameon=False, loc=legend)
     return ax
 
 
@@ -114,26 +114,31 @@ def plot_cost_vs_ratio(points: Mapping[str, tuple[Sequence[float], Sequence[floa
 
 def plot_stratified(curves: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float], Sequence[float]]],
                     ax: Axes | None = None) -> Axes:
-    """k random deletions split by whether block 1 is among them: ``{label: (ks, all, with block 1, without)}``."""
+    """k random deletions split by whether block 1 is among them: ``{label: (ks, all, with block 1, without)}``, and
+    optionally a fifth series, the sets that keep both blocks 1 and 2 (dotted)."""
     ax = _ax(ax)
-    for label, (ks, every, cut, kept) in curves.items():
+    for label, (ks, every, cut, kept, *both) in curves.items():
         kw = style(label)
+        if both:
+            ax.plot(ks, both[0], marker="^", ms=3.5, lw=1.6, ls=":", color=kw["color"],
+                    label=f"{label}, blocks 1 and 2 kept")
         ax.plot(ks, every, lw=1.0, color=kw["color"], alpha=0.5, label=f"{label}, all sets")
         ax.plot(ks, kept, marker="o", ms=3, lw=1.6, color=kw["color"], label=f"{label}, block 1 kept")
         ax.plot(ks, cut, marker="x", ms=4, lw=1.2, ls="--", color=kw["color"], label=f"{label}, block 1 deleted")
     return _finish(ax, "blocks deleted at random (k)", "test accuracy", legend="upper right")
 
 
-def plot_swaps(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], ax: Axes | None = None) -> Axes:
-    """Accuracy after k disjoint swaps against the mean Kendall distance of those orders: ``{label: (kendall, acc)}``."""
+def plot_swaps(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], ax: Axes | None = None,
+               xlabel: str = "Kendall distance to the built order (pairs of blocks out of order)") -> Axes:
+    """Accuracy after k disjoint swaps against ``x``, the number of swaps or the mean Kendall distance of those
+    orders (only where it was measured for every curve): ``{label: (x, acc)}``."""
     ax = _ax(ax)
     for label, (dist, acc) in curves.items():
         kw = style(label)
         if "block 1 fixed" in label:
             kw = dict(kw, ls=":")
         ax.plot(dist, acc, marker="o", ms=3.5, lw=1.5, label=label, **kw)
-    return _finish(ax, "Kendall distance to the built order (pairs of blocks out of order)", "test accuracy",
-                   legend="lower left")
+    return _finish(ax, xlabel, "test accuracy", legend="lower left")
 
 
 def plot_replacement(curves: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float], Sequence[float]]],
@@ -169,10 +174,10 @@ def plot_short_paths(rows: Sequence[tuple[str, Sequence[float]]], ax: Axes | Non
     """Test accuracy per training variant (one dot per seed, bar: mean): ``[(name, accuracies)]``."""
     ax = _ax(ax, (6, 3.2))
     for j, (name, accs) in enumerate(rows):
-        color = RESIDUAL if "normal" in name else "#7570b3" if "update" in name else "#e7298a"
+        color = RESIDUAL if "normal" in name else "#7570b3" if ("update" in name or "matched" in name) else "#e7298a"
         ax.bar(j, np.mean(accs), color=color, alpha=0.35, width=0.6)
         ax.scatter(np.full(len(accs), j) + np.linspace(-0.12, 0.12, len(accs)), accs, s=14, color=color, zorder=3)
-    ax.set_xticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], fontsize=9)
     lo = min(min(a) for _, a in rows)
     return _finish(ax, "training", "test accuracy", ylim=(max(0.0, lo - 0.08), 1.0), chance=False, legend="lower right")
 
@@ -180,11 +185,12 @@ def plot_short_paths(rows: Sequence[tuple[str, Sequence[float]]], ax: Axes | Non
 def plot_member_deletion(ensemble: tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]],
                          residual: tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]],
                          ax: Axes | None = None, labels: tuple[str, str] = ("five residual-8 nets, logits averaged",
-                                                                            "residual-56, blocks deleted")) -> Axes:
+                                                                            "residual-56, blocks deleted"),
+                         xlabel: str = "share deleted") -> Axes:
     """Accuracy against the share of members (ensemble) or blocks (residual-56) deleted: each ``(x, mean, lo, hi)``."""
     ax = _ax(ax)
     for (x, mean, lo, hi), label, color, marker in ((ensemble, labels[0], PLAIN, "s"),
                                                     (residual, labels[1], RESIDUAL, "o")):
         ax.plot(x, mean, marker=marker, ms=3.5, lw=1.6, color=color, label=label)
         ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
-    return _finish(ax, "share deleted", "test accuracy", legend="lower left")
+    return _finish(ax, xlabel, "test accuracy", legend="lower left")

@@ -146,3 +146,86 @@ def mean_of(shares: Sequence[float]) -> float:
     """The mean length under weights ``shares`` (index = length)."""
     w = np.asarray(shares, dtype=np.float64)
     return float((np.arange(len(w)) * w).sum() / w.sum())
+
+
+class LengthTruncation:
+    """Train on the gradient of the paths of at most ``K`` branches only (the chapter *An ensemble of relatively
+    shallow paths*, its causal test by length): hooks record each block's ``x, s = shortcut(x), f = branch(x),
+    z = s + f, out = post(z)`` in the training forward pass, and :meth:`loss_fn` replaces the trainer's loss by a
+    surrogate with the same value whose gradient is, for every parameter, the part carried by backward paths from
+    the loss of at most ``K`` branches (the dynamic programme of :func:`exact_path_spectrum`, cut at ``K``; a
+    branch's own parameters count its branch). ``norm_match=True`` rescales that gradient to the full gradient's
+    norm each step (the control for a smaller step). ``K >= n`` gives autograd's gradient exactly."""
+
+    def __init__(self, model: ResidualNet, K: int, norm_match: bool = False):
+        if not all(isinstance(b, ResidualBlock) for b in model.blocks):
+            raise ValueError("length truncation needs a residual network (residual=True)")
+        if K < 0:
+            raise ValueError(f"K must be at least 0, got {K}")
+        if len({id(b.post) for b in model.blocks}) != len(model.blocks):
+            raise ValueError("every block needs its own post module")
+        self.model, self.K, self.norm_match = model, int(K), norm_match
+        self.rec: list[dict] = [dict() for _ in model.blocks]
+        self.handles = []
+        for i, b in enumerate(model.blocks):
+            self.handles += [b.branch.register_forward_hook(self._keep(i, "x", "f")),
+                             b.shortcut.register_forward_hook(self._keep(i, None, "s")),
+                             b.post.register_forward_hook(self._keep(i, "z", "out"))]
+        self.block_params = [list(b.branch.parameters()) + list(b.shortcut.parameters()) for b in model.blocks]
+        in_blocks = {id(p) for ps in self.block_params for p in ps}
+        self.other_params = [p for p in model.parameters() if id(p) not in in_blocks and p.requires_grad]
+        self.scale: list[float] = []                # full / truncated gradient norm, each step
+
+    def _keep(self, i: int, name_in: str | None, name_out: str):
+        def hook(module, args, out):
+            if module.training:
+                if name_in is not None:
+                    self.rec[i][name_in] = args[0]
+                self.rec[i][name_out] = out
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def loss_fn(self, logits: torch.Tensor, y: torch.Tensor):
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        grads = self.gradients(loss)
+        params = [p for ps in self.block_params for p in ps] + self.other_params
+        if self.norm_match:
+            full = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            num = torch.sqrt(sum((g * g).sum() for g in full if g is not None))
+            den = torch.sqrt(sum((grads[id(p)] * grads[id(p)]).sum() for p in params)).clamp_min(1e-30)
+            self.scale.append(float(num / den))
+            grads = {k: g * (num / den) for k, g in grads.items()}
+        surrogate = sum((p * grads[id(p)]).sum() for p in params)
+        return loss.detach() + surrogate - surrogate.detach(), acc
+
+    def gradients(self, loss: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``{id(parameter): gradient}`` of ``loss`` over the backward paths of at most K branches."""
+        rec, K = self.rec, self.K
+        grads: dict[int, torch.Tensor] = {}
+        last = rec[-1]["out"]
+        G = list(torch.autograd.grad(loss, last, retain_graph=True))               # length 0 at the top
+        for i in reversed(range(len(rec))):
+            r, ps = rec[i], self.block_params[i]
+            Gz = [torch.autograd.grad(r["out"], r["z"], g, retain_graph=True)[0] for g in G]
+            skip = [torch.autograd.grad(r["s"], r["x"], g, retain_graph=True)[0] for g in Gz]
+            branch, acc = [], [torch.zeros_like(p) for p in ps]
+            for g in Gz[:K]:                          # through this branch: one more branch on the path
+                out = torch.autograd.grad(r["f"], [r["x"]] + ps, g, retain_graph=True, allow_unused=True)
+                branch.append(out[0])
+                acc = [a + (o if o is not None else 0) for a, o in zip(acc, out[1:])]
+            for p, a in zip(ps, acc):
+                grads[id(p)] = a
+            G = [skip[0]] + [skip[k] + branch[k - 1] for k in range(1, len(skip))]
+            if len(branch) == len(Gz):                # the longest length not yet at K: it grows by one
+                G.append(branch[-1])
+        h0, total = rec[0]["x"], sum(G)
+        full = torch.autograd.grad(loss, self.other_params, retain_graph=True, allow_unused=True)
+        stem = torch.autograd.grad(h0, self.other_params, total, retain_graph=True, allow_unused=True)
+        for p, f, s in zip(self.other_params, full, stem):     # the head: length 0; the stem: through the blocks
+            grads[id(p)] = s if s is not None else (f if f is not None else torch.zeros_like(p))
+        return grads

@@ -252,7 +252,9 @@ class PathExplorer(_NoLiveFigure, Lab):
         return {"depth": depth, "status": status, "study": study, "spectrum": spectrum_study(model, data, seed)}
 
     def render(self, result: dict):
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+        fig = plt.figure(figsize=(7.2, 6.6))                    # (a) and (b) side by side, (c) below
+        grid = fig.add_gridspec(2, 2)
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
         if "study" not in result:                               # before the measurement: counts and training
             plot_path_shares(result["n"], axes[0])
             for ax in axes[1:]:
@@ -268,12 +270,13 @@ class PathExplorer(_NoLiveFigure, Lab):
             return fig
         plot_path_study(result["study"], axes)
         spectrum = result.get("spectrum")
-        if spectrum is not None:
-            ks = np.arange(spectrum.n + 1)
-            axes[2].plot(ks, spectrum.shares, "o-", color="#d95f02", ms=3, lw=1.4,
-                         label=f"exact spectrum, mean {spectrum.mean_length:.1f}")
-            axes[2].legend(fontsize=8, framealpha=0.9, loc="upper right")
-            axes[2].set_title("(c) bars: Veit's estimate (a) x (b); line: exact", fontsize=10)
+        if spectrum is not None:                  # the book's one encoding: exact = bars, Veit's estimate = black line
+            from skipnet.plotting.ensemble_trials import plot_spectrum
+            axes[2].clear()
+            study = result["study"]
+            weights = study["weights"] if isinstance(study, dict) else study.weights
+            plot_spectrum(spectrum.shares, weights, ax=axes[2])
+            axes[2].set_title("(c) gradient by length: bars exact, black line Veit's estimate (a) x (b)", fontsize=10)
         fig.tight_layout()
         return fig
 

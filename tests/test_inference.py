@@ -66,16 +66,35 @@ def test_counts_in_each_direction_and_ties():
     assert (c.higher, c.lower, c.ties) == (2, 1, 2)
 
 
+def enumerated_one_sided_p(d, greater):
+    """One-sided p of the sign-flip test of the mean, by enumerating all 2^n sign patterns."""
+    d = np.asarray(d, dtype=np.float64)
+    obs = d.mean()
+    means = [np.mean(d * s) for s in itertools.product((1.0, -1.0), repeat=d.size)]
+    hits = sum(m >= obs - 1e-12 for m in means) if greater else sum(m <= obs + 1e-12 for m in means)
+    return hits / 2 ** d.size
+
+
 @pytest.mark.parametrize("margin", [0.05, 0.1, 0.3])
-def test_tost_is_the_larger_of_two_one_sided_t_tests(margin):
-    d = np.random.default_rng(7).normal(0.02, 0.05, 10)
+@pytest.mark.parametrize("n", [5, 8, 10])
+def test_tost_is_the_larger_of_two_one_sided_sign_flip_tests(margin, n):
+    d = np.random.default_rng(7 + n).normal(0.02, 0.05, n)
     c = I.compare(d, 0.0, margin=margin)
-    lo = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
-    hi = stats.ttest_1samp(d, margin, alternative="less").pvalue
-    assert c.p_equiv == pytest.approx(max(lo, hi), rel=1e-10)
-    # TOST at 5 % is the 90 % interval inside the margin
-    ci90 = stats.ttest_1samp(d, 0.0).confidence_interval(0.90)
-    assert (c.p_equiv < 0.05) == (-margin < ci90.low and ci90.high < margin)
+    expected = max(enumerated_one_sided_p(d + margin, True), enumerated_one_sided_p(d - margin, False))
+    assert c.p_equiv == pytest.approx(expected, abs=1e-12)
+
+
+def test_equivalence_is_no_easier_to_reach_than_a_difference():
+    """Five seeds all well inside the margin: one-sided p = 1/32 each way, so TOST passes alone but not once Holm
+    has two equivalence claims to adjust; ten seeds pass."""
+    five = I.compare([0.001, -0.002, 0.0, 0.001, 0.002], 0.0, margin=1.0)
+    assert five.p_equiv == pytest.approx(1 / 32) and five.outcome == I.EQUIVALENT
+    f = I.Family("two equivalences")
+    f.add("a", [0.001, -0.002, 0.0, 0.001, 0.002], 0.0, "a", margin=1.0)
+    f.add("b", [0.002, -0.001, 0.0, 0.001, 0.003], 0.0, "b", margin=1.0)
+    assert all(c.outcome == I.NOT_DETECTED for c in f.results().values())
+    ten = I.compare(np.linspace(-0.01, 0.01, 10), 0.0, margin=1.0)
+    assert ten.p_equiv == pytest.approx(1 / 1024) and ten.outcome == I.EQUIVALENT
 
 
 def test_no_difference_is_said_only_through_an_equivalence_margin():

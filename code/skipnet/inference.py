@@ -8,8 +8,9 @@ Every chapter states its claims through this module, so that its prose cannot sa
   patterns, through ``scipy.stats.permutation_test``), a test that needs no normality and is exact at small n. Its
   smallest possible p-value is 2 / 2^n: five seeds can never reach p < 0.05 (0.0625 at best), six can (0.031).
 * "No difference" is never read from a large p. It can be said only through an equivalence test against a margin
-  stated in advance (two one-sided tests, TOST, at the same level: the 90 % interval inside ``(-margin, margin)``);
-  otherwise the sentence is "not detected" with the interval.
+  stated in advance: two one-sided exact sign-flip tests (TOST) at the same level, of the mean difference above
+  ``-margin`` and below ``margin``; otherwise the sentence is "not detected" with the interval. The equivalence test
+  is of the same kind as the difference test, so it is no easier to pass (one-sided smallest p 1 / 2^n).
 * A chapter declares its :class:`Family` of tests; the p-values are Holm-adjusted within it (the adjusted p of the
   k-th smallest of m p-values is the running maximum of (m - k + 1) p), and :meth:`Family.table` lists the family:
   claim, test, n, effect with interval, raw and adjusted p, and the outcome.
@@ -32,7 +33,7 @@ __all__ = ["ALPHA", "SIGN_FLIP", "TOST", "HIGHER", "LOWER", "EQUIVALENT", "NOT_D
 
 ALPHA = 0.05
 SIGN_FLIP = "exact sign-flip permutation test, paired, two-sided"
-TOST = "two one-sided t-tests (TOST)"
+TOST = "two one-sided exact sign-flip tests (TOST)"
 HIGHER, LOWER, EQUIVALENT, NOT_DETECTED = "higher", "lower", "equivalent", "not detected"
 OUTCOMES = (HIGHER, LOWER, EQUIVALENT, NOT_DETECTED)
 _EXACT_MAX_N = 20          # 2^20 sign patterns; beyond that a Monte Carlo permutation test with a fixed seed
@@ -58,11 +59,11 @@ def _as_differences(a, b) -> np.ndarray:
     return a - b
 
 
-def _sign_flip_p(d: np.ndarray) -> float:
+def _sign_flip_p(d: np.ndarray, alternative: str = "two-sided") -> float:
     if np.all(d == 0):
         return 1.0
     exact = d.size <= _EXACT_MAX_N
-    res = stats.permutation_test((d,), np.mean, permutation_type="samples", alternative="two-sided",
+    res = stats.permutation_test((d,), np.mean, permutation_type="samples", alternative=alternative,
                                  n_resamples=np.inf if exact else 100_000, rng=np.random.default_rng(0))
     return float(min(1.0, res.pvalue))
 
@@ -77,14 +78,10 @@ def _t_interval(d: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def _tost_p(d: np.ndarray, margin: float) -> float:
-    """p of TOST: the larger of the two one-sided t-tests of mean > -margin and mean < margin."""
-    n, m = d.size, float(d.mean())
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    if se == 0:
-        return 0.0 if abs(m) < margin else 1.0
-    p_low = float(stats.t.sf((m + margin) / se, n - 1))
-    p_high = float(stats.t.cdf((m - margin) / se, n - 1))
-    return max(p_low, p_high)
+    """p of TOST: the larger of the two one-sided exact sign-flip tests of mean > -margin (on d + margin) and
+    mean < margin (on d - margin), so that "no difference" meets the same kind of test, and the same small-n
+    floor (one-sided 1 / 2^n), as a difference."""
+    return max(_sign_flip_p(d + margin, "greater"), _sign_flip_p(d - margin, "less"))
 
 
 @dataclass(frozen=True)

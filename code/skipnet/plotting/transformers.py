@@ -17,7 +17,7 @@ from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, finish_axes, 
 __all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_loglog_rank",
            "plot_sort_runs", "plot_stored_curves", "plot_depth_sweep", "plot_grad_profiles", "plot_depth_laws",
            "plot_path_profile", "plot_time_gradients", "draw_residual_stream", "VARIANT_COLOR", "VARIANT_STYLE",
-           "CELL_COLOR"]
+           "CELL_COLOR", "plot_collapse_at_init"]
 
 GATED = "#7570b3"
 NORM_STYLE = {"pre": "-", "post": "--", "none": ":"}
@@ -265,4 +265,21 @@ def draw_residual_stream(ax: Axes | None = None, blocks: int = 2) -> Axes:
         ax.text(x0 - 0.4, y_read, "read", ha="right", va="center", fontsize=8, color="#3b5b8c")
         ax.text(x0 - 0.4, y_write, "write", ha="right", va="center", fontsize=8, color="#3b5b8c")
     ax.text(0.2, 2.2 * n / 2, "residual\nstream\n" + r"$x$", ha="left", va="center", fontsize=10, color=RESIDUAL)
+    return ax
+
+
+def plot_collapse_at_init(r_at_init: Mapping[str, Mapping[int, Sequence[float]]], ax: Axes | None = None,
+                          floor: float = 1e-8) -> Axes:
+    """Token residual ratio after the last block AT INITIALIZATION against depth, one line (geometric mean over
+    seeds) and dots (each seed) per variant: ``{variant: {n_blocks: [r per seed]}}`` (from ``collapse_at_init``)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 3.6))
+    for label, by_L in r_at_init.items():
+        Ls = sorted(by_L)
+        kw = dict(color=VARIANT_COLOR.get(label), linestyle=VARIANT_STYLE.get(label, "-"))
+        gm = [float(np.exp(np.mean(np.log(np.maximum(by_L[L], floor))))) for L in Ls]
+        ax.plot(Ls, gm, lw=1.8, marker="o", label=label, **kw)
+        for L in Ls:
+            ax.scatter([L] * len(by_L[L]), np.maximum(by_L[L], floor), s=12, alpha=0.5, color=kw["color"])
+    finish_axes(ax, "depth (blocks)", "token residual ratio r at init", log="y")
     return ax

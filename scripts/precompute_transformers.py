@@ -1,6 +1,6 @@
 """Multi-seed sweeps of the chapter *Residual connections in Transformers (and the RNN question)*.
 
-    python scripts/precompute_transformers.py [depth] [warmup] [triage] [noresid] [init] [recall] [--seeds 3]
+    python scripts/precompute_transformers.py [depth] [warmup] [triage] [controls] [noresid] [init] [recall] [race] [--seeds 3]
         [--out book/data] [--tag confirm] [--restart]
 
 Writes, each with the exact command and configuration (one thread, CPU):
@@ -8,9 +8,14 @@ book/data/transformers_depth.json (no residual / post-LN / pre-LN across depth),
 book/data/transformers_warmup.json (post-LN vs pre-LN with and without warm-up at a high lr),
 book/data/transformers_triage.json (why post-LN needs warm-up: optimizers, inits and Admin, post-LN, 8 blocks, lr 1e-2,
 no warm-up; each run with its stream's collapse at the end),
+book/data/transformers_controls.json (the triage's controls made to test what they name: SGD without clipping at a
+lr whose first step is as large as AdamW's, with and without warm-up; the second moment pre-estimated over the
+RAdam paper's 2,000 iterations, with the step counter reset or running on),
 book/data/transformers_noresid.json (the no-residual encoder at 6 blocks across lr, and at the best lr for 5x the
 steps, with its trained stream's collapse),
 book/data/transformers_init.json (no training: gradient and stream norm against total depth; Liu's amplification),
+book/data/transformers_race.json (the fair race: the LSTM without forget gate to T = 100, the LSTM with forget bias
+3, a GRU, a gate-free additive RNN and linear attention without positions, same lengths and lr for all),
 book/data/transformers_recall.json (steps to solve recall within a 2000-step budget: tanh RNNs of two widths, LSTM
 with and without forget gate, linear attention with and without decay, across sequence length and two lrs).
 
@@ -30,10 +35,11 @@ import numpy as np
 from skipnet.experiments.transformers import (SORT_MODEL, DEFAULT_TRAIN, NORESID_BLOCKS, NORESID_LONG,
                                               NORESID_LRS, SORT, VARIANTS, WARMUP_BLOCKS, WARMUP_LR, WARMUP_STEPS,
                                               collapse_row, sort_row, train_sort, variant_config)
-from skipnet.experiments.transformers_rnn import (RECALL_BUDGET, RECALL_NETS, RNN_TRAIN, SOLVE_WINDOW, SOLVED_ACC,
+from skipnet.experiments.transformers_rnn import (FAIR_RACE_LENS, FAIR_RACE_LR, FAIR_RACE_NETS, RECALL_BUDGET, RECALL_NETS, RNN_TRAIN, SOLVE_WINDOW, SOLVED_ACC,
                                                   STOP_ACC, solve_recall, solve_row)
-from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, PRE_ADAM_BATCHES, TRIAGE, amplification,
-                                                     init_depth_sweep, train_triage, triage_row)
+from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, CONTROLS, PRE_ADAM_BATCHES, TRIAGE,
+                                                     amplification, first_step_norms, init_depth_sweep, train_control,
+                                                     train_triage, triage_row)
 from skipnet.linear_attention import LinearAttentionConfig
 from skipnet.checks import check_int
 from skipnet.store import format_seeds, interleave, parse_seeds, tagged
@@ -88,6 +94,23 @@ def triage_sweep(seeds: list[int], log, start) -> list[dict]:
         log(f"{name} seed {s}: {row['status']} loss {row['train_loss']} r {row['r_final']:.1e} ({row['seconds']} s)")
         return row
     return sweep.grid(list(TRIAGE), one)
+
+
+def controls_sweep(seeds: list[int], log, start) -> list[dict]:
+    """The triage's controls redone to test what they name: SGD unclipped (at lr 0.1 and at the lr whose first step
+    is as large as AdamW's), and the pre-estimated second moment over the RAdam paper's 2,000 iterations."""
+    sweep = start({"conditions": {k: {"model": m.as_dict(), "train": t.as_dict(), "pre_estimation": p,
+                                      "sgd_lr_matched_to_adamw_first_step": matched}
+                                  for k, (m, t, p, matched) in CONTROLS.items()},
+                   "seeds": seeds, "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
+
+    def one(name, s):
+        run = train_control(name, seed=s)
+        row = {**triage_row(run, CURVE_EVERY), **first_step_norms(CONTROLS[name][0].build(s), seed=s)}
+        log(f"{name} seed {s}: lr {row['lr']:.3g} {row['status']} loss {row['train_loss']} r {row['r_final']:.1e} "
+            f"({row['seconds']} s)")
+        return row
+    return sweep.grid(list(CONTROLS), one)
 
 
 def noresid_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
@@ -168,8 +191,34 @@ def recall_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
     return rows, config(skipped)
 
 
-SWEEPS = {"depth": depth_sweep, "warmup": warmup_sweep, "triage": triage_sweep, "noresid": noresid_sweep,
-          "init": init_sweep, "recall": recall_sweep}
+def race_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
+    """The fair race: every net of FAIR_RACE_NETS at the same lengths (to T = 100) and lr; as in the first race, once
+    every seed fails at a length, the longer lengths are not run for that net."""
+    def config(skipped=None):
+        c = {"nets": {k: v.as_dict() for k, v in FAIR_RACE_NETS.items()}, "seq_lens": list(FAIR_RACE_LENS),
+             "lr": FAIR_RACE_LR, "budget": RECALL_BUDGET, "solved_acc": SOLVED_ACC, "stop_acc": STOP_ACC,
+             "window": SOLVE_WINDOW, "seeds": seeds, "train": RNN_TRAIN.as_dict(),
+             "not_run_after_all_seeds_failed": skipped}
+        return c if skipped is not None else {k: v for k, v in c.items() if k != "not_run_after_all_seeds_failed"}
+    sweep = start(config())
+    rows, skipped = [], []
+    for label, net in FAIR_RACE_NETS.items():
+        for i, seq_len in enumerate(FAIR_RACE_LENS):
+            new = [sweep.run(s, (label, seq_len), lambda s=s: solve_row(solve_recall(net, seq_len, seed=s,
+                                                                                     lr=FAIR_RACE_LR, label=label)))
+                   for s in seeds]
+            rows += new
+            log(f"{label} T {seq_len}: steps to solve {[r['steps_to_solve'] for r in new]} "
+                f"({sum(r['seconds'] for r in new):.0f} s)")
+            if not any(r["solved"] for r in new):
+                skipped += [{"label": label, "seq_len": n} for n in FAIR_RACE_LENS[i + 1:]]
+                break
+    return rows, config(skipped)
+
+
+SWEEPS = {"depth": depth_sweep, "warmup": warmup_sweep, "triage": triage_sweep, "controls": controls_sweep,
+          "noresid": noresid_sweep,
+          "init": init_sweep, "recall": recall_sweep, "race": race_sweep}
 DEFAULT_SEEDS = {"warmup": 5, "init": 5}        # seeds 0..n-1; 3 for the others
 
 

@@ -17,6 +17,7 @@ MAIN_PAGES: dict[str, int] = {
     "book/intro.md": 1500,
     "book/identity.md": 2000,
     "book/ensemble.md": 2000,
+    "book/transformers.md": 2000,
 }
 
 _FENCE = re.compile(r"^(`{3,}|~{3,})\s*(\{([\w:-]+)\})?(.*)$")

@@ -11,6 +11,9 @@ Three recurrences over time, written out step by step so that each update is vis
   time (the "constant error carousel": dc_T/dc_1 has an identity term).
 * ``"lstm"`` with forget gate (Gers et al. 2000): ``c_t = f_t * c_{t-1} + i_t * g_t``: a GATED
   skip, like a Highway layer (Srivastava et al. 2015); it is a clean skip only while ``f_t`` is near 1.
+* ``"gru"`` (Cho et al. 2014, torch's convention): ``h_t = (1 - z_t) n_t + z_t h_{t-1}``, a coupled gated skip.
+* ``"additive"``: ``h_t = h_{t-1} + tanh(W h_{t-1} + U x_t + b)``, a gate-free residual block along time (the
+  un-gated carousel, which cannot close against distractors).
 
 Read-out from the last step: ``RecurrentNet(X)`` maps tokens (B, T) to logits (B, vocab).
 :class:`RecallTask` is the long-range task: remember the first token through T - 1 distractors.
@@ -28,7 +31,8 @@ from skipnet.config import Config
 
 __all__ = ["RecurrentConfig", "RecurrentNet", "RecallTask", "CELLS"]
 
-CELLS = ("tanh", "lstm")
+CELLS = ("tanh", "lstm", "gru", "additive")
+_GATES = {"tanh": 1, "additive": 1, "gru": 3, "lstm": 4}
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,8 @@ class RecurrentConfig(Config):
 
     @property
     def label(self) -> str:
-        if self.cell == "tanh":
-            return "tanh RNN"
+        if self.cell in ("tanh", "gru", "additive"):
+            return {"tanh": "tanh RNN", "gru": "GRU", "additive": "additive RNN"}[self.cell]
         return "LSTM (forget gate)" if self.forget_gate else "LSTM, no forget gate"
 
     def network(self) -> "RecurrentNet":
@@ -67,7 +71,7 @@ class RecurrentNet(nn.Module):
     def __init__(self, cfg: RecurrentConfig):
         super().__init__()
         self.cfg = cfg
-        H, n_gates = cfg.width, (1 if cfg.cell == "tanh" else 4)
+        H, n_gates = cfg.width, _GATES[cfg.cell]
         self.embed = nn.Embedding(cfg.vocab, H)
         self.U = nn.Linear(H, n_gates * H)                         # input -> gates (with bias)
         self.W = nn.Linear(H, n_gates * H, bias=False)             # hidden -> gates
@@ -89,9 +93,19 @@ class RecurrentNet(nn.Module):
         c = xs.new_zeros(B, H)
         kept = []
         for t in range(T):
+            if self.cfg.cell == "gru":                              # torch's GRU: the reset gate scales W_n h
+                xr, xz, xn = xs[:, t].chunk(3, dim=1)
+                hr, hz, hn = self.W(h).chunk(3, dim=1)
+                r, u = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                h = (1 - u) * torch.tanh(xn + r * hn) + u * h
+                kept.append(h)
+                continue
             z = xs[:, t] + self.W(h)                                # (B, gates * H)
             if self.cfg.cell == "tanh":
                 h = torch.tanh(z)
+                carried = h
+            elif self.cfg.cell == "additive":
+                h = h + torch.tanh(z)
                 carried = h
             else:
                 i, f, g, o = z.chunk(4, dim=1)                      # 4 x (B, H)
@@ -103,7 +117,7 @@ class RecurrentNet(nn.Module):
         return h, kept
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:          # (B, T) tokens -> (B, vocab) logits
-        if self.cfg.cell == "tanh" or self.cfg.forget_gate:
+        if self.cfg.cell in ("tanh", "gru") or (self.cfg.cell == "lstm" and self.cfg.forget_gate):
             return self.head(self._fused_last(X))
         return self.head(self.run(X)[0])
 
@@ -117,6 +131,8 @@ class RecurrentNet(nn.Module):
         params = [self.U.weight, self.W.weight, self.U.bias, self.W.weight.new_zeros(self.W.weight.shape[0])]
         if self.cfg.cell == "tanh":
             out, _ = torch.rnn_tanh(e, h0, params, True, 1, 0.0, self.training, False, True)
+        elif self.cfg.cell == "gru":
+            out, _ = torch.gru(e, h0, params, True, 1, 0.0, self.training, False, True)
         else:
             out, _, _ = torch.lstm(e, (h0, h0), params, True, 1, 0.0, self.training, False, True)
         return out[:, -1]                                           # (B, H)

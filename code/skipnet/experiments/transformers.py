@@ -23,7 +23,8 @@ from skipnet.transformer import SortTask, TransformerConfig
 __all__ = ["SORT", "SORT_MODEL", "DEFAULT_TRAIN", "VARIANTS", "WARMUP_LR", "WARMUP_BLOCKS", "WARMUP_STEPS",
            "variant_config", "train_sort", "sort_row", "stuck", "RankCurves", "rank_collapse",
            "RANK_VARIANTS", "rank_variant_config", "FLOAT64_FLOOR", "loglog_increments", "GradProfile", "grad_norms_at_init", "PathProfile",
-           "path_profile", "final_collapse", "NORESID_LRS", "NORESID_BLOCKS", "NORESID_LONG", "collapse_row"]
+           "path_profile", "final_collapse", "NORESID_LRS", "NORESID_BLOCKS", "NORESID_LONG", "collapse_row",
+           "collapse_at_init", "EQUIV_MARGIN", "chapter_family"]
 
 SORT = SortTask(seq_len=12, vocab=16)
 SORT_MODEL = TransformerConfig(n_blocks=6, width=64, heads=4, ffn=256, placement="pre", vocab=16, seq_len=12)
@@ -213,3 +214,55 @@ def path_profile(n_blocks: int = 6, seed: int = 0, n_seq: int = 16, seq_len: int
     err = ((sum(terms) - out).abs().max() / out.abs().max()).item()
     return PathProfile(n_blocks, [math.comb(n_blocks, k) for k in range(n_blocks + 1)], norm, ratio, err,
                        token_residual_ratio(out).mean().item())
+
+
+# -- skip -> no collapse -> trainable, in one network ---------------------------------------------------------------
+def collapse_at_init(name: str, n_blocks: Iterable[int], seeds: Iterable[int] = (0, 1, 2)) -> dict[int, list[float]]:
+    """The token residual ratio r after the last block of the named variant (a key of :data:`VARIANTS`) at
+    initialization, on sorting inputs: ``{n_blocks: [r per seed]}``. The same networks the depth sweep trains."""
+    return {L: [final_collapse(variant_config(name, L).build(s))["r_final"] for s in seeds] for L in n_blocks}
+
+
+# -- the chapter's claims, through the inference protocol ----------------------------------------------------------
+EQUIV_MARGIN = 0.05        # nats: pre-LN and post-LN "end alike" only if the mean difference is inside +-0.05
+
+
+def _losses(rows, **match) -> list[float]:
+    sub = sorted((r for r in rows if all(r[k] == v for k, v in match.items())), key=lambda r: r["seed"])
+    return [r["train_loss"] for r in sub]
+
+
+def chapter_family(records: dict[str, dict]):
+    """The chapter's family of paired claims over seeds, from the stored records only (``records[name]`` is what
+    ``load_sweep(f"transformers_{name}", tag)`` returns for depth, warmup, triage and recall), so that the
+    confirmation on fresh seeds reads its own files through the same code. Holm within the family."""
+    from skipnet.inference import Family
+    from skipnet.experiments.transformers_rnn import RECALL_BUDGET
+    fam = Family("Transformers")
+    depth, warm = records["depth"]["data"], records["warmup"]["data"]
+    L = NORESID_BLOCKS
+    fam.add("noresid_pre", _losses(depth, label="no residual", n_blocks=L), _losses(depth, label="pre-LN", n_blocks=L),
+            f"final loss at {L} blocks: no residual minus pre-LN", unit="nats")
+    fam.add("noresid_post", _losses(depth, label="no residual", n_blocks=L),
+            _losses(depth, label="post-LN", n_blocks=L), f"final loss at {L} blocks: no residual minus post-LN",
+            unit="nats")
+    post = dict(placement="post", lr=WARMUP_LR)
+    fam.add("warmup", _losses(warm, warmup_steps=0, **post), _losses(warm, warmup_steps=WARMUP_STEPS, **post),
+            f"post-LN, {WARMUP_BLOCKS} blocks, lr {WARMUP_LR:g}: final loss without minus with warm-up", unit="nats")
+    fam.add("placement", _losses(warm, placement="post", lr=WARMUP_LR, warmup_steps=0),
+            _losses(warm, placement="pre", lr=WARMUP_LR, warmup_steps=0),
+            f"{WARMUP_BLOCKS} blocks, lr {WARMUP_LR:g}, no warm-up: final loss post-LN minus pre-LN", unit="nats")
+    fam.add("pre_post_alike", _losses(depth, label="pre-LN", n_blocks=L), _losses(depth, label="post-LN", n_blocks=L),
+            f"final loss at {L} blocks: pre-LN minus post-LN (both train)", margin=EQUIV_MARGIN, unit="nats",
+            fmt=".3f")
+    recall = records["recall"]["data"]
+
+    def steps(label, T, lr):                        # unsolved seeds counted at the budget (censored: a lower bound)
+        sub = sorted((r for r in recall if (r["label"], r["seq_len"], r["lr"]) == (label, T, lr)),
+                     key=lambda r: r["seed"])
+        return [r["steps_to_solve"] if r["solved"] else RECALL_BUDGET for r in sub]
+    lr = max(records["recall"]["config"]["lrs"])
+    fam.add("tanh_lstm", steps("tanh RNN", 10, lr), steps("LSTM, no forget gate", 10, lr),
+            f"recall, T = 10, lr {lr:g}: steps to solve, tanh RNN minus LSTM without forget gate (unsolved at the "
+            f"budget)", unit="steps", fmt=".0f")
+    return fam

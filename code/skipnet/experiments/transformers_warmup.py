@@ -37,7 +37,8 @@ from skipnet.runtime import eval_mode, generator
 from skipnet.train import Trainer
 from skipnet.transformer import SortTask, TransformerConfig
 
-__all__ = ["TRIAGE", "PRE_ADAM_BATCHES", "PreEstimatedAdam", "train_triage", "triage_row",
+__all__ = ["TRIAGE", "PRE_ADAM_BATCHES", "PreEstimatedAdam", "train_triage", "triage_row", "CONTROLS",
+           "ADAM2K_BATCHES", "first_step_norms", "train_control", "control_summary",
            "steps_below", "amplification", "AMPLIFICATION_EPS", "init_depth_sweep", "radam_rectifier", "triage_summary",
            "loglog_slope"]
 
@@ -68,10 +69,13 @@ class PreEstimatedAdam(torch.optim.Optimizer):
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-8):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
 
-    def set_second_moment(self, estimates: list[torch.Tensor]) -> None:
+    def set_second_moment(self, estimates: list[torch.Tensor], t: int = 0) -> None:
+        """``t``: the step counter to start from. 0 gives the first moment its full bias correction; the number of
+        pre-estimation iterations continues the counter through them (the RAdam paper's Adam-2k), so that
+        ``1 - beta1^t`` is already about 1 and the first momentum steps are about ``1 - beta1`` of Adam's."""
         params = [p for g in self.param_groups for p in g["params"]]
         for p, v in zip(params, estimates, strict=True):
-            self.state[p] = {"t": 0, "m": torch.zeros_like(p), "v": v.clone()}
+            self.state[p] = {"t": t, "m": torch.zeros_like(p), "v": v.clone()}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -87,8 +91,11 @@ class PreEstimatedAdam(torch.optim.Optimizer):
                 p.addcdiv_(st["m"] / (1 - b1 ** st["t"]), st["v"].sqrt().add_(g["eps"]), value=-g["lr"])
 
 
-def _pre_estimated_adam(trainer: Trainer, task: SortTask, batches: int = PRE_ADAM_BATCHES) -> PreEstimatedAdam:
-    """The mean squared (clipped) gradient over ``batches`` batches at the initial weights, as Adam's ``v``."""
+def _pre_estimated_adam(trainer: Trainer, task: SortTask, batches: int = PRE_ADAM_BATCHES, ema: bool = False,
+                        count_steps: bool = False) -> PreEstimatedAdam:
+    """The mean squared (clipped) gradient over ``batches`` batches at the initial weights, as Adam's ``v`` (or, with
+    ``ema``, Adam's own running average over them, whose bias ``beta2^batches`` is negligible); ``count_steps``
+    continues the step counter through the pre-estimation (see :meth:`PreEstimatedAdam.set_second_moment`)."""
     cfg, net = trainer.cfg, trainer.model
     params = trainer._params
     sums = [torch.zeros_like(p) for p in params]
@@ -99,10 +106,13 @@ def _pre_estimated_adam(trainer: Trainer, task: SortTask, batches: int = PRE_ADA
         F.cross_entropy(net(X).reshape(-1, task.vocab), y.reshape(-1)).backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or 1e9)
         for s, p in zip(sums, params):
-            s.add_(p.grad ** 2 / batches)
+            if ema:
+                s.mul_(cfg.betas[1]).addcmul_(p.grad, p.grad, value=1 - cfg.betas[1])
+            else:
+                s.add_(p.grad ** 2 / batches)
     net.zero_grad(set_to_none=True)
     opt = PreEstimatedAdam(params, lr=cfg.lr, betas=cfg.betas)
-    opt.set_second_moment(sums)
+    opt.set_second_moment(sums, t=batches if count_steps else 0)
     return opt
 
 
@@ -117,6 +127,54 @@ def train_triage(name: str, seed: int = 0, task: SortTask = SORT) -> Run:
     trainer = Trainer(net, task, train)
     if pre_adam:
         trainer.opt = _pre_estimated_adam(trainer, task)
+    history = trainer.run()
+    return Run(model, train, history, time.perf_counter() - t0, net.eval(), name)
+
+
+# -- Controls that test what the triage names (the review of the triage) -------------------------------------------
+ADAM2K_BATCHES = 2000           # the RAdam paper's Adam-2k: 2,000 iterations that update only the second moment
+SGD_COLD = COLD.with_(optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=0.0, grad_clip=None)
+
+# name -> (model, training, pre-estimation (batches, ema, count_steps) or None, SGD lr matched to AdamW's first step)
+CONTROLS: dict[str, tuple[TransformerConfig, object, tuple | None, bool]] = {
+    "SGD, no clipping, lr 0.1": (POST8, SGD_COLD.with_(lr=0.1), None, False),
+    "SGD, no clipping, first step as large as AdamW's": (POST8, SGD_COLD, None, True),
+    "SGD, no clipping, first step as large as AdamW's, warm-up": (POST8, SGD_COLD.with_(warmup_steps=WARMUP_STEPS),
+                                                                   None, True),
+    "Adam, second moment over 2000 batches": (POST8, COLD, (ADAM2K_BATCHES, False, False), False),
+    "Adam-2k (second moment over 2000 iterations, step counter running)": (POST8, COLD,
+                                                                            (ADAM2K_BATCHES, True, True), False),
+}
+
+
+def first_step_norms(net, task: SortTask = SORT, seed: int = 0, lr: float = WARMUP_LR) -> dict:
+    """At the initial weights, on one batch: the gradient norm (unclipped), the number of parameters with a nonzero
+    gradient, and the norm of AdamW's first step at ``lr`` (each such coordinate moves by lr: m/sqrt(v) = sign g),
+    ``lr * sqrt(n)``. SGD's first step (momentum, no Nesterov) is ``lr_sgd * |g|``."""
+    X, y = task.sample(DEFAULT_TRAIN.batch_size, generator(777 + seed))
+    net.zero_grad(set_to_none=True)
+    F.cross_entropy(net(X).reshape(-1, task.vocab), y.reshape(-1)).backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    g = torch.sqrt(sum((q ** 2).sum() for q in grads)).item()
+    n = int(sum((q != 0).sum() for q in grads).item())
+    net.zero_grad(set_to_none=True)
+    return {"grad_norm": g, "n_moving": n, "adam_step": lr * math.sqrt(n), "sgd_matched_lr": lr * math.sqrt(n) / g}
+
+
+def train_control(name: str, seed: int = 0, task: SortTask = SORT) -> Run:
+    """Train one condition of :data:`CONTROLS` (post-LN, 8 blocks, lr 1e-2 for Adam, no warm-up unless named)."""
+    if name not in CONTROLS:
+        raise ValueError(f"condition must be one of {', '.join(map(repr, CONTROLS))}; got {name!r}")
+    model, train, pre, matched = CONTROLS[name]
+    net = model.build(seed)
+    if matched:
+        train = train.with_(lr=first_step_norms(net, task, seed)["sgd_matched_lr"])
+    train = train.with_(seed=seed)
+    t0 = time.perf_counter()
+    trainer = Trainer(net, task, train)
+    if pre is not None:
+        batches, ema, count = pre
+        trainer.opt = _pre_estimated_adam(trainer, task, batches, ema=ema, count_steps=count)
     history = trainer.run()
     return Run(model, train, history, time.perf_counter() - t0, net.eval(), name)
 
@@ -234,3 +292,18 @@ def loglog_slope(rows: list[dict], key: str, **match) -> float:
     Ls = sorted({r["n_blocks"] for r in sub})
     y = [np.mean([np.log(r[key]) for r in sub if r["n_blocks"] == L]) for L in Ls]
     return float(np.polyfit(np.log(Ls), y, 1)[0])
+
+
+def control_summary(rows: list[dict]) -> list[dict]:
+    """Per condition of the stored controls: seeds, seeds trained (not stuck), seeds diverged, the learning rate
+    (the median over seeds where it was matched seed by seed) and the median final loss of the runs that finished."""
+    out = []
+    for name in dict.fromkeys(r["condition"] for r in rows):
+        sub = [r for r in rows if r["condition"] == name]
+        done = [r["train_loss"] for r in sub if r["train_loss"] is not None]
+        lrs = sorted({r["lr"] for r in sub})
+        out.append({"condition": name, "seeds": len(sub), "trained": sum(not r["stuck"] for r in sub),
+                    "diverged": sum(r["status"].startswith("diverged") for r in sub),
+                    "lr": f"{lrs[0]:g}" if len(lrs) == 1 else f"{float(np.median(lrs)):.2f} (matched per seed)",
+                    "median_loss": float(np.median(done)) if done else None})
+    return out

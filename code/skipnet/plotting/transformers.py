@@ -17,9 +17,10 @@ from skipnet.plotting.core import PLAIN, RESIDUAL, diverged_label, finish_axes, 
 __all__ = ["GATED", "NORM_STYLE", "rank_label", "plot_rank_curves", "rank_scrubber", "plot_loglog_rank",
            "plot_sort_runs", "plot_stored_curves", "plot_depth_sweep", "plot_grad_profiles", "plot_depth_laws",
            "plot_path_profile", "plot_time_gradients", "draw_residual_stream", "VARIANT_COLOR", "VARIANT_STYLE",
-           "CELL_COLOR"]
+           "CELL_COLOR", "plot_collapse_at_init"]
 
 GATED = "#7570b3"
+STANDARD_INIT = "#555555"        # the standard init beside the depth-aware one (green): two colours, not two shades
 NORM_STYLE = {"pre": "-", "post": "--", "none": ":"}
 VARIANT_COLOR = {"no residual": PLAIN, "post-LN": RESIDUAL, "pre-LN": RESIDUAL}
 VARIANT_STYLE = {"no residual": "-", "post-LN": "--", "pre-LN": "-"}
@@ -64,6 +65,7 @@ def rank_scrubber(curves: Mapping[tuple[bool, bool, bool], object]):
     """Kernel-free explorer: one frame per (skip, LN, MLP) variant, that curve highlighted."""
     keys = list(curves)
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=80)        # every frame is embedded as a PNG: keep them small
+    fig.subplots_adjust(left=0.16, bottom=0.14)               # room for the y label (it was clipped)
 
     def draw(i):
         ax.clear()
@@ -171,11 +173,12 @@ def plot_grad_profiles(profiles: Mapping[str, object], ax: Axes | None = None) -
     for label, p in profiles.items():
         ls = "--" if "post" in label else "-"
         x = np.arange(1, len(p.mean) + 1)
-        ax.plot(x, p.mean, marker="o", ms=4, lw=1.6, color=RESIDUAL, linestyle=ls, label=label,
-                alpha=1.0 if "standard" not in label else 0.55)
+        ax.plot(x, p.mean, marker="s" if "standard" in label else "o", ms=4, lw=1.6, linestyle=ls, label=label,
+                color=STANDARD_INIT if "standard" in label else RESIDUAL)
     ax.set_ylim(bottom=0)
     finish_axes(ax, "block (1 = next to the input)", r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init",
-                loc="lower center", ncol=2)
+                legend=False)
+    ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -187,8 +190,8 @@ def plot_depth_laws(rows: Sequence[dict], axes=None):
     for (placement, init) in dict.fromkeys((r["placement"], r["init"]) for r in rows):
         sub = [r for r in rows if r["placement"] == placement and r["init"] == init]
         Ls = sorted({r["n_blocks"] for r in sub})
-        kw = dict(color=RESIDUAL, linestyle=NORM_STYLE[placement], marker="o", ms=4, alpha=1.0 if init == "depth" else 0.55,
-                  label=f"{placement}-LN, {init} init")
+        kw = dict(color=RESIDUAL if init == "depth" else STANDARD_INIT, linestyle=NORM_STYLE[placement],
+                  marker="o" if init == "depth" else "s", ms=4, label=f"{placement}-LN, {init} init")
         for ax, key in zip(axes, ("last_fc2_grad", "stream_norm")):
             ax.plot(Ls, [np.exp(np.mean([np.log(r[key]) for r in sub if r["n_blocks"] == L])) for L in Ls], **kw)
     Ls = np.array(sorted({r["n_blocks"] for r in rows}), dtype=float)
@@ -203,8 +206,10 @@ def plot_depth_laws(rows: Sequence[dict], axes=None):
         finish_axes(ax, "total depth L (blocks)", legend=False)
     axes[0].set_ylabel("last block's\n" + r"$\|\partial L/\partial W_{\mathrm{fc2}}\|$ at init")
     axes[1].set_ylabel(r"$\|x_L\|$ per token at init")
-    axes[0].legend(fontsize=7, frameon=False)
-    axes[1].legend(fontsize=7, frameon=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    h1, l1 = axes[1].get_legend_handles_labels()
+    axes[0].figure.legend(handles + h1[-1:], labels + l1[-1:], fontsize=9, frameon=False, loc="upper center",
+                          bbox_to_anchor=(0.5, 0.0), ncol=3)
     return axes
 
 
@@ -265,4 +270,21 @@ def draw_residual_stream(ax: Axes | None = None, blocks: int = 2) -> Axes:
         ax.text(x0 - 0.4, y_read, "read", ha="right", va="center", fontsize=8, color="#3b5b8c")
         ax.text(x0 - 0.4, y_write, "write", ha="right", va="center", fontsize=8, color="#3b5b8c")
     ax.text(0.2, 2.2 * n / 2, "residual\nstream\n" + r"$x$", ha="left", va="center", fontsize=10, color=RESIDUAL)
+    return ax
+
+
+def plot_collapse_at_init(r_at_init: Mapping[str, Mapping[int, Sequence[float]]], ax: Axes | None = None,
+                          floor: float = 1e-8) -> Axes:
+    """Token residual ratio after the last block AT INITIALIZATION against depth, one line (geometric mean over
+    seeds) and dots (each seed) per variant: ``{variant: {n_blocks: [r per seed]}}`` (from ``collapse_at_init``)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 3.6))
+    for label, by_L in r_at_init.items():
+        Ls = sorted(by_L)
+        kw = dict(color=VARIANT_COLOR.get(label), linestyle=VARIANT_STYLE.get(label, "-"))
+        gm = [float(np.exp(np.mean(np.log(np.maximum(by_L[L], floor))))) for L in Ls]
+        ax.plot(Ls, gm, lw=1.8, marker="o", label=label, **kw)
+        for L in Ls:
+            ax.scatter([L] * len(by_L[L]), np.maximum(by_L[L], floor), s=12, alpha=0.5, color=kw["color"])
+    finish_axes(ax, "depth (blocks)", "token residual ratio r at init", log="y")
     return ax

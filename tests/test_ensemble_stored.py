@@ -274,3 +274,25 @@ def test_stored_length_truncation_needs_the_short_paths_and_not_the_long_ones():
     assert np.all(acc["K=1"] < acc["normal"] - 0.02)
     assert min(r["median_scale"] for r in R["K=1 (norm-matched)"]) > 1.5
     assert all(r["status"] == "finished" for rs in R.values() for r in rs)
+
+
+def test_main_page_family_is_small_enough_for_a_ten_seed_confirmation():
+    """The main page's claims, declared in advance, are Holm-adjusted among themselves, so that a confirmation on
+    ten fresh seeds could decide every one; the full family could not (its smallest adjusted p at n = 10 is 0.078)."""
+    from skipnet.inference import ALPHA, min_p
+    rec = T.ensemble_records()
+    prim, full = T.ensemble_primary_family(rec), T.ensemble_family(rec)
+    assert len(prim) == len(T.PRIMARY) and T.seeds_needed(len(prim)) <= 10
+    assert min_p(10) * len(full) >= ALPHA and T.seeds_needed(len(full)) > 10
+    for n, m in ((T.seeds_needed(len(prim)), len(prim)), (T.seeds_needed(len(full)), len(full))):
+        assert min_p(n) * m < ALPHA <= min_p(n - 1) * m
+    pr, fr = prim.results(), full.results()
+    for k in T.PRIMARY:
+        assert pr[k].differences == fr[k].differences and pr[k].mean == fr[k].mean and pr[k].margin == fr[k].margin
+        assert pr[k].p_adj <= fr[k].p_adj
+
+
+def test_stored_k4_truncation_is_not_within_its_margin_seed_by_seed():
+    """The interval of the K = 4 truncation bounds the mean: one seed ends more than the pre-set 1 point below."""
+    c = T.ensemble_family(T.ensemble_records())["trunc K=4"]
+    assert max(c.differences) > T.TRUNC_MARGIN and c.outcome != "equivalent"

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     t0 = time.perf_counter()
-    code = build_main(["-b", "html", "-j", str(args.jobs), "-W", "-n", "--keep-going",
+    # -E: a fresh environment every time, so every chapter is read and executed again: Sphinx would otherwise skip
+    # the chapters whose text did not change, keeping outputs made with an older package
+    code = build_main(["-b", "html", "-E", "-j", str(args.jobs), "-W", "-n", "--keep-going",
                        "-d", str(out / ".doctrees"), str(ROOT), str(out / "html")])
     print(f"build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - t0:.0f} s "
           f"({args.jobs} chapters at a time)")

@@ -158,12 +158,14 @@ def test_claim_relative_steps_help_and_neither_growth_nor_the_initial_explosion_
 def test_the_chapter_family_reads_every_claim_from_the_stored_sweeps():
     fam = hwt.chapter_family()
     res = fam.results()
-    assert set(res) == {"degradation", "steps_slope", "lars", "equalize", "project", "lam_max"}
+    assert set(res) == {"degradation", "steps_slope", "lars", "equalize", "project", "lars_residual", "lam_max"}
     for key, c in res.items():
         assert c.p_adj >= c.p and c.outcome in ("higher", "lower", "equivalent", "not detected"), key
     assert res["degradation"].higher == res["degradation"].n >= 5                     # plain above on every seed
     assert res["steps_slope"].higher == res["steps_slope"].n
     assert res["lars"].lower >= res["lars"].n - 1 and res["lars"].mean < 0                # below SGD on most
+    assert res["lars_residual"].lower == res["lars_residual"].n                      # the control gains too
+    assert res["lars_residual"].mean < -0.5                                           # stored: about -1 decade
     assert "| claim (The gradient highway" in fam.table()
 
 

@@ -18,6 +18,8 @@ this command and the configuration. CPU seconds on one loaded core (an idle one 
 * ``intervention``: plain-56 and residual-56 with SGD, with every conv weight held at its initial norm, with the
   explosion removed at the first step (each layer's gradient scaled by a factor fixed then), and with
   layer-wise relative (LARS-like) steps (:func:`~skipnet.experiments.degradation.intervention_run`);
+* ``intervention_control``: the control for the relative steps, plain-56 and residual-56 with relative steps
+  equal across layers at SGD's own overall step size (mode ``lars_matched``);
 * ``hessian``: the Hessian's extreme eigenvalues at the trained weights (Lanczos on Hessian-vector products) and a
   filter-normalized loss slice, for plain-20, residual-20, residual-56 (and plain-56) after the chapter's budget;
 * ``chi``: the gradient ratio over (weight gain, depth) of the chi phase diagram, three activations, three variants
@@ -44,7 +46,7 @@ from skipnet.store import parse_seeds, save_result, tagged
 from skipnet.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = ("degradation", "convergence", "lr", "intervention", "hessian", "chi")
+SWEEPS = ("degradation", "convergence", "lr", "intervention", "intervention_control", "hessian", "chi")
 
 
 def _grid(text: str) -> tuple[list[int], list[int]]:
@@ -105,6 +107,15 @@ def _rows_intervention(args, start, log):
                       seed_major=True)
 
 
+def _rows_intervention_control(args, start, log):
+    sweep = start({"function": "skipnet.experiments.degradation.intervention_run", "modes": list(dg.CONTROLS),
+                   "depth": args.depths[0], "seeds": args.seeds,
+                   "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
+    cells = [(mode, residual) for mode in dg.CONTROLS for residual in (False, True)]
+    return sweep.grid(cells, lambda cell, seed: log(dg.intervention_run(cell[0], args.depths[0], cell[1], seed)),
+                      seed_major=True)
+
+
 def _rows_hessian(args, start, log):
     sweep = start({"function": "skipnet.experiments.highway_trained.hessian_row", "nets": hwt.HESSIAN_NETS,
                    "seeds": args.seeds,
@@ -159,7 +170,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, list[str], argparse.
     sweep = argv.pop(0) if argv and argv[0] in SWEEPS else "degradation"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds and ranges A-B, e.g. 10-19")
-    ap.add_argument("--depths", type=int, nargs="+", default=[56] if sweep in ("lr", "intervention") else [8, 20, 56])
+    one_depth = sweep in ("lr", "intervention", "intervention_control")
+    ap.add_argument("--depths", type=int, nargs="+", default=[56] if one_depth else [8, 20, 56])
     ap.add_argument("--grid", action="append", help="convergence: DEPTHS:SEEDS, e.g. 8,20,56:0,1,2 or 110:10-19 "
                                                     "(repeatable)")
     ap.add_argument("--epochs", type=int, default=dg.LONG_EPOCHS)

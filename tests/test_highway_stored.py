@@ -158,12 +158,16 @@ def test_claim_relative_steps_help_and_neither_growth_nor_the_initial_explosion_
 def test_the_chapter_family_reads_every_claim_from_the_stored_sweeps():
     fam = hwt.chapter_family()
     res = fam.results()
-    assert set(res) == {"degradation", "steps_slope", "lars", "equalize", "project", "lam_max"}
+    assert set(res) == {"degradation", "steps_slope", "lars", "equalize", "project", "lars_residual", "lars_matched",
+                        "lam_max"}
     for key, c in res.items():
         assert c.p_adj >= c.p and c.outcome in ("higher", "lower", "equivalent", "not detected"), key
     assert res["degradation"].higher == res["degradation"].n >= 5                     # plain above on every seed
     assert res["steps_slope"].higher == res["steps_slope"].n
     assert res["lars"].lower >= res["lars"].n - 1 and res["lars"].mean < 0                # below SGD on most
+    assert res["lars_residual"].lower == res["lars_residual"].n                      # the control gains too
+    assert res["lars_residual"].mean < -0.5                                           # stored: about -1 decade
+    assert res["lars_matched"].mean > 0 and res["lars_matched"].lower < res["lars_matched"].n     # balance alone
     assert "| claim (The gradient highway" in fam.table()
 
 
@@ -337,3 +341,13 @@ def test_claim_of_the_opening_chapter_on_zero_gamma():
 
     assert med(56, "zero_gamma") < 0.9 * med(20, "zero_gamma")          # stored: 0.63x
     assert med(56, "zero_gamma") > 2 * med(20, "standard")              # stored: 5x
+
+
+@pytest.mark.data
+def test_relative_steps_at_sgds_own_size_do_not_help_plain_56():
+    """The balance-only control: plain-56 stays near chance, above every seed of the LARS-like run."""
+    ctrl = stored("intervention_control")["data"]
+    lars = [r["epoch_loss"][-1] for r in stored("intervention")["data"] if r["mode"] == "lars" and not r["residual"]]
+    plain = [r["epoch_loss"][-1] for r in ctrl if not r["residual"]]
+    assert len(plain) >= 5 and min(plain) > max(lars)                                 # stored: 2.22 > 1.75
+    assert all(r["epoch_loss"][-1] < 0.1 for r in ctrl if r["residual"])              # stored: <= 0.034

@@ -201,6 +201,7 @@ def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelCon
 
 # -- an intervention on "explosion, then paralysis" ------------------------------------------------------
 INTERVENTIONS = ("sgd", "project", "lars", "equalize")
+CONTROLS = ("lars_matched",)               # the relative-step control, stored in its own sweep
 LARS_TRUST = 0.1
 
 
@@ -222,13 +223,17 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
       the top conv layer's gradient norm over the layer's own. This removes only the explosion at initialization
       (every layer starts with the top layer's gradient size) and leaves everything else to SGD: the weights grow
       freely and the gradients evolve as they do.
+    * ``"lars_matched"`` (the control for ``"lars"``): each of those gradients points where SGD's does, with a
+      norm proportional to ``|W|`` as in ``"lars"``, but the total norm over those layers is SGD's own, that of the
+      previous step's raw gradients (the first step is plain SGD). It changes only the balance between layers,
+      not the overall step size.
 
     Recorded: final eval-mode training loss and accuracy, the RAW (before any rescaling) first/last layer gradient
     ratio at the first step and its geometric mean over the last 10 steps, and ``|W_end| / |W_init|`` of the first
     layer and the median over the first 18 blocks' layers.
     """
-    if mode not in INTERVENTIONS:
-        raise ValueError(f"mode must be one of {', '.join(INTERVENTIONS)}; got {mode!r}")
+    if mode not in INTERVENTIONS + CONTROLS:
+        raise ValueError(f"mode must be one of {', '.join(INTERVENTIONS + CONTROLS)}; got {mode!r}")
     cfg = model.with_(depth=depth, residual=residual)
     net = cfg.build(seed)
     layers = [w for _, w in net.main_layers()]
@@ -237,12 +242,15 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
     raw: dict[str, float] = {}
     factor: dict[str, float] = {}                          # "equalize": fixed at the first step
     top = f"w{len(scaled) - 1}"
+    w_total = [None]                                       # "lars_matched": SGD's total norm / sum of |W|^2, lagged
 
     def hook(name: str, p: torch.Tensor):
         def f(g: torch.Tensor) -> torch.Tensor | None:
             raw[name] = g.norm().item()
             if mode == "lars" and name != "head":
                 return g * (trust * p.detach().norm() / (g.norm() + 1e-12))
+            if mode == "lars_matched" and name != "head" and w_total[0] is not None:
+                return g * (w_total[0] * p.detach().norm() / (g.norm() + 1e-12))
             if mode == "equalize" and name != "head":      # backward reaches the top conv before the lower ones
                 if name not in factor:
                     factor[name] = raw[top] / (raw[name] + 1e-30)
@@ -252,12 +260,17 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
 
     handles = [layers[0].weight.register_hook(hook("first", layers[0].weight)),
                layers[-1].weight.register_hook(hook("head", layers[-1].weight))]
-    if mode in ("lars", "equalize"):
+    if mode in ("lars", "equalize", "lars_matched"):
         handles += [w.weight.register_hook(hook(f"w{i}", w.weight)) for i, w in enumerate(scaled[1:], 1)]
     trainer = Trainer(net, load_digits(), train.with_(epochs=epochs, seed=seed))
     ratios, t0 = [], time.process_time()
     while not trainer.done:
         trainer.step()
+        if mode == "lars_matched" and "first" in raw:
+            names = ["first"] + [f"w{i}" for i in range(1, len(scaled))]
+            g_tot = float(np.sqrt(sum(raw[n] ** 2 for n in names)))
+            w_tot = float(np.sqrt(sum(w.weight.detach().norm().item() ** 2 for w in scaled)))
+            w_total[0] = g_tot / w_tot
         if "first" in raw:
             ratios.append(raw.pop("first") / raw.pop("head"))
         if mode == "project":

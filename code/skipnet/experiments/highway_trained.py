@@ -189,6 +189,18 @@ def chapter_family(tag: str | None = None):
         a, b = _paired(_by_seed(inter, mode=mode, residual=False), sgd, lambda r: r["epoch_loss"][-1])
         if len(a) >= 2:
             fam.add(mode, a, b, f"plain-56 with {what} against SGD (training-batch loss, last epoch)")
+    # the negative control: residual-56 has no imbalance at the first step, so a gain there is not the imbalance's
+    a, b = _paired(_by_seed(inter, mode="lars", residual=True), _by_seed(inter, mode="sgd", residual=True),
+                   lambda r: np.log10(r["epoch_loss"][-1]))
+    if len(a) >= 2:
+        fam.add("lars_residual", a, b, "residual-56 with layer-wise relative steps against SGD (log10 training-batch "
+                "loss, last epoch)", unit="decades")
+    # the balance-only control: relative steps equal across layers, total gradient norm matched to SGD's own
+    ctrl = load_sweep("highway_intervention_control", tag)["data"]
+    a, b = _paired(_by_seed(ctrl, mode="lars_matched", residual=False), sgd, lambda r: r["epoch_loss"][-1])
+    if len(a) >= 2:
+        fam.add("lars_matched", a, b, "plain-56 with equal relative steps at SGD's overall step size against SGD "
+                "(training-batch loss, last epoch)")
     hess = load_sweep("highway_hessian", tag)["data"]
     a, b = _paired(_by_seed(hess, depth=20, residual=False), _by_seed(hess, depth=20, residual=True),
                    lambda r: np.log10(r["lam_max"]))

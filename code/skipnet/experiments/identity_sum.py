@@ -28,7 +28,7 @@ from skipnet.train import train_run
 
 __all__ = ["DECODE_KINDS", "DECODE_TRAIN", "decode_configs", "decode_row", "sum_form_error", "LAMBDAS",
            "LAMBDA_BLOCKS", "LAMBDA_PREDICTORS", "lambda_config", "lambda_row", "lambda_boundary", "FAMILY_SWEEPS",
-           "load_identity_records", "ablation_cost", "identity_family"]
+           "load_identity_records", "ablation_cost", "identity_family", "confirmation_seeds"]
 
 DECODE_KINDS = ("residual", "plain", "dense")
 DECODE_TRAIN = DEFAULT_TRAIN.with_(epochs=20)
@@ -151,6 +151,19 @@ def load_identity_records(tag: str | None = None) -> dict:
     """The chapter's stored sweeps (``identity_<name>.json``, or the ``tag`` files of a confirmation)."""
     from skipnet.store import load_sweep
     return {name: load_sweep(f"identity_{name}", tag) for name in FAMILY_SWEEPS}
+
+
+def confirmation_seeds(m: int, alpha: float = 0.05) -> int:
+    """The fewest seeds with which a family of ``m`` claims (Holm) can detect any of them at level ``alpha``: the
+    smallest n with ``m * min_p(n) < alpha`` (every seed agreeing in sign). Fewer seeds read "not detected" whatever
+    the data; more are needed as soon as one seed disagrees."""
+    from skipnet.inference import min_p
+    if m < 1:
+        raise ValueError(f"m must be at least 1, got {m}")
+    n = 2
+    while m * min_p(n) >= alpha:
+        n += 1
+    return n
 
 
 def _by_seed(rows, **match) -> dict:

@@ -142,7 +142,7 @@ def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0, n_boot: int = 
 
 
 FAMILY_SWEEPS = ("fit", "zero_gamma", "zero_gamma_long", "decode", "decode_control", "variants", "variants_fair",
-                 "variants_lr")
+                 "variants_lr", "variants_lr_top")
 ABLATION_MARGIN = 0.05      # of R^2, stated before the control was run: a term "stored" in the sum should lose more
 CLASS_MARGIN = 0.02         # of accuracy (about 7 of 359 test digits)
 
@@ -204,7 +204,7 @@ def identity_family(recs: Mapping):
             "8 blocks: class read linearly from the last stream, residual minus plain", margin=CLASS_MARGIN,
             scale=100, unit="points", fmt=".1f")
     grid = lr_grid_rows(recs["variants"]["data"]["runs"], recs["variants_fair"]["data"]["runs"],
-                        recs["variants_lr"]["data"]["runs"])
+                        [*recs["variants_lr"]["data"]["runs"], *recs["variants_lr_top"]["data"]["runs"]])
     best = best_lr(grid)
     for key, base, text in (("conv1x1_identity", "identity", "1x1 shortcut started at I"),
                             ("scale", "identity", "constant scaling 0.5"),

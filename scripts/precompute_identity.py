@@ -22,6 +22,8 @@ other jobs ran: upper bounds):
     rezero_alpha     5 seeds   2 min   ReZero at lr 0.05 with its largest alpha logged every step
     variants_lr      3 seeds  25 min   every ranked shortcut and placement at lr 0.01, 0.02, 0.05 (lr 0.1 is
                                        stored in variants / variants_fair): the ranking best against best
+    variants_lr_top  3 seeds   3 min   the variants whose best rate is the grid's top, 0.1, at 0.2 and 0.5:
+                                       does the grid's edge flatter the ratios to the identity?
     init_zero_head   3 seeds   3 min   the standard init without normalization, classifier started at 0, over lr
     decode_control   5 seeds   8 min   the read-back's controls: residual 8 / 16 blocks with each write read
                                        from the stream without it; plain 8 / 16 read state against state
@@ -58,7 +60,7 @@ from skipnet.sweep import run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 SECTIONS = ("fit", "variants", "zero_gamma", "init", "fit_fair", "zero_gamma_long", "init_lr", "variants_fair",
-            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control", "init_zero_head")
+            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control", "init_zero_head", "variants_lr_top")
 DECODE_BLOCKS = (8, 16)
 FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
 FAIR_BLOCKS = (1, 4, 16)
@@ -67,6 +69,8 @@ VARIANT_LRS = (0.01, 0.02, 0.05)          # with the stored 0.1: one grid for ev
 LR_VARIANTS = ("identity", "conv1x1_identity", "conv1x1_orthogonal", "conv1x1", "scale", "scale_both",
                "exclusive_gate_0", "exclusive_gate_6", "shortcut_gate_0", "shortcut_gate_6", "dropout",
                "post", "bn_after_add", "relu_before_add", "relu_only_pre", "plain")
+TOP_LRS = (0.2, 0.5)                      # above the grid, for the variants whose best rate is its top (0.1)
+TOP_VARIANTS = ("identity", "scale_both", "exclusive_gate_6", "shortcut_gate_6", "bn_after_add", "relu_only_pre")
 ZERO_HEAD_LRS = (1e-3, 5e-3, 0.02, 0.05)
 ZG_DEPTHS = (20, 56)
 ZG_INITS = ("standard", "zero_gamma")
@@ -314,6 +318,23 @@ def section_variants_lr(seeds, log, start):
         return r
     return {"runs": sweep.grid([(k, lr) for k in LR_VARIANTS for lr in VARIANT_LRS], run)}
 
+
+def section_variants_lr_top(seeds, log, start):
+    """The variants whose best rate on the grid is its largest, 0.1, trained at ``TOP_LRS``: the grid extended
+    where its edge was the best rate (the chapter reads it together with ``variants_lr``)."""
+    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lrs": TOP_LRS,
+                   "variants": {k: {**VARIANTS, **FAIR_VARIANTS}[k].fields for k in TOP_VARIANTS},
+                   "seeds": list(seeds)})
+
+    def run(cell, seed):
+        key, lr = cell
+        r = train_variant(key, seed, train=STUDY_TRAIN.with_(lr=lr))
+        r["lr"] = lr
+        r["loss"] = None
+        log(f"variants_lr_top {key} lr={lr} seed={seed}: {r['status']} test_err={r['test_err']} "
+            f"({r['seconds']:.0f} s)")
+        return r
+    return {"runs": sweep.grid([(k, lr) for k in TOP_VARIANTS for lr in TOP_LRS], run)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

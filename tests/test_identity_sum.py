@@ -169,3 +169,11 @@ def test_readback_and_variant_figures_and_tables_render():
     md = best_lr_table_md(b, {"identity": "identity", "x": "x"}, {"identity": 6.37, "x": None})
     assert "| x | 4.0 | 50.0 | 0.02 | 2.0 | fail |" in md
     plt.close("all")
+
+
+def test_confirmation_seeds_is_the_exact_floor():
+    from skipnet.experiments.identity_sum import confirmation_seeds
+    from skipnet.inference import min_p
+    assert confirmation_seeds(1) == 6                 # 2/2^5 = 0.0625, 2/2^6 = 0.031
+    n = confirmation_seeds(9)
+    assert 9 * min_p(n) < 0.05 <= 9 * min_p(n - 1)

@@ -28,7 +28,7 @@ from skipnet.train import train_run
 
 __all__ = ["DECODE_KINDS", "DECODE_TRAIN", "decode_configs", "decode_row", "sum_form_error", "LAMBDAS",
            "LAMBDA_BLOCKS", "LAMBDA_PREDICTORS", "lambda_config", "lambda_row", "lambda_boundary", "FAMILY_SWEEPS",
-           "load_identity_records", "ablation_cost", "identity_family"]
+           "load_identity_records", "ablation_cost", "identity_family", "confirmation_seeds"]
 
 DECODE_KINDS = ("residual", "plain", "dense")
 DECODE_TRAIN = DEFAULT_TRAIN.with_(epochs=20)
@@ -142,7 +142,7 @@ def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0, n_boot: int = 
 
 
 FAMILY_SWEEPS = ("fit", "zero_gamma", "zero_gamma_long", "decode", "decode_control", "variants", "variants_fair",
-                 "variants_lr")
+                 "variants_lr", "variants_lr_top")
 ABLATION_MARGIN = 0.05      # of R^2, stated before the control was run: a term "stored" in the sum should lose more
 CLASS_MARGIN = 0.02         # of accuracy (about 7 of 359 test digits)
 
@@ -151,6 +151,19 @@ def load_identity_records(tag: str | None = None) -> dict:
     """The chapter's stored sweeps (``identity_<name>.json``, or the ``tag`` files of a confirmation)."""
     from skipnet.store import load_sweep
     return {name: load_sweep(f"identity_{name}", tag) for name in FAMILY_SWEEPS}
+
+
+def confirmation_seeds(m: int, alpha: float = 0.05) -> int:
+    """The fewest seeds with which a family of ``m`` claims (Holm) can detect any of them at level ``alpha``: the
+    smallest n with ``m * min_p(n) < alpha`` (every seed agreeing in sign). Fewer seeds read "not detected" whatever
+    the data; more are needed as soon as one seed disagrees."""
+    from skipnet.inference import min_p
+    if m < 1:
+        raise ValueError(f"m must be at least 1, got {m}")
+    n = 2
+    while m * min_p(n) >= alpha:
+        n += 1
+    return n
 
 
 def _by_seed(rows, **match) -> dict:
@@ -191,7 +204,7 @@ def identity_family(recs: Mapping):
             "8 blocks: class read linearly from the last stream, residual minus plain", margin=CLASS_MARGIN,
             scale=100, unit="points", fmt=".1f")
     grid = lr_grid_rows(recs["variants"]["data"]["runs"], recs["variants_fair"]["data"]["runs"],
-                        recs["variants_lr"]["data"]["runs"])
+                        [*recs["variants_lr"]["data"]["runs"], *recs["variants_lr_top"]["data"]["runs"]])
     best = best_lr(grid)
     for key, base, text in (("conv1x1_identity", "identity", "1x1 shortcut started at I"),
                             ("scale", "identity", "constant scaling 0.5"),

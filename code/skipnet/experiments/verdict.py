@@ -332,7 +332,7 @@ def debated(stored: dict) -> dict:
         "len_fresh_off": mean_len("residual-56, fresh, BN off"), "len_typical": spectra["residual-56"][0]["n"] / 2,
         "cos_positive": float(np.mean(np.array(cos) > 0)), "cos_fresh_positive": float(np.mean(np.array(fresh) > 0)),
         "cos_positive_n": int((np.array(cos) > 0).sum()), "cos_n": len(cos),
-    }
+        "len_trained_batch": mean_len("residual-56, trained, batch statistics")}
     out["short"] = short_cost(stored["ensemble_short"])
     return out
 

@@ -14,6 +14,7 @@ from scipy.stats import spearmanr
 
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
+from skipnet.experiments import ensemble_claims as EC
 from skipnet.probes.path_spectrum import gains_prediction, mean_of
 from skipnet.store import load_result
 
@@ -96,7 +97,7 @@ def test_stored_deletions_are_gradual_while_blocks_1_and_2_are_kept():
     35 vs 6 of 42); sets that delete block 1 start far lower; every branch gone: near chance."""
     studies = _lesions("residual-56")
     ks = studies[0].ks
-    both, counts = T.stratified_two([s.k_accs for s in studies], [s.k_sets for s in studies])
+    both, counts = EC.stratified_two([s.k_accs for s in studies], [s.k_sets for s in studies])
     both = np.array(both)
     assert np.all(-np.diff(both[:ks.index(8) + 1]) < 0.11) and min(counts[1:ks.index(8) + 1]) >= 15
     mean = np.mean([s.k_means for s in studies], 0)
@@ -124,7 +125,7 @@ def test_stored_block_2_is_costly_as_tested_and_cheap_after_recalibration():
 def test_stored_family_directions_the_main_page_states():
     """Every claim of the chapter through the protocol: with five seeds none can be detected (exact test, smallest p
     0.0625), and the directions the main page states hold in every seed."""
-    fam = T.ensemble_family(T.ensemble_records())
+    fam = EC.ensemble_family(EC.ensemble_records())
     res = fam.results()
     assert all(c.outcome == "not detected" for k, c in res.items() if not k.startswith("trunc"))
     for key in ("single", "other20", "other56", "short13", "short7", "b1_recal", "cosine"):
@@ -138,7 +139,7 @@ def test_stored_random_block_training_keeps_little_of_the_gradient_and_long_path
     """The causal test's design: through 13 random blocks of 27, 10 to 20 % of sum_j ||G_j|| survives in expectation
     (stored 11 to 18 %), while paths longer than 13 carry less than 1e-3 of it (stored 2e-5 to 3e-4)."""
     for r in _by_seed("spectra", "residual-56"):
-        assert 0.08 < T.kept_by_random_blocks(r["norms"], 13) < 0.25
+        assert 0.08 < EC.kept_by_random_blocks(r["norms"], 13) < 0.25
         assert sum(r["norms"][14:]) / sum(r["norms"]) < 1e-3
 
 
@@ -239,7 +240,7 @@ def test_stored_overfitting_trial():
     mean_gap = {k: g["loss_gap"]["mean"] for k, g in summary.items()}
     assert all(r["evals"][-1]["train_loss"] > 1 for r in G["plain-56"])       # underfits
     assert mean_gap["plain-56"] == min(mean_gap.values()) and mean_gap["residual-56"] > mean_gap["residual-8"]
-    fam = T.ensemble_family(T.ensemble_records()).results()
+    fam = EC.ensemble_family(EC.ensemble_records()).results()
     assert fam["gap20"].higher == 5                                          # depth 20: smaller at the end, every seed
     assert fam["gap8"].outcome == "not detected"
     assert np.mean(final("residual-20", lambda e: e["train_loss"])) < 0.5 * np.mean(final("plain-20", lambda e: e["train_loss"]))
@@ -280,19 +281,19 @@ def test_main_page_family_is_small_enough_for_a_ten_seed_confirmation():
     """The main page's claims, declared in advance, are Holm-adjusted among themselves, so that a confirmation on
     ten fresh seeds could decide every one; the full family could not (its smallest adjusted p at n = 10 is 0.078)."""
     from skipnet.inference import ALPHA, min_p
-    rec = T.ensemble_records()
-    prim, full = T.ensemble_primary_family(rec), T.ensemble_family(rec)
-    assert len(prim) == len(T.PRIMARY) and T.seeds_needed(len(prim)) <= 10
-    assert min_p(10) * len(full) >= ALPHA and T.seeds_needed(len(full)) > 10
-    for n, m in ((T.seeds_needed(len(prim)), len(prim)), (T.seeds_needed(len(full)), len(full))):
+    rec = EC.ensemble_records()
+    prim, full = EC.ensemble_primary_family(rec), EC.ensemble_family(rec)
+    assert len(prim) == len(EC.PRIMARY) and EC.seeds_needed(len(prim)) <= 10
+    assert min_p(10) * len(full) >= ALPHA and EC.seeds_needed(len(full)) > 10
+    for n, m in ((EC.seeds_needed(len(prim)), len(prim)), (EC.seeds_needed(len(full)), len(full))):
         assert min_p(n) * m < ALPHA <= min_p(n - 1) * m
     pr, fr = prim.results(), full.results()
-    for k in T.PRIMARY:
+    for k in EC.PRIMARY:
         assert pr[k].differences == fr[k].differences and pr[k].mean == fr[k].mean and pr[k].margin == fr[k].margin
         assert pr[k].p_adj <= fr[k].p_adj
 
 
 def test_stored_k4_truncation_is_not_within_its_margin_seed_by_seed():
     """The interval of the K = 4 truncation bounds the mean: one seed ends more than the pre-set 1 point below."""
-    c = T.ensemble_family(T.ensemble_records())["trunc K=4"]
-    assert max(c.differences) > T.TRUNC_MARGIN and c.outcome != "equivalent"
+    c = EC.ensemble_family(EC.ensemble_records())["trunc K=4"]
+    assert max(c.differences) > EC.TRUNC_MARGIN and c.outcome != "equivalent"

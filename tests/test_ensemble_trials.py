@@ -17,6 +17,7 @@ from scipy import stats
 from skipnet.data import Dataset
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
+from skipnet.experiments import ensemble_claims as EC
 from skipnet.models import build_model
 from skipnet.plotting import ensemble_trials as PT
 from skipnet.probes.lesions import (LesionEvaluator, block_signature, kendall_distance, lesioned_accuracy,
@@ -528,17 +529,17 @@ def test_kept_by_random_blocks_against_enumerating_every_draw():
             share = sum(set(p) <= set(drawn) for p in paths) / len(paths)   # paths of length j that survive
             kept += share * norms[j]
     expect = kept / len(draws) / norms.sum()
-    assert T.kept_by_random_blocks(norms, k) == pytest.approx(expect, rel=1e-12)
-    assert T.kept_by_random_blocks(norms, n) == pytest.approx(1.0)
-    assert T.kept_by_random_blocks([1.0, 0, 0, 0, 0, 0, 0], 1) == pytest.approx(1.0)   # length 0 always survives
+    assert EC.kept_by_random_blocks(norms, k) == pytest.approx(expect, rel=1e-12)
+    assert EC.kept_by_random_blocks(norms, n) == pytest.approx(1.0)
+    assert EC.kept_by_random_blocks([1.0, 0, 0, 0, 0, 0, 0], 1) == pytest.approx(1.0)   # length 0 always survives
 
 
 def test_stratified_two_pools_the_sets_that_keep_both_blocks():
     k_accs = [[[0.9], [0.8, 0.1], [0.7, 0.2]], [[0.95], [0.6, 0.0], [0.5, 0.3]]]          # 2 seeds, ks 0, 1, 2
     k_sets = [[[[]], [[3], [0]], [[2, 3], [1, 2]]], [[[]], [[4], [1]], [[3, 4], [0, 5]]]]
-    means, counts = T.stratified_two(k_accs, k_sets)
+    means, counts = EC.stratified_two(k_accs, k_sets)
     assert counts == [2, 2, 2] and means == pytest.approx([0.925, 0.7, 0.6])
-    means, counts = T.stratified_two(k_accs, k_sets, blocks=(0, 1, 2, 3, 4, 5))
+    means, counts = EC.stratified_two(k_accs, k_sets, blocks=(0, 1, 2, 3, 4, 5))
     assert counts == [2, 0, 0] and np.isnan(means[1])
 
 

@@ -3,10 +3,10 @@ arrays, dicts, :class:`~skipnet.history.Run` records). No plotting. Only the ``v
 judge the stored sweeps of ``book/data`` (through :mod:`skipnet.store`); the others compute what they return.
 
 One module a chapter, or a chapter part: ``degradation`` (the opening chapter); ``highway``, ``highway_chi``,
-``highway_trained``; ``identity``, ``identity_variants``, ``identity_sum``; ``ensemble``, ``ensemble_trials``;
+``highway_trained``; ``identity``, ``identity_variants``, ``identity_sum``; ``ensemble``, ``ensemble_trials``, ``ensemble_claims``;
 ``transformers``, ``transformers_warmup``, ``transformers_rnn``; ``verdict`` with ``verdict_base``,
 ``verdict_rules`` and ``verdict_controls`` (the closing chapter). Import from the module itself.
 """
 __all__ = ["degradation", "highway", "highway_chi", "highway_trained", "identity", "identity_variants", "identity_sum",
-           "ensemble", "ensemble_trials", "transformers", "transformers_warmup", "transformers_rnn", "verdict",
+           "ensemble", "ensemble_trials", "ensemble_claims", "transformers", "transformers_warmup", "transformers_rnn", "verdict",
            "verdict_base", "verdict_rules", "verdict_controls"]

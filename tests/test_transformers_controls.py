@@ -110,7 +110,9 @@ def test_chapter_family_over_the_stored_seeds():
         c = claims[key]
         assert c.higher == c.n and c.ci[0] > 1.0, (key, c)                # > 1 nat in every seed, interval above 1
         assert c.outcome not in (HIGHER, LOWER) or c.n >= 6                 # five seeds cannot be detected
-    assert claims["pre_post_alike"].outcome == EQUIVALENT
+    alike = claims["pre_post_alike"]                       # every seed well inside the margin, but too few seeds
+    assert alike.outcome != EQUIVALENT or alike.n >= 6      # for the exact equivalence test to decide it
+    assert max(abs(d) for d in alike.differences) < alike.margin and alike.outcome not in (HIGHER, LOWER)
     assert claims["tanh_lstm"].mean > 0
 
 

@@ -54,7 +54,7 @@ from skipnet.experiments.identity_variants import (FAIR_VARIANTS, STUDY_MODEL, S
                                                    train_traced, train_variant)
 from skipnet.probes.branches import branch_stats, shortcut_product_norm
 from skipnet.checks import check_int
-from skipnet.store import format_seeds, parse_seeds, tagged
+from skipnet.store import parse_seeds, seeds_argument, tagged
 from skipnet.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,41 +300,35 @@ def section_rezero_alpha(seeds, log, start):
     return {"runs": sweep.grid([()], one)}
 
 
-def section_variants_lr(seeds, log, start):
-    """Every variant the chapter ranks, at the learning rates ``VARIANT_LRS`` (the same budget, STUDY_TRAIN with only
-    lr changed), so that each can be taken at its own best rate (the 0.1 runs are those of ``variants`` and
-    ``variants_fair``). One loss curve per variant and rate (the first seed) keeps the file small."""
-    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lrs": VARIANT_LRS,
-                   "variants": {k: {**VARIANTS, **FAIR_VARIANTS}[k].fields for k in LR_VARIANTS},
+def _variants_at_rates(name, variants, lrs, seeds, log, start, curves: bool):
+    """Each of ``variants`` trained at every rate of ``lrs`` (STUDY_TRAIN with only lr changed); ``curves``: keep
+    the loss curve of the first seed (else none, to keep the file small)."""
+    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lrs": lrs,
+                   "variants": {k: {**VARIANTS, **FAIR_VARIANTS}[k].fields for k in variants},
                    "seeds": list(seeds)})
 
     def run(cell, seed):
         key, lr = cell
         r = train_variant(key, seed, train=STUDY_TRAIN.with_(lr=lr))
         r["lr"] = lr
-        if seed != seeds[0]:
+        if not curves or seed != seeds[0]:
             r["loss"] = None
-        log(f"variants_lr {key} lr={lr} seed={seed}: {r['status']} test_err={r['test_err']} ({r['seconds']:.0f} s)")
+        log(f"{name} {key} lr={lr} seed={seed}: {r['status']} test_err={r['test_err']} ({r['seconds']:.0f} s)")
         return r
-    return {"runs": sweep.grid([(k, lr) for k in LR_VARIANTS for lr in VARIANT_LRS], run)}
+    return {"runs": sweep.grid([(k, lr) for k in variants for lr in lrs], run)}
+
+
+def section_variants_lr(seeds, log, start):
+    """Every variant the chapter ranks, at the learning rates ``VARIANT_LRS`` (the same budget, STUDY_TRAIN with only
+    lr changed), so that each can be taken at its own best rate (the 0.1 runs are those of ``variants`` and
+    ``variants_fair``). One loss curve per variant and rate (the first seed) keeps the file small."""
+    return _variants_at_rates("variants_lr", LR_VARIANTS, VARIANT_LRS, seeds, log, start, curves=True)
 
 
 def section_variants_lr_top(seeds, log, start):
     """The variants whose best rate on the grid is its largest, 0.1, trained at ``TOP_LRS``: the grid extended
     where its edge was the best rate (the chapter reads it together with ``variants_lr``)."""
-    sweep = start({"model": STUDY_MODEL.as_dict(), "train": STUDY_TRAIN.as_dict(), "lrs": TOP_LRS,
-                   "variants": {k: {**VARIANTS, **FAIR_VARIANTS}[k].fields for k in TOP_VARIANTS},
-                   "seeds": list(seeds)})
-
-    def run(cell, seed):
-        key, lr = cell
-        r = train_variant(key, seed, train=STUDY_TRAIN.with_(lr=lr))
-        r["lr"] = lr
-        r["loss"] = None
-        log(f"variants_lr_top {key} lr={lr} seed={seed}: {r['status']} test_err={r['test_err']} "
-            f"({r['seconds']:.0f} s)")
-        return r
-    return {"runs": sweep.grid([(k, lr) for k in TOP_VARIANTS for lr in TOP_LRS], run)}
+    return _variants_at_rates("variants_lr_top", TOP_VARIANTS, TOP_LRS, seeds, log, start, curves=False)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -356,9 +350,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def command_for(args: argparse.Namespace, name: str) -> str:
     """The command that (re)makes section ``name``'s file: rerunning it resumes or repeats the run."""
-    n = len(args.seeds)
-    seeds = str(n) if args.seeds == list(range(n)) else format_seeds(args.seeds)
-    words = ["python scripts/precompute_identity.py", "--section", name, "--seeds", seeds]
+    words = ["python scripts/precompute_identity.py", "--section", name, "--seeds", seeds_argument(args.seeds)]
     if Path(args.out).resolve() != DATA.resolve():
         words += ["--out", shlex.quote(args.out)]
     if args.tag:

@@ -42,7 +42,7 @@ from skipnet.experiments.transformers_warmup import (AMPLIFICATION_EPS, CONTROLS
                                                      train_triage, triage_row)
 from skipnet.linear_attention import LinearAttentionConfig
 from skipnet.checks import check_int
-from skipnet.store import format_seeds, interleave, parse_seeds, tagged
+from skipnet.store import interleave, parse_seeds, seeds_argument, tagged
 from skipnet.sweep import run_sweep
 
 N_BLOCKS = (1, 2, 4, 6, 8)
@@ -250,8 +250,7 @@ def command_for(args: argparse.Namespace, name: str) -> str:
     """The command that (re)makes sweep ``name``'s file: rerunning it resumes or repeats the run."""
     words = ["python scripts/precompute_transformers.py", name]
     if args.seeds is not None:
-        n = len(args.seeds)
-        words += ["--seeds", str(n) if args.seeds == list(range(n)) else format_seeds(args.seeds)]
+        words += ["--seeds", seeds_argument(args.seeds)]
     if args.out != "book/data":
         words += ["--out", shlex.quote(args.out)]
     if args.tag:

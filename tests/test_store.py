@@ -10,7 +10,7 @@ import pytest
 
 from skipnet import store
 from skipnet import sweep as sweep_module
-from skipnet.store import (format_seeds, interleave, load_result, load_sweep, parse_seeds, save_result, tagged,
+from skipnet.store import (format_seeds, interleave, seeds_argument, load_result, load_sweep, parse_seeds, save_result, tagged,
                            write_json)
 from skipnet.sweep import Sweep, SweepMismatch, start_sweep
 
@@ -276,6 +276,8 @@ def test_bad_seeds_and_tags_get_a_clear_message():
     assert parse_seeds(["10-12", "3"]) == [10, 11, 12, 3]
     assert parse_seeds(format_seeds([4, 5, 6, 9, 20, 21]).split()) == [4, 5, 6, 9, 20, 21]
     assert format_seeds([7]) == "7-7"
+    assert seeds_argument([0, 1, 2, 3, 4]) == "5" and seeds_argument([0]) == "1"      # a count, as stored commands say
+    assert seeds_argument([1, 2, 3]) == "1-3" and seeds_argument([10, 12]) == "10 12"
     with pytest.raises(ValueError, match="seeds must not repeat"):
         parse_seeds(["1-3", "2"])
     with pytest.raises(ValueError, match="seeds: the range '5-2' is empty"):

@@ -29,7 +29,7 @@ import skipnet
 from skipnet.checks import check_seed
 
 __all__ = ["DATA", "save_result", "load_result", "load_sweep", "tagged", "parse_seeds", "write_json", "made_with",
-           "interleave", "format_seeds"]
+           "interleave", "format_seeds", "seeds_argument"]
 
 #: The folder of the stored sweeps (``book/data`` of the repository that holds this package).
 DATA = Path(__file__).resolve().parents[2] / "book" / "data"
@@ -160,6 +160,13 @@ def parse_seeds(values: Iterable[str | int], name: str = "seeds") -> list[int]:
     if not seeds:
         raise ValueError(f"{name} must name at least one seed")
     return seeds
+
+
+def seeds_argument(seeds: Iterable[int]) -> str:
+    """The ``--seeds`` words of a stored command: a count ``N`` for seeds 0..N-1 (as the identity and Transformer
+    scripts' commands say), else :func:`format_seeds`."""
+    seeds = list(seeds)
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else format_seeds(seeds)
 
 
 def format_seeds(seeds: Iterable[int]) -> str:

@@ -10,8 +10,8 @@ import pytest
 
 from skipnet import store
 from skipnet import sweep as sweep_module
-from skipnet.store import (format_seeds, interleave, seeds_argument, load_result, load_sweep, parse_seeds, save_result, tagged,
-                           write_json)
+from skipnet.store import (format_seeds, interleave, load_result, load_sweep, parse_seeds, save_result,
+                           seeds_argument, tagged, write_json)
 from skipnet.sweep import Sweep, SweepMismatch, start_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -123,6 +123,15 @@ def test_the_ablation_control_reads_each_write_from_the_stream_without_it():
     assert d["writes_ablated"][k] == pytest.approx(1 - ((ref - Y) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum(), abs=1e-4)
     plain = build_model(arch="mlp", n_blocks=3, width=32, in_shape=(64,), residual=False, seed=0)
     assert "writes_ablated" not in decodability(plain, data, [3])[3]
+    # the input-alone baseline: F_k read from x_0 (sklearn's ridge again), for every kind
+    Z, Zt = s_tr[0].double().numpy(), s_te[0].double().numpy()
+    mu, sd = Z.mean(0), Z.std(0, ddof=1) + 1e-8
+    for k in range(3):
+        ref = Ridge(alpha=1e-2 * len(Z)).fit((Z - mu) / sd, w_tr[k].double().numpy()).predict((Zt - mu) / sd)
+        Y = w_te[k].double().numpy()
+        assert d["writes_from_x0"][k] == pytest.approx(1 - ((ref - Y) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum(),
+                                                       abs=1e-4)
+    assert len(decodability(plain, data, [3])[3]["writes_from_x0"]) == 3
 
 
 def test_the_control_can_fail_when_a_write_is_independent_of_the_rest():

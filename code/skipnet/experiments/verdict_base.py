@@ -56,8 +56,8 @@ SOURCES = {
     "identity": ("identity_zero_gamma", "identity_zero_gamma_long", "identity_fit_fair"),
     "overfitting": ("ensemble_gaps",),
     "noise": ("ensemble_noise",),
-    "rnn": ("transformers_recall", "transformers_depth", "transformers_noresid"),
-    "messy": ("identity_decode",),
+    "rnn": ("transformers_recall", "transformers_depth", "transformers_noresid", "transformers_race"),
+    "messy": ("identity_decode", "identity_decode_control"),
     "debated": ("highway_hessian", "ensemble_spectra", "ensemble_noise", "ensemble_short", "identity_zero_gamma_long"),
 }
 

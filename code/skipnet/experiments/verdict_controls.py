@@ -75,6 +75,23 @@ def _swap_labels(rows, a, b):
     return rows
 
 
+def _plain_as_residual(decode: dict) -> dict:
+    """The plain twin relabelled as the residual stream (the real residual rows dropped)."""
+    return {"runs": [{**r, "kind": "residual"} for r in decode["runs"] if r["kind"] == "plain"]
+            + [r for r in decode["runs"] if r["kind"] not in ("residual", "plain")]
+            + [r for r in decode["runs"] if r["kind"] == "plain"]}
+
+
+def _input_alone(decode: dict) -> dict:
+    """A stream that carries nothing of the writes beyond what the input predicts: each write read "from the
+    stream" as well as from x_0."""
+    runs = copy.deepcopy(decode["runs"])
+    for r in runs:
+        for d in r["decode"].values():
+            d["writes"] = list(d["writes_from_x0"])
+    return {"runs": runs}
+
+
 CONTROLS = (
     Control("highway", "a shallow depth that plain and residual nets both reach as fast",
             lambda s: judge_highway(s["highway_convergence"], s["highway_intervention"], depth=_shallow_depth(s)),
@@ -98,11 +115,17 @@ CONTROLS = (
             lambda s: judge_noise(_noise_with(s, _useless_branches)), "lean", WRONG),
     Control("rnn", "the tanh RNN and the LSTM without forget gate swapped",
             lambda s: judge_rnn(_swap_labels(s["transformers_recall"], "tanh RNN", "LSTM, no forget gate"),
-                                s["transformers_depth"], s["transformers_noresid"]), "lean", WRONG),
+                                s["transformers_depth"], s["transformers_noresid"], s["transformers_race"]),
+            "lean", WRONG),
+    Control("rnn", "in the fair race, the LSTM with forget bias 3 and the one without forget gate swapped",
+            lambda s: judge_rnn(s["transformers_recall"], s["transformers_depth"], s["transformers_noresid"],
+                                _swap_labels(s["transformers_race"], "LSTM, forget bias 3", "LSTM, no forget gate")),
+            "lean", HOLDS),
     Control("messy", "the plain twin, which has no sum, in place of the residual stream",
-            lambda s: judge_messy({"runs": [{**r, "kind": "residual"} for r in s["identity_decode"]["runs"]
-                                            if r["kind"] == "plain"] + [r for r in s["identity_decode"]["runs"]
-                                                                        if r["kind"] != "residual"]}), "lean", OPEN),
+            lambda s: judge_messy(_plain_as_residual(s["identity_decode"]), _plain_as_residual(
+                s["identity_decode_control"])), "lean", OPEN),
+    Control("messy", "the input alone in place of the stream (each write read from x_0)",
+            lambda s: judge_messy(s["identity_decode"], _input_alone(s["identity_decode_control"])), "lean", OPEN),
 )
 
 

@@ -14,6 +14,9 @@ digits says how much of the target survives in the stream:
   stream with that very term removed, ``x_l - F_k``. A term that is *stored* in the sum loses R^2 when it is
   removed; a term that is only *predictable* from the rest of the stream (from the input and the other terms)
   does not. The unique part is ``R^2(x_l) - R^2(x_l - F_k)``;
+* the baseline of the input alone (every kind): each ``F_k`` read from ``x_0``. Every ``F_k`` is a function of the
+  input, so a linear probe on ``x_0`` already reads part of it; a stream that reads ``F_k`` better than ``x_0``
+  does carries the write itself, not only the input it was computed from (``writes_from_x0``);
 * the earlier states ``x_k`` (k < l), for every kind: states against states, the like-for-like comparison of
   a plain and a residual stream.
 
@@ -60,8 +63,9 @@ def stream_and_writes(model: nn.Module, X: torch.Tensor) -> tuple[list[torch.Ten
 
 def decodability(model: nn.Module, data, layers: list[int], lam: float = 1e-2) -> dict[int, dict]:
     """For each ``l`` in ``layers``: test R^2 of ridge probes from ``x_l`` to ``x_0``, to the pixels, to each
-    ``F_k`` and each state ``x_k`` (k < l), the class accuracy of a one-hot ridge probe, and for a residual
-    network each ``F_k`` read from ``x_l - F_k`` (the ablation control). ``data``: a flattened digits Dataset."""
+    ``F_k`` and each state ``x_k`` (k < l), the class accuracy of a one-hot ridge probe, each ``F_k`` read from the
+    input ``x_0`` alone (the baseline), and for a residual network each ``F_k`` read from ``x_l - F_k`` (the
+    ablation control). ``data``: a flattened digits Dataset."""
     residual = bool(getattr(getattr(model, "cfg", None), "residual", False))      # a dense config has none
     s_tr, w_tr = stream_and_writes(model, data.X_train)
     s_te, w_te = stream_and_writes(model, data.X_test)
@@ -75,6 +79,7 @@ def decodability(model: nn.Module, data, layers: list[int], lam: float = 1e-2) -
                   "pixels": ridge_r2(s_tr[l], data.X_train, s_te[l], data.X_test, lam)[0],
                   "writes": [ridge_r2(s_tr[l], w_tr[k], s_te[l], w_te[k], lam)[0] for k in range(l)],
                   "states": [ridge_r2(s_tr[l], s_tr[k], s_te[l], s_te[k], lam)[0] for k in range(l)],
+                  "writes_from_x0": [ridge_r2(s_tr[0], w_tr[k], s_te[0], w_te[k], lam)[0] for k in range(l)],
                   "class_acc": float((P.argmax(1) == data.y_test).double().mean())}
         if residual:
             out[l]["writes_ablated"] = [ridge_r2(s_tr[l] - w_tr[k], w_tr[k], s_te[l] - w_te[k], w_te[k], lam)[0]

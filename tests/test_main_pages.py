@@ -4,10 +4,11 @@ A main page holds at most 2,000 words of prose (the opening and the closing chap
 math, figure captions and tables; it opens with "The answer in brief" and ends with "What we could not settle".
 The full experiments live on evidence pages, the sections under each chapter in ``_toc.yml``.
 """
-import re
 from pathlib import Path
 
 import pytest
+
+from skipnet.reading import book_pages, figures, prose_words, reading_minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,43 +19,10 @@ MAIN_PAGES: dict[str, int] = {
     "book/identity.md": 2000,
     "book/ensemble.md": 2000,
     "book/transformers.md": 2000,
+    "book/verdict.md": 1500,
 }
-
-_FENCE = re.compile(r"^(`{3,}|~{3,})\s*(\{([\w:-]+)\})?(.*)$")
-_PROSE_DIRECTIVES = {"admonition", "note", "tip", "important", "warning", "attention", "caution", "hint", "seealso",
-                     "exercise", "dropdown", "margin", "epigraph", "sidebar", "topic"}
-
-
-def prose_words(text: str) -> int:
-    """Words of prose in a MyST page: code cells, code, math, figures (with their captions), tables, front matter,
-    comments, labels and directive options left out; the prose inside admonitions and exercises counted."""
-    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)                       # front matter
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
-    out, stack = [], []                                   # stack of (fence, counts-as-prose)
-    for line in text.splitlines():
-        m = _FENCE.match(line.strip())
-        if m:
-            fence, name = m.group(1), m.group(3)
-            if stack and fence == stack[-1][0] and name is None:
-                stack.pop()
-                continue
-            if name is not None or not stack or fence != stack[-1][0]:
-                prose = name is not None and name.split(":")[0] in _PROSE_DIRECTIVES
-                stack.append((fence, prose and all(p for _, p in stack)))
-                continue
-        if stack and not stack[-1][1]:
-            continue
-        s = line.strip()
-        if s.startswith(("|", ":", "(", "%", "+++")) or re.fullmatch(r"\(.*\)=", s):
-            continue
-        s = re.sub(r"\{glue:\w+\}`[^`]*`", " N ", s)                       # a glued number reads as one word
-        s = re.sub(r"\{(ref|numref|doc|cite:\w+|cite|term|eq)\}`([^`<]*)(<[^`]*>)?`", r" \2 ", s)
-        s = re.sub(r"\$[^$]*\$", " ", s)                                   # inline math
-        s = re.sub(r"`[^`]*`", " code ", s)
-        out.append(s)
-    return len(re.findall(r"[A-Za-z0-9][\w'’.-]*", " ".join(out)))
-
+#: The main line as a whole (the opening page, the four main pages and the closing chapter).
+MAIN_LINE_BUDGET = 12_000
 
 def test_prose_words_counts_prose_only():
     page = """---
@@ -93,3 +61,25 @@ def test_main_page_within_its_budget_opens_with_the_answer_and_ends_with_what_is
     assert "The answer in brief" in text, f"{page} has no 'The answer in brief' box"
     assert "What we could not settle" in text, f"{page} has no 'What we could not settle' paragraph"
 
+
+
+def test_the_main_line_is_the_toc_chapters_and_fits_its_budget():
+    main, evidence = book_pages(ROOT)
+    assert [p.relative_to(ROOT).as_posix() for p in main] == [
+        "book/intro.md", "book/highway.md", "book/identity.md", "book/ensemble.md", "book/transformers.md",
+        "book/verdict.md"]
+    assert evidence and all(p.parent.name in ("highway", "identity", "ensemble", "transformers", "verdict")
+                            for p in evidence)
+    words = sum(prose_words(p.read_text()) for p in main)
+    assert words <= MAIN_LINE_BUDGET, f"the main line has {words} words of prose, budget {MAIN_LINE_BUDGET}"
+
+
+def test_reading_minutes_counts_words_and_figures(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("One two three four five six.\n\n```{code-cell} ipython3\n---\nmystnb:\n  figure:\n"
+                    "    name: fig-a\n---\nplot()\n```\n")
+    assert figures(page.read_text()) == 1
+    r = reading_minutes([page, page], words_per_minute=6, minutes_per_figure=2)
+    assert (r["words"], r["figures"], r["minutes"]) == (12, 2, 6.0)
+    with pytest.raises(ValueError, match="words_per_minute"):
+        reading_minutes([page], words_per_minute=0)

@@ -3,7 +3,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+
+from skipnet import reading
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -11,8 +12,8 @@ pytestmark = pytest.mark.site
 
 
 def toc_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for c in toc.get("chapters", [])]
+    t = reading.toc(ROOT)
+    return [t["root"], *t["main"], *(f for ch in t["main"] for f in t["evidence"][ch]), *t["reference"]]
 
 
 @pytest.fixture(scope="module")

@@ -346,16 +346,31 @@ def _prose(text: str) -> str:
     return re.sub(r"\{[a-z:]+\}`[^`]*`", "", text)
 
 
-def test_the_chapter_types_no_measured_number():
-    prose = _prose(CHAPTER.read_text())
+PAGES = [CHAPTER, *sorted((ROOT / "book" / "verdict").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_chapter_types_no_measured_number(page):
+    prose = _prose(page.read_text())
     # allowed: the thread's "1 + 1" and "var1", the 8x8 digits, the exercises' own thresholds, the chi = 1 line,
-    # section and exercise numbers, and the names of networks and data sets
+    # the thread's item numbers, section and exercise numbers, and the names of networks and data sets
     allowed = {"1 + 1", "var1", "8x8", "0.1", "5 %", "1 %", "chi = 1"}
     for token in allowed:
         prose = prose.replace(token, "")
+    prose = re.sub(r"\b(replies|reply|follow-ups|follow-up) \d( (to|and) \d)?", "", prose)
     prose = re.sub(r"^## \d\.|^\| \d \||Exercise \d", "", prose, flags=re.M)
     prose = re.sub(r"\b(plain|residual|ResNet|CIFAR)-\d+", "", prose)
     assert re.findall(r"\d", prose) == [], re.findall(r".{30}\d.{30}", prose)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_verdict_is_typed(page):
+    """A verdict word in the prose only inside quotation marks or italics (a rule's possible answers, the reader's
+    prediction); every verdict on the page is glued from the rules."""
+    prose = _prose(page.read_text())
+    prose = re.sub(r'\*[^*]+\*|"[^"\n]*"|\u201c[^\u201d]*\u201d', "", prose)
+    typed = re.findall(r".{0,40}\b(?:holds|wrong|(?:is|are|stays|remains) open)\b.{0,20}", prose)
+    assert typed == [], typed
 
 
 def test_the_table_has_one_row_per_claim_with_everything_glued():
@@ -364,22 +379,27 @@ def test_the_table_has_one_row_per_claim_with_everything_glued():
     whys = [line for line in text.splitlines() if re.match(r"\| \d \| \{glue:text\}`v_\w+_reason`", line)]
     assert len(claims) == len(whys) == len(EXPECTED)
     for key, claim, why in zip(EXPECTED, claims, whys):
-        for part in (f"v_{key}`", f"v_{key}_measure"):
+        for part in (f"v_{key}`", f"v_{key}_lean", f"v_{key}_claim", f"v_{key}_thread", f"c_{key}`"):
             assert part in claim, (key, part)
-        for part in (f"v_{key}_reason", f"p_{key}"):
-            assert part in why, (key, part)
+        assert f"v_{key}_reason" in why, key
+    rules = (ROOT / "book" / "verdict" / "rules.md").read_text()
+    for key in EXPECTED:
+        assert f"{{glue:text}}`p_{key}`" in rules and f"v_{key}_measure" not in text, key
 
 
-def test_the_glossary_is_used_from_every_chapter():
-    terms = re.search(r"```\{glossary\}\n(.*?)\n```", CHAPTER.read_text(), re.S).group(1)
+def test_the_glossary_is_in_the_sidebar_and_every_term_used_is_defined():
+    from skipnet import reading
+    assert "book/glossary" in reading.toc(ROOT)["reference"]
+    terms = re.search(r"```\{glossary\}\n(.*?)\n```", (ROOT / "book" / "glossary.md").read_text(), re.S).group(1)
     names = {line.strip().lower() for line in terms.splitlines() if line and not line.startswith(" ")}
-    assert len(names) >= 15
-    for chapter in ("intro", "highway", "identity", "ensemble", "transformers"):
-        used = re.findall(r"\{term\}`([^`]+)`", (ROOT / "book" / f"{chapter}.md").read_text())
-        assert used, chapter
-        for u in used:
+    assert len(names) >= 30
+    pages = sorted((ROOT / "book").rglob("*.md"))
+    for chapter in ("intro", "highway", "identity", "ensemble", "transformers", "verdict"):
+        assert re.search(r"\{term\}`", (ROOT / "book" / f"{chapter}.md").read_text()), chapter
+    for page in pages:
+        for u in re.findall(r"\{term\}`([^`]+)`", page.read_text()):
             target = re.search(r"<([^>]+)>", u)
-            assert (target.group(1) if target else u).strip().lower() in names, (chapter, u)
+            assert (target.group(1) if target else u).strip().lower() in names, (page.name, u)
 
 
 def test_a_confirmation_is_read_by_the_same_call_and_judged_by_the_same_rules(tmp_path):

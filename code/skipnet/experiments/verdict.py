@@ -88,7 +88,7 @@ def judge_noise(noise: dict, label: str = "residual-56", m: int = 6, margin: flo
                 alpha: float = ALPHA) -> Verdict:
     """"The inner convolutions are forced to generate some useful noise with reference to the skip signal?"
 
-    The thread's reading (review A2): "useful noise with reference to the skip signal" is He et al.'s "perturbations
+    The thread's reading: "useful noise with reference to the skip signal" is He et al.'s "perturbations
     with reference to an identity mapping", so the claim is that the branches add a useful perturbation to the
     stream. Two contrasts over the stored seeds, ``m`` branches (never block 1) of ``label``: intact against those
     branches deleted (useful?), and the branches answering for *another* image against deleted (interchangeable, as
@@ -289,7 +289,7 @@ def judge_messy(decode: dict, control: dict, n_blocks: int | None = None, alpha:
     Contrasts, on linear probes of the last stream of trained MLPs of ``n_blocks`` blocks (the deepest stored by
     default), test R^2: the input x_0 read from the residual stream (a sum) against its plain twin (no sum), paired
     by seed; and each block's write F_k read from the residual stream against F_k read from the input x_0 alone
-    (``control``: the read-back's control sweep), mean over blocks, per seed. Comparative on purpose (review A1):
+    (``control``: the read-back's control sweep), mean over blocks, per seed. Comparative on purpose:
     an absolute R^2 threshold is passed by the plain twin too, and by any function of the input, since every F_k
     is one; a sum that only kept the input would read F_k no better than x_0 does.
 

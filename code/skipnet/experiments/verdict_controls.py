@@ -130,12 +130,15 @@ CONTROLS = (
 
 
 def run_controls(stored: dict) -> list[dict]:
-    """Each control with the rule's answer there (verdict and lean) and what it must be."""
+    """Each control with the rule's answer there (verdict and lean), what it must be, and the rule's answer on
+    the stored data; it passes when the control gives the expected answer and the stored data the other one."""
+    actual = judge_all(stored)
     rows = []
     for c in CONTROLS:
-        v = c.build(stored)
+        v, a = c.build(stored), actual[c.rule]
         rows.append({"rule": c.rule, "control": c.name, "verdict": v.verdict, "lean": v.lean, "field": c.field,
-                     "expected": c.expected, "passes": getattr(v, c.field) == c.expected})
+                     "expected": c.expected, "stored_verdict": a.verdict, "stored_lean": a.lean,
+                     "passes": getattr(v, c.field) == c.expected and getattr(a, c.field) != c.expected})
     return rows
 
 

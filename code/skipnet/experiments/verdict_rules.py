@@ -101,7 +101,7 @@ def judge_highway(convergence: list[dict], intervention: list[dict], target: flo
 
     Rule: *wrong* if the plain net is detected faster, or equivalent within ``speed_margin`` (TOST); if it is
     detected slower, *holds, with a qualification* when the intervention contrast is detected, else *holds*;
-    otherwise *open*. A large speed-up is never "wrong" (review A4: the old reached-or-not rule was).
+    otherwise *open*. A large speed-up is never "wrong".
     """
     return settle([highway_evidence(convergence, intervention, target, depth, speed_margin, int_ratio)],
                   alpha, "highway")[0]["highway"]

@@ -1,0 +1,134 @@
+"""What the closing chapter's pages show, built from the verdicts so that nothing on them is typed: the glue
+values, the papers' numbers, the six rules as a table, the negative controls as a table, the answer in brief,
+and the column where the confirmation on fresh seeds stands once it has run."""
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from skipnet.experiments import verdict as vd
+from skipnet.experiments.verdict_base import OPEN, Verdict
+
+__all__ = ["CLAIMS", "PAPERS", "RULES", "page_values", "confirmation", "confirmation_cells", "rules_table",
+           "controls_table", "answer_in_brief"]
+
+#: Each claim: the thread's item it tests (numbered as the opening chapter quotes the thread) and a short name.
+CLAIMS = {"highway": ("reply 1", "gradients flow easily, so very deep nets train"),
+          "identity": ("reply 2", "a block that does nothing is the identity, so depth cannot hurt"),
+          "overfitting": ("reply 3", "skips are about overfitting: a simpler model generalizes"),
+          "noise": ("follow-up 4", "the inner layers add useful noise to the skip signal"),
+          "rnn": ("follow-up 5", "it is like an RNN; LSTMs and GRUs work by their forget gate; Transformers use "
+                                 "skips to go deep"),
+          "messy": ("the question", "the sum makes everything messy")}
+
+#: The papers' numbers, quoted (their scale: CIFAR-10, ImageNet, translation; far larger and longer trained).
+PAPERS = {
+    "highway": "ResNet-1202 reaches a training error below 0.1 % on CIFAR-10, while plain-56 trains worse than "
+               "plain-20 (He et al. 2016); on ImageNet their BatchNorm plain nets kept healthy gradient norms "
+               "(their section 4.1)",
+    "identity": "CIFAR-10 test error 8.75 % (ResNet-20), 6.97 % (56), 6.43 % (110), but 7.93 % at 1202 layers, "
+                "which the authors put down to overfitting (He et al. 2016)",
+    "overfitting": "ImageNet: plain-34 has a higher training error than plain-18 throughout training (their "
+                   "Fig. 4) and a higher top-1 validation error (28.54 % against 27.94 %), so degradation is not "
+                   "overfitting (He et al. 2016); networks fit random labels perfectly (Zhang et al. 2017)",
+    "noise": "not tested in the papers; deleting one block of ResNet-110 barely changes CIFAR-10 error "
+             "(Veit et al. 2016); block outputs align with the negative gradient (Jastrzebski et al. 2018)",
+    "rnn": "the LSTM bridges time lags of more than 1000 steps (Hochreiter and Schmidhuber 1997); a gated "
+           "shortcut in ResNet-110 gives 8.70 % error against 6.61 % for the identity (He et al. 2016)",
+    "messy": "the stream is the input plus every branch, x_L = x_l + sum of F_i, in pre-activation networks "
+             "(He et al. 2016, eq. 4); linear probes (Alain and Bengio 2016) and the logit lens and direct logit "
+             "attribution of Transformers (nostalgebraist 2020, Elhage et al. 2021) read such streams back",
+}
+
+#: The rule of each claim (its function in :mod:`skipnet.experiments.verdict` and ``verdict_rules``).
+RULES = {"highway": vd.judge_highway, "identity": vd.judge_identity, "overfitting": vd.judge_overfitting,
+         "noise": vd.judge_noise, "rnn": vd.judge_rnn, "messy": vd.judge_messy}
+
+
+def page_values(stored: dict, data_dir: str | Path) -> dict:
+    """Every value the closing chapter's pages glue: per verdict ``v_<key>`` (verdict), ``_lean``, ``_reason``,
+    ``_measure``, each claim's sentence and each number; ``d_*`` (the debated section), ``p_*`` (the papers),
+    the networks' scale."""
+    out = {}
+    for key, v in vd.judge_all(stored).items():
+        out.update({f"v_{key}": v.verdict, f"v_{key}_lean": v.lean, f"v_{key}_reason": v.reason,
+                    f"v_{key}_measure": v.measure, f"v_{key}_thread": CLAIMS[key][0],
+                    f"v_{key}_claim": CLAIMS[key][1]})
+        out.update({f"v_{key}_{name}_sentence": c.sentence for name, c in v.claims.items()})
+        out.update({f"v_{key}_{name}": value for name, value in v.numbers.items()})
+    for name, value in vd.debated(stored).items():
+        if isinstance(value, dict):
+            out.update({f"d_{name}_{sub}": x for sub, x in value.items()})
+        else:
+            out[f"d_{name}"] = value
+    out.update({f"p_{key}": text for key, text in PAPERS.items()})
+    out.update({f"v_{name}": value for name, value in vd.scale(Path(data_dir)).items()})
+    return out
+
+
+def confirmation(data_dir: str | Path, tag: str = "confirm") -> dict[str, Verdict] | None:
+    """The verdicts on the confirmatory sweeps (``<name>.<tag>.json`` beside each exploratory one), judged by the
+    same rules; ``None`` while any of them is missing."""
+    try:
+        stored = vd.load_stored(Path(data_dir), tag=tag)
+    except FileNotFoundError:
+        return None
+    return vd.judge_all(stored)
+
+
+def confirmation_cells(confirmed: dict[str, Verdict] | None) -> dict[str, str]:
+    """The text of the fresh-seeds column for each claim: the confirmatory verdict, or that it has not run."""
+    return {key: ("not yet run" if confirmed is None else confirmed[key].verdict) for key in CLAIMS}
+
+
+def _rule_sentence(func) -> str:
+    doc = inspect.getdoc(func) or ""
+    m = re.search(r"Rule: (.*?)(?:\n\n|\Z)", doc, re.S)
+    if not m:
+        raise ValueError(f"{func.__name__} has no 'Rule:' paragraph in its docstring")
+    return " ".join(m.group(1).split())
+
+
+def _contrast_sentence(func) -> str:
+    """The docstring's paragraphs between the claim (the first) and the rule."""
+    paragraphs = (inspect.getdoc(func) or "").split("\n\n")
+    middle = [p for p in paragraphs[1:] if not p.startswith("Rule:")]
+    return " ".join(" ".join(middle).split())
+
+
+def rules_table() -> str:
+    """The six rules as a Markdown table, read from their docstrings (what each contrasts and how it decides)."""
+    lines = ["| | claim | rule (`verdict.py`) | what it compares | how it decides |", "|---|---|---|---|---|"]
+    for i, (key, func) in enumerate(RULES.items(), 1):
+        lines.append(f"| {i} | {CLAIMS[key][1]} ({CLAIMS[key][0]}) | `{func.__name__}` | "
+                     f"{_contrast_sentence(func).replace('|', '/')} | {_rule_sentence(func).replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def controls_table(rows: list[dict]) -> str:
+    """The negative controls (:func:`skipnet.experiments.verdict_controls.run_controls`) as a Markdown table."""
+    lines = ["| rule | negative control | its verdict (lean) | must be | on the stored data (lean) | passes |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['rule']} | {r['control']} | {r['verdict']} ({r['lean']}) | {r['field']}: "
+                     f"{r['expected']} | {r['stored_verdict']} ({r['stored_lean']}) | "
+                     f"{'yes' if r['passes'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def answer_in_brief(verdicts: dict[str, Verdict]) -> dict[str, str]:
+    """The closing chapter's answer in brief, as sentences built from the verdicts: how many are decided, and
+    what the undecided ones lean to, grouped by lean."""
+    n_open = sum(v.verdict == OPEN for v in verdicts.values())
+    decided = [f"{CLAIMS[k][0]}: {v.verdict}" for k, v in verdicts.items() if v.verdict != OPEN]
+    state = (f"{n_open} of the {len(verdicts)} verdicts are {OPEN} on the stored seeds"
+             + (f"; decided: {'; '.join(decided)}" if decided else ""))
+    groups: dict[str, list[str]] = {}
+    for k, v in verdicts.items():
+        if v.verdict == OPEN:
+            groups.setdefault(v.lean, []).append(CLAIMS[k][0])
+    leans = "; ".join(f"{', '.join(items)} toward \u201c{lean}\u201d" for lean, items in groups.items())
+    ns = [c.n for v in verdicts.values() for c in v.claims.values()]
+    seeds = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)} to {max(ns)}"
+    return {"state": state, "leans": leans, "seeds": seeds}

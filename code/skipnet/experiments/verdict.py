@@ -196,8 +196,9 @@ def rnn_evidence(recall: list[dict], depth: list[dict], noresid: list[dict], rac
         return reason, measure
 
     tried = {label: max(r["seq_len"] for r in recall if r["label"] == label) for label in labels}
-    return Evidence("rnn", numbers, {"longest": longest, "tried": tried, "race": race_longest}, claims, decide,
-                    words)
+    race_tried = {label: max(r["seq_len"] for r in race if r["label"] == label) for label in race_longest}
+    return Evidence("rnn", numbers, {"longest": longest, "tried": tried, "race": race_longest,
+                                     "race_tried": race_tried}, claims, decide, words)
 
 
 def judge_rnn(recall: list[dict], depth: list[dict], noresid: list[dict], race: list[dict],

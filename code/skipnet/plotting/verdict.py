@@ -84,14 +84,19 @@ def plot_noise(v, ax: Axes | None = None) -> Axes:
 
 
 def plot_rnn(v, ax: Axes | None = None) -> Axes:
-    """Longest recall lag solved in every seed, one bar per recurrent net; a tick marks the longest lag tried
-    (a bar that reaches its tick solved every lag tried)."""
+    """Longest recall lag solved in every seed, one bar per recurrent net, the first race above and the fair race
+    (every cell at the same lags) below; a tick marks the longest lag tried (a bar that reaches its tick solved
+    every lag tried). A net that solved no lag has no bar."""
     ax = _ax(ax)
-    longest, tried = v.series["longest"], v.series["tried"]
-    names = sorted(longest, key=lambda k: (longest[k], tried[k]))
-    ax.barh(range(len(names)), [longest[k] for k in names], color=[PLAIN if "tanh" in k else RESIDUAL for k in names])
-    ax.plot([tried[k] for k in names], range(len(names)), "|", color="black", ms=12, label="longest lag tried")
-    ax.set_yticks(range(len(names)), names, fontsize=7)
+    rows = []
+    for key, tried_key, prefix in (("race", "race_tried", "fair race: "), ("longest", "tried", "")):
+        longest, tried = v.series[key], v.series[tried_key]
+        rows += [(prefix + k, longest[k], tried[k]) for k in sorted(longest, key=lambda k: (longest[k], tried[k]))]
+    y = np.arange(len(rows))
+    gated = ("tanh", "forget bias", "forget gate)", "GRU", "decay")
+    ax.barh(y, [r[1] for r in rows], color=[PLAIN if any(g in r[0] for g in gated) else RESIDUAL for r in rows])
+    ax.plot([r[2] for r in rows], y, "|", color="black", ms=12, label="longest lag tried")
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("longest lag T solved in every seed")
     ax.legend(fontsize=7, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0))

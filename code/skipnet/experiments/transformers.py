@@ -220,13 +220,14 @@ def path_profile(n_blocks: int = 6, seed: int = 0, n_seq: int = 16, seq_len: int
 
 
 # -- skip -> no collapse -> trainable, in one network ---------------------------------------------------------------
-def collapse_at_init(name: str, n_blocks: Iterable[int], seeds: Iterable[int] = (0, 1, 2)) -> dict[int, list[float]]:
+def collapse_at_init(name: str, n_blocks: Iterable[int], seeds: Iterable[int] = (0, 1, 2),
+                     n_seq: int = 64) -> dict[int, list[float]]:
     """The token residual ratio r after the last block of the named variant (a key of :data:`VARIANTS`) at
     initialization, on sorting inputs: ``{n_blocks: [r per seed]}``. The same networks the depth sweep trains, run
     in float64: in float32 a collapsed stream's r stops at about 2e-7, the format's round-off, not a measured value;
     in float64 a value below :data:`FLOAT64_FLOOR` is round-off too (the tokens are equal to the arithmetic's
-    precision)."""
-    return {L: [final_collapse(variant_config(name, L).build(s), float64=True)["r_final"] for s in seeds]
+    precision). ``n_seq`` sorting inputs per network (64: float64 costs about twice float32's time per sequence)."""
+    return {L: [final_collapse(variant_config(name, L).build(s), n_seq=n_seq, float64=True)["r_final"] for s in seeds]
             for L in n_blocks}
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skipnet.experiments.transformers import (SORT, SORT_MODEL, DEFAULT_TRAIN, VARIANTS, chapter_family,
-                                              collapse_at_init)
+from skipnet.experiments.transformers import (SORT, SORT_MODEL, DEFAULT_TRAIN, FLOAT64_FLOOR, VARIANTS,
+                                              chapter_family, collapse_at_init, confirmation_seeds)
 from skipnet.experiments.transformers_rnn import FAIR_RACE_LENS, FAIR_RACE_NETS, RECALL_BUDGET, recall_summary
 from skipnet.experiments.transformers_warmup import (ADAM2K_BATCHES, CONTROLS, PreEstimatedAdam, control_summary,
                                                      first_step_norms)
@@ -92,9 +92,20 @@ def test_new_recurrences_are_their_formulas(cell):
 
 def test_no_skip_encoder_is_collapsed_at_init_from_four_blocks_skips_keep_it_distinct():
     r = {name: collapse_at_init(name, (1, 4, 6)) for name in VARIANTS}
-    assert min(r["no residual"][1]) > 0.3
-    assert max(r["no residual"][4] + r["no residual"][6]) < 1e-4
+    assert 0.3 < min(r["no residual"][1]) and max(r["no residual"][1]) < 0.9     # distinct, but below the skips' r
+    assert max(r["no residual"][4]) < 1e-4 and min(r["no residual"][4]) > FLOAT64_FLOOR   # measured, not round-off
+    assert max(r["no residual"][6]) < FLOAT64_FLOOR                              # equal to float64's precision
     assert min(v for name in ("post-LN", "pre-LN") for vs in r[name].values() for v in vs) > 0.5
+
+
+def test_collapse_at_init_is_measured_in_float64_not_at_float32_round_off():
+    from skipnet.experiments.transformers import final_collapse, variant_config
+    r32 = final_collapse(variant_config("no residual", 6).build(0))["r_final"]
+    r64 = collapse_at_init("no residual", (6,), seeds=(0,))[6][0]
+    assert 1e-8 < r32 < 1e-6 and r64 < 1e-12          # float32 stops at its round-off; float64 goes 8 decades lower
+    a = collapse_at_init("no residual", (4,), seeds=(0,))[4][0]      # where float32 still resolves r, the two agree
+    b = final_collapse(variant_config("no residual", 4).build(0), n_seq=64)["r_final"]
+    assert a == pytest.approx(b, rel=0.2)
 
 
 def _records(tag=None):
@@ -104,15 +115,24 @@ def _records(tag=None):
 
 @pytest.mark.data
 def test_chapter_family_over_the_stored_seeds():
-    claims = chapter_family(_records()).results()
-    assert len(claims) == 6
-    for key in ("noresid_pre", "noresid_post", "warmup", "placement"):
+    records = _records()
+    claims = chapter_family(records).results()
+    assert len(claims) == 5 and confirmation_seeds(len(claims)) == 8       # 2 / 2^8 < 0.05 / 5 <= 2 / 2^7
+    for key in ("noresid_post", "warmup", "placement"):
         c = claims[key]
         assert c.higher == c.n and c.ci[0] > 1.0, (key, c)                # > 1 nat in every seed, interval above 1
         assert c.outcome not in (HIGHER, LOWER) or c.n >= 6                 # five seeds cannot be detected
     alike = claims["pre_post_alike"]                       # every seed well inside the margin, but too few seeds
     assert alike.outcome != EQUIVALENT or alike.n >= 6      # for the exact equivalence test to decide it
     assert max(abs(d) for d in alike.differences) < alike.margin and alike.outcome not in (HIGHER, LOWER)
+    # the margin is on the scale of the losses it compares: below a third of either arm's smallest stored loss,
+    # above the seed-to-seed spread of each arm, below the change from 4 to 6 blocks
+    depth = records["depth"]["data"]
+    loss = lambda label, L: [r["train_loss"] for r in depth if (r["label"], r["n_blocks"]) == (label, L)]
+    for label in ("pre-LN", "post-LN"):
+        six, four = loss(label, 6), loss(label, 4)
+        assert max(six) - min(six) < alike.margin < min(six) / 3
+        assert alike.margin < np.mean(four) - np.mean(six)
     assert claims["tanh_lstm"].mean > 0
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from skipnet.config import Config
 from skipnet.history import Run
@@ -25,7 +27,7 @@ from skipnet.runtime import generator
 from skipnet.train import Progress, TrainConfig, evaluate, train_run
 
 __all__ = ["RNN_CELLS", "RNN_TRAIN", "RECALL_NETS", "RECALL_BUDGET", "SOLVED_ACC", "STOP_ACC", "SOLVE_WINDOW",
-           "TimeGradients", "gradient_through_time", "solve_recall", "solve_row",
+           "TimeGradients", "gradient_through_time", "forget_gate_product", "solve_recall", "solve_row",
            "steps_to_solve", "recall_summary", "FAIR_RACE_NETS", "FAIR_RACE_LENS", "FAIR_RACE_LR"]
 
 # tanh RNN: no skip through time; LSTM without forget gate: a pure additive skip (c_t = c_{t-1} + ...);
@@ -87,6 +89,36 @@ def gradient_through_time(model: RecurrentConfig, seq_len: int = 100, seeds: Ite
         X, y = task.sample(batch_size, generator(40_000 + s))
         rows.append(grad_through_time(net, X, y))
     return TimeGradients(model, np.array(rows))
+
+
+@torch.no_grad()
+def forget_gate_product(model: RecurrentConfig, seq_len: int = 100, seeds: Iterable[int] = (0, 1, 2),
+                        batch_size: int = 64) -> dict:
+    """What the LSTM's forget gates do to the carousel alone, at initialization, on the inputs of
+    :func:`gradient_through_time`: ``gate``, the geometric mean of the forget gate f_t over seeds, sequences, units
+    and steps (the measured per-step factor; near ``sigmoid(forget_bias)``); ``product``, the geometric mean of
+    ``prod_{t=2..T} f_t`` per unit, the factor by which the cell-state path alone carries c_1 to c_T (the gradient
+    through the carousel only, without the paths through the gates and the hidden state)."""
+    if model.cell != "lstm" or not model.forget_gate:
+        raise ValueError("forget_gate_product needs an LSTM with a forget gate")
+    task = RecallTask(seq_len=seq_len, vocab=model.vocab)
+    logs = []
+    for s in seeds:
+        net = model.build(seed=s)
+        X, _ = task.sample(batch_size, generator(40_000 + s))
+        xs = net.U(net.embed(X))                                              # (B, T, 4H): as in RecurrentNet.run
+        h = xs.new_zeros(X.shape[0], model.width)
+        c = torch.zeros_like(h)
+        log_f = []
+        for t in range(seq_len):
+            i, f, g, o = (xs[:, t] + net.W(h)).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            log_f.append(F.logsigmoid(f).double())
+        logs.append(torch.stack(log_f, dim=1))                                 # (B, T, H)
+    lf = torch.cat(logs)
+    return {"gate": float(lf.mean().exp()), "product": float(lf[:, 1:].sum(1).mean().exp()),
+            "steps": seq_len - 1, "bias": model.forget_bias}
 
 
 def steps_to_solve(acc: list[float], threshold: float = SOLVED_ACC, window: int = SOLVE_WINDOW) -> int | None:

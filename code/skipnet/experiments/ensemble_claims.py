@@ -15,8 +15,8 @@ from skipnet.inference import ALPHA, Family, min_p
 from skipnet.store import load_sweep
 
 __all__ = ["ENSEMBLE_SWEEPS", "TRUNC_MARGIN", "GAP_MARGIN", "MEAN_MARGIN", "GAP_LEVELS", "ensemble_records",
-           "kept_by_random_blocks", "stratified_two", "survival", "predicted_mean_length", "PRIMARY", "seeds_needed", "ensemble_primary_family",
-           "ensemble_family"]
+           "kept_by_random_blocks", "stratified_two", "survival", "predicted_mean_length", "PRIMARY", "seeds_needed",
+           "ensemble_primary_family", "ensemble_family"]
 
 # -- the chapter's claims over the stored seeds, through the inference protocol -------------------------------------
 ENSEMBLE_SWEEPS = ("lesions", "paths", "streams", "gaps", "spectra", "recal", "noise", "short", "members",

@@ -15,6 +15,7 @@ from scipy.stats import spearmanr
 from skipnet.experiments import ensemble as E
 from skipnet.experiments import ensemble_trials as T
 from skipnet.experiments import ensemble_claims as EC
+from skipnet.inference import compare
 from skipnet.probes.path_spectrum import gains_prediction, mean_of
 from skipnet.store import load_result
 
@@ -216,7 +217,7 @@ def test_stored_refinement_cosines_are_positive_after_training_only():
 def test_stored_training_through_few_blocks_costs_accuracy_and_sparse_updates_do_not_explain_it():
     acc = {label: np.array([r["test_acc"] for r in _by_seed("short", label)]) for label in _stored("short")}
     normal = acc["normal"]
-    assert np.mean(acc["k=13 (paths)"]) < np.mean(normal) and T.paired(normal, acc["k=13 (paths)"])["ahead"] >= 4
+    assert np.mean(acc["k=13 (paths)"]) < np.mean(normal) and compare(normal, acc["k=13 (paths)"]).higher >= 4
     assert np.all(acc["k=7 (paths)"] < normal) and np.all(acc["k=3 (paths)"] < acc["k=7 (paths)"])
     assert np.mean(acc["k=7 (updates)"]) > np.mean(acc["k=7 (paths)"]) + 0.03
     assert all(r["status"] == "finished" for label in _stored("short") for r in _by_seed("short", label))
@@ -261,16 +262,17 @@ def test_stored_streams_probe_rises_stage_by_stage_and_not_in_a_fresh_net():
         assert all(r["probe_acc"][-1] > r["probe_acc"][0] + 0.2 for r in _by_seed("streams", label))
 
 
-def test_stored_length_truncation_needs_the_short_paths_and_not_the_long_ones():
-    """Trained on the paths of at most 4 branches, residual-56 ends within 1.5 points of normal on average (stored
-    +0.5, interval [-0.5, 1.5]); at most 2 branches is lower in at least 4 seeds (stored 5, 1.3 points), at most 1
-    in every seed by more than 2 points (stored 4 to 7); norm matching at K = 1 scales the gradient up more than
-    1.5 times (stored 2.0 to 6.6)."""
+def test_stored_length_truncation_ends_close_to_normal_at_four_branches_and_lower_at_one():
+    """Trained on the paths of at most 4 branches, residual-56 ends on average within the pre-set margin of normal
+    training (TRUNC_MARGIN, 1 point; stored mean +0.5, interval [-0.5, 1.5]) but equality is not shown (the next
+    test); at most 2 branches is lower in at least 4 seeds (stored 5, 1.3 points), at most 1 in every seed by more
+    than 2 points (stored 4 to 7); norm matching at K = 1 scales the gradient up more than 1.5 times (stored 2.0 to
+    6.6). The page says "close to normal", not "loses nothing"."""
     R = {label: _by_seed("truncated", label) for label in _stored("truncated")}
     acc = {label: np.array([r["test_acc"] for r in rs]) for label, rs in R.items()}
     assert sorted(r["seed"] for r in R["normal"]) == sorted(r["seed"] for r in R["K=4"])
     for label in ("K=4", "K=4 (norm-matched)"):
-        assert abs(np.mean(acc["normal"] - acc[label])) < 0.015, label
+        assert abs(np.mean(acc["normal"] - acc[label])) < EC.TRUNC_MARGIN, label
     assert np.sum(acc["K=2"] < acc["normal"]) >= 4
     assert np.all(acc["K=1"] < acc["normal"] - 0.02)
     assert min(r["median_scale"] for r in R["K=1 (norm-matched)"]) > 1.5
@@ -297,3 +299,38 @@ def test_stored_k4_truncation_is_not_within_its_margin_seed_by_seed():
     """The interval of the K = 4 truncation bounds the mean: one seed ends more than the pre-set 1 point below."""
     c = EC.ensemble_family(EC.ensemble_records())["trunc K=4"]
     assert max(c.differences) > EC.TRUNC_MARGIN and c.outcome != "equivalent"
+
+
+def test_stored_truncation_sweep_reran_normal_training_and_the_rerun_moves_more_than_the_margin():
+    """The truncation sweep's normal runs repeat the random-block sweep's (same seeds and settings, another
+    machine): paths.md reports their seed-by-seed spread beside the 1-point margin; stored up to 1.1 points."""
+    tr, sh = _by_seed("truncated", "normal"), _by_seed("short", "normal")
+    assert [r["seed"] for r in tr] == [r["seed"] for r in sh]
+    d = np.array([a["test_acc"] - b["test_acc"] for a, b in zip(tr, sh)])
+    assert np.abs(d).max() > EC.TRUNC_MARGIN and np.abs(d).max() < 0.03
+
+
+def test_main_page_family_holds_every_claim_of_the_answer_in_brief():
+    """The declared rows are the sentences the main page's answer in brief states: the lesion gap at equal depth,
+    the fit at depth 56, the mean path length, truncation at four and one branch, the matched-loss gap early in
+    training (0.3, the level the brief states), another image's output. Their directions over the stored seeds."""
+    fam = EC.ensemble_family(EC.ensemble_records()).results()
+    assert set(EC.PRIMARY) == {"single20", "fit56", "spectrum", "trunc K=4", "trunc K=1", "gap20_0.3", "other20"}
+    for k in ("single20", "fit56", "trunc K=1", "other20"):
+        assert fam[k].higher == fam[k].n and fam[k].mean > 0, k
+    assert fam["single20"].ci[0] > 0.7 and fam["fit56"].ci[0] > 1.0           # stored 81.7 points; 2.16 nats
+    assert fam["spectrum"].lower == fam["spectrum"].n and fam["spectrum"].ci[1] < -5
+    assert fam["gap20_0.3"].lower == fam["gap20_0.3"].n                          # residual's gap the larger
+    assert all(fam[k].outcome == "not detected" for k in EC.PRIMARY)           # five seeds: nothing decided yet
+
+
+def test_stored_stochastic_depth_spectrum_is_shorter_only_with_its_test_time_scaling():
+    """Eval mode scales each branch by its survival probability: the exact spectrum of the stochastic-depth net is
+    shorter in every seed, but once the gains are divided by the survival probabilities the gains-predicted mean
+    length has no consistent sign (stored: 3 seeds longer, 2 shorter)."""
+    fam = EC.ensemble_family(EC.ensemble_records()).results()
+    assert fam["sd_spectrum"].lower == fam["sd_spectrum"].n
+    assert fam["sd_gains"].higher >= 1 and fam["sd_gains"].lower >= 1
+    sd, r56 = _by_seed("spectra", "residual-56 (drop 0.5)"), _by_seed("spectra", "residual-56")
+    scaled = [EC.predicted_mean_length(r["gains"]) for r in sd]
+    assert all(a < b for a, b in zip(scaled, [EC.predicted_mean_length(r["gains"]) for r in r56]))

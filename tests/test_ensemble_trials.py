@@ -423,14 +423,21 @@ def test_a_real_ensemble_of_tiny_trained_nets(digits):
         assert out["lo"][m] == pytest.approx(min(accs), abs=1e-6) and out["hi"][m] == pytest.approx(max(accs), abs=1e-6)
 
 
-def test_paired_statistics_against_scipy():
+def test_the_chapters_paired_comparisons_go_through_the_inference_protocol():
+    """The hand-written paired t-test is gone: a paired claim is skipnet.inference.compare (exact sign-flip test,
+    t interval), whose mean and interval agree with scipy's paired t statistics."""
+    from skipnet.inference import compare
+    assert not hasattr(T, "paired")
     a, b = [0.9, 0.8, 0.85, 0.95, 0.7], [0.88, 0.81, 0.8, 0.9, 0.69]
-    p = T.paired(a, b)
-    ref = stats.ttest_rel(a, b)
-    assert p["t"] == pytest.approx(ref.statistic) and p["p"] == pytest.approx(ref.pvalue)
-    assert p["mean"] == pytest.approx(np.mean(np.subtract(a, b))) and p["ahead"] == 4 and p["n"] == 5
-    with pytest.raises(ValueError, match="at least two seeds"):
-        T.paired([1.0], [0.5])
+    c = compare(a, b)
+    d = np.subtract(a, b)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert c.mean == pytest.approx(d.mean()) and c.ci == pytest.approx((d.mean() - half, d.mean() + half))
+    flips = [abs(np.mean(d * np.array(signs))) for signs in itertools.product((1, -1), repeat=5)]
+    exact_p = np.mean([f >= abs(d.mean()) - 1e-12 for f in flips])                 # all 2^5 sign patterns
+    assert c.higher == 4 and c.lower == 1 and c.n == 5 and c.p == pytest.approx(exact_p)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        compare([1.0], [0.5])
 
 
 def test_interpolated_gap_between_the_evaluations_around_the_crossing():
@@ -580,3 +587,16 @@ def test_length_truncation_is_autograd_at_full_length_and_the_skip_path_at_zero(
     full = _grads_by_autograd(net, X, y)
     norm = lambda gs: float(torch.sqrt(sum((g * g).sum() for g in gs)))
     assert norm(matched) == pytest.approx(norm(full.values()), rel=1e-4) and cut.scale[0] > 1
+
+
+def test_survival_probabilities_are_those_the_model_builds_and_the_predicted_length_matches_the_prediction():
+    from skipnet.branch import StochasticDepth
+    from skipnet.experiments.ensemble import ENSEMBLE_MODEL
+    net = ENSEMBLE_MODEL.with_(depth=20, drop_prob=0.5).build(seed=0)
+    built = [m.survival for m in net.modules() if isinstance(m, StochasticDepth)]
+    assert built == pytest.approx(list(EC.survival(9, 0.5)))
+    gains = [0.3, 0.1, 0.7, 0.05]
+    c = gains_prediction(gains)
+    assert EC.predicted_mean_length(gains) == pytest.approx(float((np.arange(len(c)) * c).sum()))
+    scale = [1.0, 0.5, 0.5, 0.25]
+    assert EC.predicted_mean_length(gains, scale) == pytest.approx(EC.predicted_mean_length(np.divide(gains, scale)))

@@ -15,8 +15,8 @@ from skipnet.inference import ALPHA, Family, min_p
 from skipnet.store import load_sweep
 
 __all__ = ["ENSEMBLE_SWEEPS", "TRUNC_MARGIN", "GAP_MARGIN", "MEAN_MARGIN", "GAP_LEVELS", "ensemble_records",
-           "kept_by_random_blocks", "stratified_two", "PRIMARY", "seeds_needed", "ensemble_primary_family",
-           "ensemble_family"]
+           "kept_by_random_blocks", "stratified_two", "survival", "predicted_mean_length", "PRIMARY", "seeds_needed",
+           "ensemble_primary_family", "ensemble_family"]
 
 # -- the chapter's claims over the stored seeds, through the inference protocol -------------------------------------
 ENSEMBLE_SWEEPS = ("lesions", "paths", "streams", "gaps", "spectra", "recal", "noise", "short", "members",
@@ -56,9 +56,29 @@ def stratified_two(k_accs: Sequence, k_sets: Sequence, blocks=(0, 1)) -> tuple[l
     return means, counts
 
 
+def survival(n_blocks: int, drop_prob: float) -> np.ndarray:
+    """Stochastic depth's survival probability of each block (as built in :mod:`skipnet.models`): linear from
+    1 - drop_prob / n at the first block to 1 - drop_prob at the last; at test time each branch is scaled by it."""
+    return 1.0 - drop_prob * np.arange(1, n_blocks + 1) / n_blocks
+
+
+def predicted_mean_length(gains: Sequence[float], scale: Sequence[float] | None = None) -> float:
+    """Mean path length of the gains prediction (``gains_prediction``: sum_l r_l / (1 + r_l)), with each gain
+    divided by ``scale`` first (stochastic depth's survival probabilities undo its test-time scaling of the
+    branches, to first order: the forward pass is not recomputed)."""
+    r = np.asarray(gains, dtype=np.float64)
+    if scale is not None:
+        r = r / np.asarray(scale, dtype=np.float64)
+    return float(np.sum(r / (1.0 + r)))
+
+
 # The claims the main page rests on, declared before the confirmation: Holm within these few, a confirmation on
 # seeds_needed(len(PRIMARY)) fresh seeds can decide every one (the full family above needs more).
-PRIMARY = ("single", "spectrum", "trunc K=4", "trunc K=1", "gap20_0.02", "other20")
+# Every sentence of the main page's answer in brief that compares conditions over seeds is one of these rows: the
+# lesion gap at equal depth (residual-20 minus plain-20; plain-56 does not fit its training set, so no equal-depth
+# pair at 56), the fit at depth 56, the mean path length, training on paths of at most four and one branch, the
+# matched-loss gap early in training (0.3, the level the brief states), another image's output.
+PRIMARY = ("single20", "fit56", "spectrum", "trunc K=4", "trunc K=1", "gap20_0.3", "other20")
 
 
 def seeds_needed(m: int, alpha: float | None = None) -> int:
@@ -91,6 +111,9 @@ def ensemble_family(rec: dict):
     fam.add("single", [np.median(r["single"]) for r in les["residual-56"]],
             [np.median(r["single"]) for r in les["plain-20"]],
             "one block deleted, median accuracy: residual-56 minus plain-20", **pts)
+    fam.add("single20", [np.median(r["single"]) for r in les["residual-20"]],
+            [np.median(r["single"]) for r in les["plain-20"]],
+            "one block deleted, median accuracy: residual-20 minus plain-20 (equal depth)", **pts)
     fam.add("b1_recal", [r["single_recal"][0] for r in rc["residual-56"]], [r["single"][0] for r in rc["residual-56"]],
             "residual-56, block 1 deleted: recalibrated minus stale BatchNorm", **pts)
     fam.add("b2_cost", [r["intact"] for r in les["residual-56"]], [r["single"][1] for r in les["residual-56"]],
@@ -100,6 +123,14 @@ def ensemble_family(rec: dict):
     fam.add("spectrum_init", [r["mean_length"] for r in sp["residual-56, trained, batch statistics"]],
             [r["mean_length"] for r in sp["residual-56, fresh, batch statistics"]],
             "mean path length, both with batch statistics: trained minus fresh", unit="blocks", fmt=".1f")
+    sdsp = sp["residual-56 (drop 0.5)"]
+    fam.add("sd_spectrum", [r["mean_length"] for r in sdsp], [r["mean_length"] for r in sp["residual-56"]],
+            "exact mean path length (eval mode): stochastic depth minus ordinary residual-56", unit="blocks", fmt=".1f")
+    keep = survival(len(sdsp[0]["gains"]), 0.5)
+    fam.add("sd_gains", [predicted_mean_length(r["gains"], keep) for r in sdsp],
+            [predicted_mean_length(r["gains"]) for r in sp["residual-56"]],
+            "gains-predicted mean length, test-time scaling divided out: stochastic depth minus ordinary",
+            unit="blocks", fmt=".1f")
     acc = {k: [r["test_acc"] for r in v] for k, v in sh.items()}
     for key, label in (("short13", "k=13 (paths)"), ("short7", "k=7 (paths)"), ("short3", "k=3 (paths)"),
                        ("update7", "k=7 (updates)")):
@@ -118,6 +149,9 @@ def ensemble_family(rec: dict):
 
     def gap(label):
         return [r["evals"][-1]["test_loss"] - r["evals"][-1]["train_loss"] for r in gp[label]]
+    fit = {label: [r["evals"][-1]["train_loss"] for r in gp[label]] for label in ("plain-56", "residual-56")}
+    fam.add("fit56", fit["plain-56"], fit["residual-56"], "end of training, training loss: plain-56 minus residual-56",
+            unit="nats", fmt=".2f")
     for d in (8, 20):
         fam.add(f"gap{d}", gap(f"plain-{d}"), gap(f"residual-{d}"),
                 f"end of training, gap (test - train loss): plain-{d} minus residual-{d}", unit="nats", fmt=".3f")

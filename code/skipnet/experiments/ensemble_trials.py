@@ -10,7 +10,8 @@ Pure functions of (network or config, data, seed) returning plain data, beside :
   branches a step (forward and backward hooks around the package's Trainer; the model code is untouched), and its
   control that updates the same k blocks but lets the gradient through every branch;
 * :func:`ensemble_deletion`: a real ensemble (average logits) with members deleted;
-* :func:`paired` and :func:`interpolated_gap`: the statistics over seeds the chapter glues.
+* :func:`interpolated_gap`: the generalization gap at a matched training loss (the tests over seeds are
+  :func:`skipnet.inference.compare`'s).
 
 The chapter's claims over the stored seeds, through the inference protocol, are in
 :mod:`skipnet.experiments.ensemble_claims`.
@@ -38,7 +39,7 @@ from skipnet.train import TrainConfig, Trainer
 
 __all__ = ["SPECTRUM_BATCH", "train_batch", "spectrum_study", "RecalStudy", "recal_study", "noise_study",
            "refinement_study", "ShortPaths", "train_short_paths", "train_truncated", "SHORT_MODES",
-           "ensemble_deletion", "paired", "interpolated_gap"]
+           "ensemble_deletion", "interpolated_gap"]
 
 SPECTRUM_BATCH = 128
 SHORT_MODES = ("paths", "updates")
@@ -213,21 +214,7 @@ def ensemble_deletion(nets: Sequence[torch.nn.Module], X: torch.Tensor, y: torch
             "mean": [float(np.mean(c)) for c in curve], "lo": [min(c) for c in curve], "hi": [max(c) for c in curve]}
 
 
-# -- statistics over seeds -------------------------------------------------------------------------------
-def paired(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Paired comparison of ``a`` and ``b`` over seeds: mean and sd of a - b, the t statistic, its two-sided
-    p-value (Student t, n - 1 degrees of freedom), how many seeds have a > b, and n."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    n = len(d)
-    if n < 2:
-        raise ValueError(f"a paired comparison needs at least two seeds, got {n}")
-    sd = float(d.std(ddof=1))
-    t = float(d.mean() / (sd / math.sqrt(n))) if sd > 0 else math.copysign(math.inf, d.mean()) if d.mean() else 0.0
-    from scipy import stats                          # scipy comes with scikit-learn
-    p = float(2 * stats.t.sf(abs(t), n - 1)) if math.isfinite(t) else 0.0
-    return {"mean": float(d.mean()), "sd": sd, "t": t, "p": p, "ahead": int((d > 0).sum()), "n": n}
-
-
+# -- the gap at a matched training loss ----------------------------------------------------------------------
 def interpolated_gap(evals: Sequence[dict], level: float) -> float | None:
     """The generalization gap (test minus train loss) where the training loss first reaches ``level``, linearly
     interpolated in log(train loss) between the two evaluations around that crossing (``None`` if never)."""

@@ -33,7 +33,7 @@ VERDICTS = (HOLDS, QUALIFIED, WRONG, OPEN)
 #: Plain and residual nets reach the target "as fast" if their steps differ by less than 1.5x: the thread says skips
 #: let deep nets *train*, a claim about several-fold differences, not about a speed-up of a few tens of percent.
 SPEED_MARGIN = 1.5
-#: The healthy-gradient plain net "still does not train" if it ends more than ten times (an order of magnitude)
+#: The healthy-gradient plain net "does not train within the budget" if it ends more than ten times (an order of magnitude)
 #: above the residual net in training loss: slower training would close part of that gap, not leave it.
 INT_RATIO = 10.0
 #: "Depth made it no worse": the deeper net's training loss within a factor two of the shallower one's; the claim
@@ -99,6 +99,7 @@ class Verdict:
     series: dict = field(default_factory=dict)
     lean: str = OPEN             # the answer if every observed direction held (what a confirmation tests)
     claims: dict = field(default_factory=dict)      # name -> Comparison (Holm-adjusted in its family)
+    lean_reason: str = ""        # the rule's reason for its lean, in words (what the seeds point to)
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,10 @@ def settle(evidence: list[Evidence], alpha: float = ALPHA, name: str = "verdict"
                             f"{c}_n": comp.n})
         numbers["lean"] = lean
         reason, measure = e.words(verdict, numbers, comps)
+        lean_reason = e.words(lean, numbers, comps)[0]
         if verdict == OPEN and lean != OPEN:
             reason += f" (the seeds lean to \"{lean}\"; a confirmation on fresh seeds will decide)"
-        out[e.key] = Verdict(e.key, verdict, reason, measure, numbers, e.series, lean, comps)
+        out[e.key] = Verdict(e.key, verdict, reason, measure, numbers, e.series, lean, comps, lean_reason)
     return out, family
 
 

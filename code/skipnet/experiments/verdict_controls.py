@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from skipnet.experiments.verdict import (ALPHA, DEPTH_MARGIN, GAP_MARGIN, HOLDS, INT_RATIO, LAG_MARGIN, NOISE_MARGIN,
-                                         OPEN, QUALIFIED, SPEED_MARGIN, UNDERFIT_RATIO, WRONG, Verdict, judge_all,
-                                         judge_highway, judge_identity, judge_messy, judge_noise, judge_overfitting,
-                                         judge_rnn)
+                                         OPEN, QUALIFIED, SPEED_MARGIN, UNDERFIT_RATIO, WRONG, Verdict, judge_all)
 
 __all__ = ["Control", "CONTROLS", "run_controls", "CONSTANTS", "sensitivity", "sensitivity_table"]
 
@@ -55,10 +53,6 @@ def _same_image(nf, j):            # "another image" is the image itself: the br
     nf["other image"][j] = [nf["intact"] for _ in nf["other image"][j]]
 
 
-def _no_output(nf, j):             # "another image's output" is nothing at all: the branches deleted
-    nf["other image"][j] = list(nf["delete"][j])
-
-
 def _useless_branches(nf, j):      # branches whose output is worth nothing: the intact net is the deleted one
     nf["delete"][j] = [nf["intact"]] * len(nf["delete"][j])
 
@@ -92,40 +86,75 @@ def _input_alone(decode: dict) -> dict:
     return {"runs": runs}
 
 
+def _judged(rule: str, constants: dict | None = None, **sweeps) -> Callable[[dict], Verdict]:
+    """A control's verdict: the stored sweeps with ``sweeps`` (name -> a function of the stored data giving the
+    replacement) substituted, judged by :func:`judge_all`, so that it meets the same Holm family as the chapter."""
+    def build(stored: dict) -> Verdict:
+        changed = {**stored, **{name: make(stored) for name, make in sweeps.items()}}
+        return judge_all(changed, constants={rule: constants} if constants else None)[rule]
+    return build
+
+
+def _plain_fits_and_gaps_grow(gaps: dict) -> dict:
+    """Plain-56 replaced by its residual twin (it fits) and every other plain net's test loss raised by twice the
+    gap margin (its gap larger at every training loss): the case "it is about overfitting" describes."""
+    gaps = copy.deepcopy(gaps)
+    deep = max(int(label.split("-")[1]) for label in gaps)
+    gaps[f"plain-{deep}"] = copy.deepcopy(gaps[f"residual-{deep}"])
+    for label, rows in gaps.items():
+        if label.startswith("plain-") and label != f"plain-{deep}":
+            for r in rows:
+                for e in r["evals"]:
+                    e["test_loss"] += 2 * GAP_MARGIN
+    return gaps
+
+
+def _stream_and_input_swapped(decode: dict) -> dict:
+    """Each write read from the input alone as well as it was from the stream, and from the stream as poorly as it
+    was from the input: a sum that hides what the input alone shows."""
+    runs = copy.deepcopy(decode["runs"])
+    for r in runs:
+        for d in r["decode"].values():
+            d["writes"], d["writes_from_x0"] = list(d["writes_from_x0"]), list(d["writes"])
+    return {"runs": runs}
+
+
 CONTROLS = (
     Control("highway", "a shallow depth that plain and residual nets both reach as fast",
-            lambda s: judge_highway(s["highway_convergence"], s["highway_intervention"], depth=_shallow_depth(s)),
-            "verdict", WRONG),
+            lambda s: _judged("highway", {"depth": _shallow_depth(s)})(s), "lean", WRONG),
     Control("highway", "plain and residual labels swapped",
-            lambda s: judge_highway(_swap_residual(s["highway_convergence"]), s["highway_intervention"]),
+            _judged("highway", highway_convergence=lambda s: _swap_residual(s["highway_convergence"])),
             "lean", WRONG),
     Control("identity", "the long budget replaced by the short one, where depth still costs",
-            lambda s: judge_identity(s["identity_zero_gamma"], s["identity_zero_gamma"], s["identity_fit_fair"]),
-            "lean", WRONG),
+            _judged("identity", identity_zero_gamma_long=lambda s: s["identity_zero_gamma"]), "lean", WRONG),
     Control("identity", "a depth against itself (residual-20 against residual-20)",
-            lambda s: judge_identity(s["identity_zero_gamma"], s["identity_zero_gamma_long"], s["identity_fit_fair"],
-                                     depths=(20, 20)), "lean", HOLDS),
+            _judged("identity", {"depths": (20, 20)}), "lean", HOLDS),
     Control("overfitting", "plain and residual labels swapped",
-            lambda s: judge_overfitting({_swap_kind(k): v for k, v in s["ensemble_gaps"].items()}), "lean", OPEN),
-    Control("noise", "another image is the same image (the intact net)",
-            lambda s: judge_noise(_noise_with(s, _same_image)), "lean", HOLDS),
-    Control("noise", "another image's output is nothing at all (deletion)",
-            lambda s: judge_noise(_noise_with(s, _no_output)), "lean", HOLDS),
-    Control("noise", "branches worth nothing (intact = deleted)",
-            lambda s: judge_noise(_noise_with(s, _useless_branches)), "lean", WRONG),
-    Control("rnn", "the tanh RNN and the LSTM without forget gate swapped",
-            lambda s: judge_rnn(_swap_labels(s["transformers_recall"], "tanh RNN", "LSTM, no forget gate"),
-                                s["transformers_depth"], s["transformers_noresid"], s["transformers_race"]),
-            "lean", WRONG),
-    Control("rnn", "in the fair race, the LSTM with forget bias 3 and the one without forget gate swapped",
-            lambda s: judge_rnn(s["transformers_recall"], s["transformers_depth"], s["transformers_noresid"],
-                                _swap_labels(s["transformers_race"], "LSTM, forget bias 3", "LSTM, no forget gate")),
+            _judged("overfitting", ensemble_gaps=lambda s: {_swap_kind(k): v for k, v in s["ensemble_gaps"].items()}),
+            "lean", OPEN),
+    Control("overfitting", "plain-56 fits, and the shallower plain nets' gaps are larger by twice the margin",
+            _judged("overfitting", ensemble_gaps=lambda s: _plain_fits_and_gaps_grow(s["ensemble_gaps"])),
             "lean", HOLDS),
+    Control("noise", "another image is the same image (the intact net)",
+            _judged("noise", ensemble_noise=lambda s: _noise_with(s, _same_image)), "lean", HOLDS),
+    Control("noise", "branches worth nothing (intact = deleted)",
+            _judged("noise", ensemble_noise=lambda s: _noise_with(s, _useless_branches)), "lean", WRONG),
+    Control("rnn", "the tanh RNN and the LSTM without forget gate swapped",
+            _judged("rnn", transformers_recall=lambda s: _swap_labels(s["transformers_recall"], "tanh RNN",
+                                                                      "LSTM, no forget gate")), "lean", WRONG),
+    Control("rnn", "in the fair race, the LSTM with forget bias 3 and the one without forget gate swapped",
+            _judged("rnn", transformers_race=lambda s: _swap_labels(s["transformers_race"], "LSTM, forget bias 3",
+                                                                    "LSTM, no forget gate")), "lean", HOLDS),
     Control("messy", "the plain twin, which has no sum, in place of the residual stream",
-            lambda s: judge_messy(_plain_as_residual(s["identity_decode"]), _plain_as_residual(
-                s["identity_decode_control"])), "lean", OPEN),
+            _judged("messy", identity_decode=lambda s: _plain_as_residual(s["identity_decode"]),
+                    identity_decode_control=lambda s: _plain_as_residual(s["identity_decode_control"])),
+            "lean", OPEN),
     Control("messy", "the input alone in place of the stream (each write read from x_0)",
-            lambda s: judge_messy(s["identity_decode"], _input_alone(s["identity_decode_control"])), "lean", OPEN),
+            _judged("messy", identity_decode_control=lambda s: _input_alone(s["identity_decode_control"])),
+            "lean", OPEN),
+    Control("messy", "the stream and the input alone swapped (the writes read better from x_0)",
+            _judged("messy", identity_decode_control=lambda s: _stream_and_input_swapped(
+                s["identity_decode_control"])), "lean", HOLDS),
 )
 
 

@@ -10,10 +10,14 @@ from pathlib import Path
 from skipnet.experiments import verdict as vd
 from skipnet.experiments.verdict_base import OPEN, Verdict
 
-__all__ = ["CLAIMS", "PAPERS", "RULES", "page_values", "confirmation", "confirmation_cells", "rules_table",
-           "controls_table", "answer_in_brief"]
+__all__ = ["NAMES", "CLAIMS", "PAPERS", "RULES", "page_values", "confirmation", "confirmation_cells", "rules_table",
+           "controls_table", "seeds_needed", "answer_in_brief"]
 
-#: Each claim: the thread's item it tests (numbered as the opening chapter quotes the thread) and a short name.
+#: Each claim's name in a sentence.
+NAMES = {"highway": "the gradient highway", "identity": "the identity argument", "overfitting": "overfitting",
+         "noise": "useful noise", "rnn": "the RNN analogy", "messy": "the messy sum"}
+
+#: Each claim: the thread's item it tests (numbered as the thread's page quotes it) and the claim in short.
 CLAIMS = {"highway": ("reply 1", "gradients flow easily, so very deep nets train"),
           "identity": ("reply 2", "a block that does nothing is the identity, so depth cannot hurt"),
           "overfitting": ("reply 3", "skips are about overfitting: a simpler model generalizes"),
@@ -25,19 +29,20 @@ CLAIMS = {"highway": ("reply 1", "gradients flow easily, so very deep nets train
 #: The papers' numbers, quoted (their scale: CIFAR-10, ImageNet, translation; far larger and longer trained).
 PAPERS = {
     "highway": "ResNet-1202 reaches a training error below 0.1 % on CIFAR-10, while plain-56 trains worse than "
-               "plain-20 (He et al. 2016); on ImageNet their BatchNorm plain nets kept healthy gradient norms "
-               "(their section 4.1)",
+               "plain-20 (the ResNet paper); on ImageNet their BatchNorm plain nets kept healthy gradient norms "
+               "(its section 4.1)",
     "identity": "CIFAR-10 test error 8.75 % (ResNet-20), 6.97 % (56), 6.43 % (110), but 7.93 % at 1202 layers, "
-                "which the authors put down to overfitting (He et al. 2016)",
-    "overfitting": "ImageNet: plain-34 has a higher training error than plain-18 throughout training (their "
-                   "Fig. 4) and a higher top-1 validation error (28.54 % against 27.94 %), so degradation is not "
-                   "overfitting (He et al. 2016); networks fit random labels perfectly (Zhang et al. 2017)",
+                "which the authors put down to overfitting (the ResNet paper)",
+    "overfitting": "ImageNet: plain-34 has a higher training error than plain-18 throughout training (the ResNet "
+                   "paper's Fig. 4) and a higher top-1 validation error (28.54 % against 27.94 %), so degradation "
+                   "is not overfitting; networks fit random labels perfectly (Zhang et al. 2017)",
     "noise": "not tested in the papers; deleting one block of ResNet-110 barely changes CIFAR-10 error "
              "(Veit et al. 2016); block outputs align with the negative gradient (Jastrzebski et al. 2018)",
     "rnn": "the LSTM bridges time lags of more than 1000 steps (Hochreiter and Schmidhuber 1997); a gated "
-           "shortcut in ResNet-110 gives 8.70 % error against 6.61 % for the identity (He et al. 2016)",
+           "shortcut in ResNet-110 gives 8.70 % error against 6.61 % for the identity (the identity-mappings "
+           "paper)",
     "messy": "the stream is the input plus every branch, x_L = x_l + sum of F_i, in pre-activation networks "
-             "(He et al. 2016, eq. 4); linear probes (Alain and Bengio 2016) and the logit lens and direct logit "
+             "(the identity-mappings paper, eq. 4); linear probes (Alain and Bengio 2016) and the logit lens and direct logit "
              "attribution of Transformers (nostalgebraist 2020, Elhage et al. 2021) read such streams back",
 }
 
@@ -53,6 +58,8 @@ def page_values(stored: dict, data_dir: str | Path) -> dict:
     out = {}
     for key, v in vd.judge_all(stored).items():
         out.update({f"v_{key}": v.verdict, f"v_{key}_lean": v.lean, f"v_{key}_reason": v.reason,
+                    f"v_{key}_lean_reason": v.lean_reason[:1].upper() + v.lean_reason[1:],
+                    f"v_{key}_name": NAMES[key],
                     f"v_{key}_measure": v.measure, f"v_{key}_thread": CLAIMS[key][0],
                     f"v_{key}_claim": CLAIMS[key][1]})
         out.update({f"v_{key}_{name}_sentence": c.sentence for name, c in v.claims.items()})
@@ -63,6 +70,7 @@ def page_values(stored: dict, data_dir: str | Path) -> dict:
         else:
             out[f"d_{name}"] = value
     out.update({f"p_{key}": text for key, text in PAPERS.items()})
+    out["v_seed_range"] = answer_in_brief(vd.judge_all(stored))["seeds"]
     out.update({f"v_{name}": value for name, value in vd.scale(Path(data_dir)).items()})
     return out
 
@@ -117,18 +125,36 @@ def controls_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seeds_needed(m: int, alpha: float = 0.05, dissenters: int = 0) -> int:
+    """The fewest seeds with which the exact sign-flip test can decide a comparison in a Holm family of ``m``,
+    when ``dissenters`` seeds go against the others by the smallest amounts: the sign patterns at least as extreme
+    as the observed one are then those that flip any of the dissenters back, so the smallest two-sided p is
+    2 * 2^dissenters / 2^n, and it must reach alpha / m."""
+    if m < 1 or dissenters < 0:
+        raise ValueError(f"m must be at least 1 and dissenters at least 0, got m={m}, dissenters={dissenters}")
+    n = dissenters + 1
+    while 2 * 2 ** dissenters / 2 ** n > alpha / m:
+        n += 1
+    return n
+
+
 def answer_in_brief(verdicts: dict[str, Verdict]) -> dict[str, str]:
-    """The closing chapter's answer in brief, as sentences built from the verdicts: how many are decided, and
-    what the undecided ones lean to, grouped by lean."""
+    """The closing chapter's answer in brief, as sentences built from the verdicts: how many are decided, what
+    the undecided ones lean to (claims named in words, grouped by lean), and how many seeds they rest on."""
     n_open = sum(v.verdict == OPEN for v in verdicts.values())
-    decided = [f"{CLAIMS[k][0]}: {v.verdict}" for k, v in verdicts.items() if v.verdict != OPEN]
-    state = (f"{n_open} of the {len(verdicts)} verdicts are {OPEN} on the stored seeds"
-             + (f"; decided: {'; '.join(decided)}" if decided else ""))
+    decided = [f"{NAMES[k]}: {v.verdict}" for k, v in verdicts.items() if v.verdict != OPEN]
+    state = (f"{n_open} of the {len(verdicts)} verdicts are {OPEN}"
+             + (f" (decided: {'; '.join(decided)})" if decided else ""))
     groups: dict[str, list[str]] = {}
     for k, v in verdicts.items():
         if v.verdict == OPEN:
-            groups.setdefault(v.lean, []).append(CLAIMS[k][0])
-    leans = "; ".join(f"{', '.join(items)} toward \u201c{lean}\u201d" for lean, items in groups.items())
+            groups.setdefault(v.lean, []).append(NAMES[k])
+
+    def listed(items):
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    leans = "; ".join(f"{listed(items)} toward \u201c{lean}\u201d" for lean, items in groups.items())
     ns = [c.n for v in verdicts.values() for c in v.claims.values()]
     seeds = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)} to {max(ns)}"
-    return {"state": state, "leans": leans, "seeds": seeds}
+    m = sum(len(v.claims) for v in verdicts.values())
+    return {"state": state, "leans": leans, "seeds": seeds, "family": str(m),
+            "needed": str(seeds_needed(m)), "needed_one": str(seeds_needed(m, dissenters=1))}

@@ -15,6 +15,12 @@ SMALL = (4.2, 2.7)
 DENSE = "#7570b3"
 
 
+def _legend(ax: Axes, **kw) -> None:
+    """A legend at 9 pt, outside the data (to the right of the axes unless placed otherwise)."""
+    kw = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), **kw}
+    ax.legend(fontsize=9, frameon=False, **kw)
+
+
 def _ax(ax: Axes | None) -> Axes:
     if ax is None:
         _, ax = plt.subplots(figsize=SMALL)
@@ -37,7 +43,7 @@ def plot_highway(v, ax: Axes | None = None) -> Axes:
     ax.set_yscale("log")
     ax.set_xlabel("weight layers")
     ax.set_ylabel(f"steps to loss {v.numbers['target']:g}")
-    ax.legend(fontsize=7, frameon=False)
+    _legend(ax)
     return ax
 
 
@@ -50,7 +56,7 @@ def plot_identity(v, ax: Axes | None = None) -> Axes:
     ax.set_xticks(x, [f"{b} steps" for b in v.series["budgets"]])
     ax.set_yscale("log")
     ax.set_ylabel("training loss (median)")
-    ax.legend(fontsize=7, frameon=False)
+    _legend(ax)
     return ax
 
 
@@ -61,7 +67,7 @@ def plot_overfitting(v, ax: Axes | None = None) -> Axes:
         color = RESIDUAL if label.startswith("residual") else PLAIN
         ax.plot(d["train_loss"], d["gap"], "o", color=color)
         below = label.startswith("residual")          # residual labels under their points, plain ones above
-        ax.annotate(label, (d["train_loss"], d["gap"]), fontsize=7, xytext=(4, -9 if below else 3),
+        ax.annotate(label, (d["train_loss"], d["gap"]), fontsize=9, xytext=(4, -9 if below else 3),
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("final training loss")
@@ -79,7 +85,7 @@ def plot_noise(v, ax: Axes | None = None) -> Axes:
     ax.axhline(v.series["intact"], color="grey", ls=":", lw=1)
     ax.set_xlabel(f"branches replaced ({v.numbers['label']}, block 1 kept)")
     ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=7, frameon=False)
+    _legend(ax)
     return ax
 
 
@@ -96,10 +102,10 @@ def plot_rnn(v, ax: Axes | None = None) -> Axes:
     gated = ("tanh", "forget bias", "forget gate)", "GRU", "decay")
     ax.barh(y, [r[1] for r in rows], color=[PLAIN if any(g in r[0] for g in gated) else RESIDUAL for r in rows])
     ax.plot([r[2] for r in rows], y, "|", color="black", ms=12, label="longest lag tried")
-    ax.set_yticks(y, [r[0] for r in rows], fontsize=7)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("longest lag T solved in every seed")
-    ax.legend(fontsize=7, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0))
+    _legend(ax, loc="lower right", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
@@ -113,7 +119,7 @@ def plot_messy(v, ax: Axes | None = None) -> Axes:
     ax.set_xticks(x, ["input $x_0$", "worst-kept write $F_k$"])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test $R^2$ (median)")
-    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     return ax
 
 

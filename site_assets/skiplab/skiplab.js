@@ -46,53 +46,72 @@
   }
 
   // ------------------------------------------------------------------------------------------------ layers
-  // Linear maps store W as (out, in), row-major, like torch: y = x W^T (+ b). Inner loops are unrolled by four
-  // (every width here is a multiple of four; other widths take the plain loop).
+  // Linear maps store W as (out, in), row-major, like torch: y = x W^T (+ b). Two ways to the same product: as
+  // dot products (dense inputs: the digits), or row by row skipping zero inputs (the ReLU outputs every block layer
+  // reads, about half zeros). Inner loops are unrolled by four (widths here are multiples of four; others take the
+  // plain loop). Products are summed in double precision and stored as float32.
+  function transpose(W, nOut, nIn) {
+    var T = new Float32Array(nIn * nOut);
+    for (var j = 0; j < nOut; j++) for (var i = 0; i < nIn; i++) T[i * nOut + j] = W[j * nIn + i];
+    return T;
+  }
+  function dot(a, ao, b, bo, n) {
+    var s0 = 0, s1 = 0, s2 = 0, s3 = 0, i = 0, n4 = n & ~3;
+    for (; i < n4; i += 4) {
+      s0 += a[ao + i] * b[bo + i]; s1 += a[ao + i + 1] * b[bo + i + 1];
+      s2 += a[ao + i + 2] * b[bo + i + 2]; s3 += a[ao + i + 3] * b[bo + i + 3];
+    }
+    for (; i < n; i++) s0 += a[ao + i] * b[bo + i];
+    return (s0 + s1) + (s2 + s3);
+  }
+  // acc[ao .. ao+n) += g * v[vo .. vo+n)
+  function axpy(acc, ao, g, v, vo, n) {
+    var i = 0, n4 = n & ~3;
+    for (; i < n4; i += 4) {
+      acc[ao + i] += g * v[vo + i]; acc[ao + i + 1] += g * v[vo + i + 1];
+      acc[ao + i + 2] += g * v[vo + i + 2]; acc[ao + i + 3] += g * v[vo + i + 3];
+    }
+    for (; i < n; i++) acc[ao + i] += g * v[vo + i];
+  }
   function linear(x, B, nIn, W, nOut, b) {
-    var y = new Float32Array(B * nOut), n4 = nIn & ~3;
+    var y = new Float32Array(B * nOut);
     for (var n = 0; n < B; n++) {
-      var xo = n * nIn, yo = n * nOut;
-      for (var j = 0; j < nOut; j++) {
-        var s0 = 0, s1 = 0, s2 = 0, s3 = 0, wo = j * nIn, i = 0;
-        for (; i < n4; i += 4) {
-          s0 += x[xo + i] * W[wo + i]; s1 += x[xo + i + 1] * W[wo + i + 1];
-          s2 += x[xo + i + 2] * W[wo + i + 2]; s3 += x[xo + i + 3] * W[wo + i + 3];
-        }
-        for (; i < nIn; i++) s0 += x[xo + i] * W[wo + i];
-        y[yo + j] = (b ? b[j] : 0) + ((s0 + s1) + (s2 + s3));
+      for (var j = 0; j < nOut; j++) y[n * nOut + j] = (b ? b[j] : 0) + dot(x, n * nIn, W, j * nIn, nIn);
+    }
+    return y;
+  }
+  function linearSparse(x, B, nIn, W, nOut) {             // the same product, for inputs with many zeros
+    var y = new Float32Array(B * nOut), WT = transpose(W, nOut, nIn), row = new Float64Array(nOut);
+    for (var n = 0; n < B; n++) {
+      row.fill(0);
+      for (var i = 0; i < nIn; i++) {
+        var a = x[n * nIn + i];
+        if (a !== 0) axpy(row, 0, a, WT, i * nOut, nOut);
       }
+      y.set(row, n * nOut);
     }
     return y;
   }
   // dW = dy^T x (written into dW), db = sum over the batch of dy, and dx = dy W when wanted
   function linearBack(dy, x, B, nIn, W, nOut, dW, db, wantDx) {
-    var acc = new Float64Array(nOut * nIn), accb = db ? new Float64Array(nOut) : null, n, j, i, n4 = nIn & ~3;
-    var dx = wantDx ? new Float32Array(B * nIn) : null, row = new Float64Array(nIn);
+    var accT = new Float64Array(nIn * nOut), n, i, j;          // dW transposed: (in, out)
     for (n = 0; n < B; n++) {
-      var xo = n * nIn, yo = n * nOut;
-      if (wantDx) row.fill(0);
-      for (j = 0; j < nOut; j++) {
-        var g = dy[yo + j];
-        if (g === 0) continue;
-        var wo = j * nIn;
-        for (i = 0; i < n4; i += 4) {
-          acc[wo + i] += g * x[xo + i]; acc[wo + i + 1] += g * x[xo + i + 1];
-          acc[wo + i + 2] += g * x[xo + i + 2]; acc[wo + i + 3] += g * x[xo + i + 3];
-        }
-        for (; i < nIn; i++) acc[wo + i] += g * x[xo + i];
-        if (wantDx) {
-          for (i = 0; i < n4; i += 4) {
-            row[i] += g * W[wo + i]; row[i + 1] += g * W[wo + i + 1];
-            row[i + 2] += g * W[wo + i + 2]; row[i + 3] += g * W[wo + i + 3];
-          }
-          for (; i < nIn; i++) row[i] += g * W[wo + i];
-        }
-        if (accb) accb[j] += g;
+      for (i = 0; i < nIn; i++) {
+        var a = x[n * nIn + i];
+        if (a !== 0) axpy(accT, i * nOut, a, dy, n * nOut, nOut);
       }
-      if (wantDx) for (i = 0; i < nIn; i++) dx[xo + i] = row[i];
     }
-    dW.set(acc);
-    if (accb) db.set(accb);
+    for (j = 0; j < nOut; j++) for (i = 0; i < nIn; i++) dW[j * nIn + i] = accT[i * nOut + j];
+    if (db) {
+      for (j = 0; j < nOut; j++) {
+        var s = 0;
+        for (n = 0; n < B; n++) s += dy[n * nOut + j];
+        db[j] = s;
+      }
+    }
+    if (!wantDx) return null;
+    var dx = new Float32Array(B * nIn), WT = transpose(W, nOut, nIn);
+    for (n = 0; n < B; n++) for (i = 0; i < nIn; i++) dx[n * nIn + i] = dot(dy, n * nOut, WT, i * nOut, nOut);
     return dx;
   }
   // BatchNorm1d in training: normalize by the batch's mean and (biased) variance, update the running statistics
@@ -188,8 +207,8 @@
     var g = this.grads, caches = [], h = linear(X, B, F, this.stem, W), i, blk;
     for (i = 0; i < this.nBlocks; i++) {                                   // the stream h: (B, W)
       blk = this.blocks[i];
-      var n1 = bnTrain(h, B, W, blk.norms[0], eps, mom), r1 = relu(n1.y), z1 = linear(r1, B, W, blk.w[0], W);
-      var n2 = bnTrain(z1, B, W, blk.norms[1], eps, mom), r2 = relu(n2.y), z2 = linear(r2, B, W, blk.w[1], W);
+      var n1 = bnTrain(h, B, W, blk.norms[0], eps, mom), r1 = relu(n1.y), z1 = linearSparse(r1, B, W, blk.w[0], W);
+      var n2 = bnTrain(z1, B, W, blk.norms[1], eps, mom), r2 = relu(n2.y), z2 = linearSparse(r2, B, W, blk.w[1], W);
       caches.push({ n1: n1, r1: r1, n2: n2, r2: r2 });
       if (this.residual) for (var k = 0; k < z2.length; k++) z2[k] += h[k];   // x + F(x)
       h = z2;
@@ -248,8 +267,8 @@
     var h = linear(set.X, set.n, m.in_features, this.stem, W);
     for (var i = 0; i < this.nBlocks; i++) {
       var blk = this.blocks[i];
-      var z1 = linear(relu(bnEval(h, set.n, W, blk.norms[0], eps)), set.n, W, blk.w[0], W);
-      var z2 = linear(relu(bnEval(z1, set.n, W, blk.norms[1], eps)), set.n, W, blk.w[1], W);
+      var z1 = linearSparse(relu(bnEval(h, set.n, W, blk.norms[0], eps)), set.n, W, blk.w[0], W);
+      var z2 = linearSparse(relu(bnEval(z1, set.n, W, blk.norms[1], eps)), set.n, W, blk.w[1], W);
       if (this.residual) for (var k = 0; k < z2.length; k++) z2[k] += h[k];
       h = z2;
     }

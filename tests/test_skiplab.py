@@ -60,6 +60,19 @@ def test_shipped_settings_are_the_packages():
     assert s["default_blocks"] in s["blocks"]
 
 
+def test_readme_states_the_labs_weight():
+    """site_assets/README.md states each file's size and gzipped size in kB; they must stay true."""
+    import gzip
+    import re
+
+    readme = (ASSETS / "README.md").read_text()
+    for name in ("skiplab.js", "digits.js"):
+        m = re.search(rf"`{re.escape(name)}` (\d+) kB \((\d+) kB gzipped\)", readme)
+        assert m, f"site_assets/README.md does not state the weight of {name}"
+        data = (ASSETS / "skiplab" / name).read_bytes()
+        assert (int(m[1]), int(m[2])) == (round(len(data) / 1e3), round(len(gzip.compress(data, 9)) / 1e3)), name
+
+
 def test_export_refuses_a_network_the_port_does_not_implement(monkeypatch):
     import skipnet.skiplab as lab
 

@@ -90,10 +90,15 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def lab_page():
     """A localhost page (site_assets/ served) with digits.js and skiplab.js loaded; no other host reachable."""
-    from test_browser import CHROMIUM, CHROMIUM_FLAGS
+    import os
 
     from playwright.sync_api import sync_playwright
 
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS
+
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):   # a clear failure, never a skip
+        pytest.fail(f"Chromium not found at {CHROMIUM}: the lab's agreement test runs its JavaScript there. Install "
+                    "it with `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM.", pytrace=False)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(ASSETS)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}/"

@@ -64,6 +64,7 @@ JS_STATE = """() => { const f = document.querySelector('figure.skiplab'), lab = 
           total: lab.total, progress: f.querySelector('progress').value, max: f.querySelector('progress').max,
           curves: lab.curves, plain: Object.assign({}, out('plain')), residual: Object.assign({}, out('residual')),
           selected: f.querySelector('select').value,
+          overflow: f.querySelector('canvas').getBoundingClientRect().width - f.getBoundingClientRect().width,
           trainDisabled: f.querySelector('button.skiplab-train').disabled,
           stopDisabled: f.querySelector('button.skiplab-stop').disabled}; }"""
 JS_NOT_RUNNING = "() => document.querySelector('figure.skiplab').dataset.state !== 'running'"
@@ -100,6 +101,7 @@ def test_press_train_and_the_deep_plain_net_ends_far_above_the_residual(browser,
     problems = visit.network_and_console_problems()
     assert not problems, problems
     assert before["state"] == "idle" and before["selected"] == str(LAB_DEFAULT_BLOCKS)
+    assert before["overflow"] <= 0, "the plot is wider than the page's column (the lab's style did not apply)"
     assert s["state"] == "done", s["state"]
     assert s["engine"] == "worker", "training must run in a Web Worker so that the page stays responsive"
     total = _steps()

@@ -579,6 +579,10 @@
 
   function init() {
     var D = root.SKIPLAB_DATA;
+    if (!document.getElementById("skiplab-style")) {
+      var style = el("style", { id: "skiplab-style" }, CSS);
+      document.head.appendChild(style);
+    }
     document.querySelectorAll("figure.skiplab").forEach(function (fig) {
       if (fig.skiplab) return;
       if (!D) { fig.querySelector(".skiplab-app").textContent = "The lab's data (digits.js) did not load."; return; }

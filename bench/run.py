@@ -1,7 +1,7 @@
 """`make bench`: the book's speed against a baseline and against the machine's limit.
 
     .venv/bin/python bench/run.py [--quick] [--skip-book] [--skip-widgets] [--skip-busy]
-                                  [--skip-vectorized] [--widgets NAME ...] [--chapters NAME ...]
+                                  [--skip-vectorized] [--skip-browser] [--widgets NAME ...] [--chapters NAME ...]
                                   [--cpu-only] [--out _build/bench/results.json]
 
 Prints a table and writes ``_build/bench/results.json``. Every speed figure is a ratio of two
@@ -36,6 +36,7 @@ GOALS = {                                        # metric: (comparison, bound, u
     "widget_total_s": ("<=", 8.0, "s"),
     "book_execution_s": ("<=", 150.0, "s"),
     "busy_machine_slowdown": ("<=", 2.5, "x"),
+    "browser_lab_train_s": ("<=", 10.0, "s"),   # the opening page's lab at its default, headless Chromium
 }
 
 
@@ -83,6 +84,9 @@ def run_device(dev: str, args) -> dict:
         section("busy", lambda: busy_section(device, args.quick, warm="widgets" in out["sections"]))
     if not args.skip_book:
         section("book", lambda: book_section(args.chapters))
+    if not args.skip_browser and dev == "cpu":                  # the browser does not use torch's device
+        from browser_lab import browser_lab_section
+        section("browser", lambda: browser_lab_section(1 if args.quick else 3))
     for name in GOALS:
         out.setdefault(name, None)
     out["goals_met"] = {name: met(name, out[name]) for name in GOALS}
@@ -141,6 +145,10 @@ def report(res: dict, title: str) -> str:
         for k, v in b.get("resnet20_steps", {}).items():
             lines.append(f"  ResNet-20 steps on {k.replace('_', ' ')}: {fmt(v['idle_images_per_s'])} -> "
                          f"{fmt(v['busy_images_per_s'])} images/s with a busy process ({fmt(v['slowdown'])}x slower)")
+    if res.get("browser_lab"):
+        lab = res["browser_lab"]
+        lines.append(f"\nIn-browser lab ({lab['page']}, Chromium {lab['chromium']}): " + ", ".join(
+            f"{r['blocks']} blocks in a {r['engine']} {fmt(r['seconds'])} s" for r in lab["runs"]))
     if res.get("chapters") is not None:
         lines.append(f"\nChapters (fresh kernel each, {res.get('book_jobs')} at a time as `make book` runs them; "
                      f"wall {fmt(res.get('book_execution_s'))} s, sum of chapters {fmt(res.get('book_chapters_sum_s'))} s):")
@@ -156,6 +164,7 @@ def main() -> int:
     ap.add_argument("--skip-widgets", action="store_true")
     ap.add_argument("--skip-busy", action="store_true")
     ap.add_argument("--skip-vectorized", action="store_true")
+    ap.add_argument("--skip-browser", action="store_true", help="skip the in-browser lab (needs Chromium)")
     ap.add_argument("--widgets", nargs="*", default=None, help="only labs whose name contains one of these")
     ap.add_argument("--chapters", nargs="*", default=None, help="only chapters whose path contains one of these")
     ap.add_argument("--cpu-only", action="store_true", help="skip the GPU pass even when CUDA is present")
@@ -166,7 +175,7 @@ def main() -> int:
     results = {"machine": machine(), "tutorial_default_threads": DEFAULT_THREADS,
                "package_threads": torch.get_num_threads(),
                "goals": {k: f"{op} {b}{u}" for k, (op, b, u) in GOALS.items()},
-               "mode": {"quick": args.quick, "skipped": [s for s in ("book", "widgets", "busy", "vectorized")
+               "mode": {"quick": args.quick, "skipped": [s for s in ("book", "widgets", "busy", "vectorized", "browser")
                                                          if getattr(args, f"skip_{s}")],
                         "widgets": args.widgets, "chapters": args.chapters}}
     env_device = os.environ.get("SKIPNET_DEVICE")

@@ -228,8 +228,8 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
       norm proportional to ``|W|`` as in ``"lars"``, but the total norm over those layers is SGD's own, that of the
       previous step's raw gradients (the first step is plain SGD). Every layer then takes the same relative step,
       the aggregate ``|g_total| / |W_total|``; in plain-56 that total is dominated by the exploding lowest layers,
-      so this raises every upper layer's relative step (and the lowest layers' too): it changes the step sizes as
-      well as the balance. The other missing cell, imbalanced but smaller steps, is ``"sgd"`` at a smaller
+      so this raises the relative step of every layer whose own is below that aggregate (and in the stored runs the
+      lowest layers' weights grow more than under SGD too): it changes the step sizes as well as the balance. The other missing cell, imbalanced but smaller steps, is ``"sgd"`` at a smaller
       ``train.lr`` (:data:`SMALL_LRS`).
 
     Recorded: final eval-mode training loss and accuracy, the RAW (before any rescaling) first/last layer gradient

@@ -18,8 +18,9 @@ this command and the configuration. CPU seconds on one loaded core (an idle one 
 * ``intervention``: plain-56 and residual-56 with SGD, with every conv weight held at its initial norm, with the
   explosion removed at the first step (each layer's gradient scaled by a factor fixed then), and with
   layer-wise relative (LARS-like) steps (:func:`~skipnet.experiments.degradation.intervention_run`);
-* ``intervention_control``: the control for the relative steps, plain-56 and residual-56 with relative steps
-  equal across layers at SGD's own overall step size (mode ``lars_matched``);
+* ``intervention_control``: the controls for the relative steps: plain-56 and residual-56 with relative steps
+  equal across layers at SGD's own overall (explosion-dominated) step size (mode ``lars_matched``: balanced, larger
+  steps), and plain-56 under SGD at smaller peak learning rates (imbalanced, smaller steps);
 * ``hessian``: the Hessian's extreme eigenvalues at the trained weights (Lanczos on Hessian-vector products) and a
   filter-normalized loss slice, for plain-20, residual-20, residual-56 (and plain-56) after the chapter's budget;
 * ``chi``: the gradient ratio over (weight gain, depth) of the chi phase diagram, three activations, three variants
@@ -46,6 +47,7 @@ from skipnet.store import parse_seeds, save_result, tagged
 from skipnet.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LRS = [0.003, 0.01, 0.03, 0.1, 0.3]
 SWEEPS = ("degradation", "convergence", "lr", "intervention", "intervention_control", "hessian", "chi")
 
 
@@ -108,12 +110,19 @@ def _rows_intervention(args, start, log):
 
 
 def _rows_intervention_control(args, start, log):
+    small = args.lrs if args.lrs != DEFAULT_LRS else list(dg.SMALL_LRS)
     sweep = start({"function": "skipnet.experiments.degradation.intervention_run", "modes": list(dg.CONTROLS),
-                   "depth": args.depths[0], "seeds": args.seeds,
+                   "depth": args.depths[0], "seeds": args.seeds, "small_lrs": small,
+                   "cells": "every control at the chapter's learning rate, plain-56 and residual-56; plain-56 under "
+                            "SGD at each smaller peak learning rate (imbalanced, smaller steps)",
                    "model": dg.DEGRADATION_MODEL.as_dict(), "train": dg.DEFAULT_TRAIN.as_dict()})
-    cells = [(mode, residual) for mode in dg.CONTROLS for residual in (False, True)]
-    return sweep.grid(cells, lambda cell, seed: log(dg.intervention_run(cell[0], args.depths[0], cell[1], seed)),
-                      seed_major=True)
+    cells = ([(mode, residual, dg.DEFAULT_TRAIN.lr) for mode in dg.CONTROLS for residual in (False, True)]
+             + [("sgd", False, lr) for lr in small])
+
+    def one(cell, seed):
+        mode, residual, lr = cell
+        return log(dg.intervention_run(mode, args.depths[0], residual, seed, train=dg.DEFAULT_TRAIN.with_(lr=lr)))
+    return sweep.grid(cells, one, seed_major=True)
 
 
 def _rows_hessian(args, start, log):
@@ -178,7 +187,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, list[str], argparse.
     ap.add_argument("--mean-field-only", action="store_true",
                     help="chi: recompute only the mean-field columns of the stored sweep at --out, "
                          "keep the measurements")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3])
+    ap.add_argument("--lrs", type=float, nargs="+", default=DEFAULT_LRS,
+                    help="lr: the peak learning rates; intervention_control: the smaller ones (default 0.003 0.01 0.03)")
     default_out = "highway_degradation.json" if sweep == "degradation" else f"highway_{sweep}.json"
     ap.add_argument("--out", type=Path, default=ROOT / "book" / "data" / default_out,
                     help="the output file (with --tag, its tagged name beside it)")

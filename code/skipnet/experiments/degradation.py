@@ -27,7 +27,7 @@ from skipnet.train import Progress, TrainConfig, Trainer, evaluate, train_run
 
 __all__ = ["DEGRADATION_MODEL", "DEFAULT_TRAIN", "train_one", "race", "degradation_table", "degradation_row",
            "epoch_means", "THRESHOLDS", "LONG_EPOCHS", "convergence_run", "steps_to", "lr_row", "INTERVENTIONS",
-           "LARS_TRUST", "intervention_run", "convergence_fit", "steps_table"]
+           "LARS_TRUST", "SMALL_LRS", "CONTROLS", "intervention_run", "convergence_fit", "steps_table"]
 
 DEGRADATION_MODEL = ModelConfig(arch="cnn", depth=20, width=8, norm="batch")
 DEFAULT_TRAIN = TrainConfig(lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4,
@@ -203,6 +203,7 @@ def lr_row(depth: int, residual: bool, lr: float, seed: int = 0, model: ModelCon
 INTERVENTIONS = ("sgd", "project", "lars", "equalize")
 CONTROLS = ("lars_matched",)               # the relative-step control, stored in its own sweep
 LARS_TRUST = 0.1
+SMALL_LRS = (0.003, 0.01, 0.03)            # SGD's smaller peak learning rates: imbalanced steps, all of them smaller
 
 
 def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: int = 0, epochs: int = 10,
@@ -223,10 +224,13 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
       the top conv layer's gradient norm over the layer's own. This removes only the explosion at initialization
       (every layer starts with the top layer's gradient size) and leaves everything else to SGD: the weights grow
       freely and the gradients evolve as they do.
-    * ``"lars_matched"`` (the control for ``"lars"``): each of those gradients points where SGD's does, with a
+    * ``"lars_matched"`` (a control for ``"lars"``): each of those gradients points where SGD's does, with a
       norm proportional to ``|W|`` as in ``"lars"``, but the total norm over those layers is SGD's own, that of the
-      previous step's raw gradients (the first step is plain SGD). It changes only the balance between layers,
-      not the overall step size.
+      previous step's raw gradients (the first step is plain SGD). Every layer then takes the same relative step,
+      the aggregate ``|g_total| / |W_total|``; in plain-56 that total is dominated by the exploding lowest layers,
+      so this raises the relative step of every layer whose own is below that aggregate (and in the stored runs the
+      lowest layers' weights grow more than under SGD too): it changes the step sizes as well as the balance. The other missing cell, imbalanced but smaller steps, is ``"sgd"`` at a smaller
+      ``train.lr`` (:data:`SMALL_LRS`).
 
     Recorded: final eval-mode training loss and accuracy, the RAW (before any rescaling) first/last layer gradient
     ratio at the first step and its geometric mean over the last 10 steps, and ``|W_end| / |W_init|`` of the first
@@ -282,7 +286,7 @@ def intervention_run(mode: str, depth: int = 56, residual: bool = False, seed: i
     hist = trainer.history
     growth = [w.weight.detach().norm().item() / n0 for w, n0 in zip(layers, init)]
     per_epoch = max(1, len(trainer.X) // train.batch_size)
-    return {"mode": mode, "depth": cfg.depth, "residual": residual, "seed": seed, "epochs": epochs,
+    return {"mode": mode, "depth": cfg.depth, "residual": residual, "seed": seed, "epochs": epochs, "lr": train.lr,
             "status": hist.status, "train_loss": hist.final.get("train_loss"),
             "train_acc": hist.final.get("train_acc"), "test_acc": hist.final.get("test_acc"),
             "epoch_loss": [round(v, 5) for v in epoch_means(hist.loss, per_epoch)],

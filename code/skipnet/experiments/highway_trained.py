@@ -22,7 +22,8 @@ from skipnet.probes.landscape import loss_surface
 from skipnet.train import Progress
 
 __all__ = ["RACE_VARIANTS", "Race", "training_race", "grad_ratio", "Landscape", "landscape", "SLICE_COORDS",
-           "HESSIAN_NETS", "HESSIAN_EXAMPLES", "LANCZOS_STEPS", "hessian_row", "chapter_family"]
+           "HESSIAN_NETS", "HESSIAN_EXAMPLES", "LANCZOS_STEPS", "hessian_row", "step_design", "steps_slopes",
+           "chapter_family"]
 
 RACE_VARIANTS: dict[str, dict] = {
     "BN + ReLU": dict(norm="batch", activation="relu"),
@@ -150,7 +151,8 @@ def hessian_row(depth: int, residual: bool, seed: int = 0, n_examples: int = HES
 
 
 # -- the chapter's claims over seeds, through the inference protocol -----------------------------------------------
-FAMILY_FIT_MIN_DEPTH = 20          # plain-8 and plain-14 sit at the warm-up floor (about 24 steps, as residual nets)
+FAMILY_FIT_MIN_DEPTH = 20          # the plain steps barely move from 8 to 14 layers; their growth starts at 20
+SMALL_LR_VS_LARS = "the best of SGD's smaller learning rates, seed by seed"
 
 
 def _by_seed(rows, **match) -> dict[int, dict]:
@@ -162,25 +164,70 @@ def _paired(a: dict, b: dict, key) -> tuple[list[float], list[float]]:
     return [key(a[s]) for s in seeds], [key(b[s]) for s in seeds]
 
 
+def _seed_slopes(rows, threshold: float, residual: bool, depths) -> dict[int, float]:
+    """Each seed's least-squares slope of ln(steps to ``threshold``) against depth over ``depths``, in doublings
+    per 6 layers (seeds that reached the threshold at every one of those depths)."""
+    key = f"{float(threshold):g}"
+    steps: dict[int, dict[int, int]] = {}
+    for r in rows:
+        if r["residual"] == residual and r["depth"] in depths and r["steps_to"][key] is not None:
+            steps.setdefault(r["seed"], {})[r["depth"]] = r["steps_to"][key]
+    return {s: float(np.polyfit(list(depths), np.log([st[d] for d in depths]), 1)[0] * 6 / np.log(2))
+            for s, st in sorted(steps.items()) if all(d in st for d in depths)}
+
+
+def step_design(inter: Iterable[dict], ctrl: Iterable[dict]) -> dict[str, dict[int, dict]]:
+    """The 2x2 design around the LARS-like steps, plain-56, one record a seed in each cell:
+
+    * ``"sgd"``: imbalanced, SGD's steps (the baseline);
+    * ``"small_lr"``: imbalanced, smaller steps: SGD at the smaller peak learning rates of the control sweep, for
+      each seed the one that ends lowest (the choice most favourable to SGD);
+    * ``"lars_matched"``: balanced, at SGD's total step (which the exploding lowest layers dominate);
+    * ``"lars"``: balanced, small relative steps (LARS-like).
+
+    ``inter``: rows of the ``highway_intervention`` sweep; ``ctrl``: rows of ``highway_intervention_control``."""
+    inter, ctrl = list(inter), list(ctrl)
+    small: dict[int, dict] = {}
+    for r in ctrl:
+        if r["mode"] == "sgd" and not r["residual"]:
+            if r["seed"] not in small or r["epoch_loss"][-1] < small[r["seed"]]["epoch_loss"][-1]:
+                small[r["seed"]] = r
+    return {"sgd": _by_seed(inter, mode="sgd", residual=False), "small_lr": small,
+            "lars_matched": _by_seed(ctrl, mode="lars_matched", residual=False),
+            "lars": _by_seed(inter, mode="lars", residual=False)}
+
+
+def steps_slopes(rows, threshold: float = 0.5) -> tuple[dict[int, float], dict[int, float], list[int]]:
+    """(plain slopes, residual slopes, depths): each seed's growth of the steps to ``threshold`` with depth, in
+    doublings per 6 layers, over the depths of the plain fit (from :data:`FAMILY_FIT_MIN_DEPTH` up, where every
+    plain seed got there), for plain and residual networks alike."""
+    from skipnet.experiments.degradation import convergence_fit
+    depths = convergence_fit(rows, threshold, min_depth=FAMILY_FIT_MIN_DEPTH)["depths"]
+    return _seed_slopes(rows, threshold, False, depths), _seed_slopes(rows, threshold, True, depths), depths
+
+
 def chapter_family(tag: str | None = None):
     """The family of claims of *The gradient highway*, each a paired comparison over the stored seeds of a sweep
     (``tag=None``: the exploratory sweeps; ``tag="confirm"``: the confirmation on fresh seeds, same analysis).
     Returns a :class:`skipnet.inference.Family`; its ``table()`` goes on the chapter's evidence page."""
-    from skipnet.experiments.degradation import convergence_fit
     from skipnet.inference import Family
     from skipnet.store import load_sweep
 
     fam = Family("The gradient highway")
     deg = load_sweep("highway_degradation", tag)["data"]
+    a, b = _paired(_by_seed(deg, depth=56, residual=False), _by_seed(deg, depth=20, residual=False),
+                   lambda r: np.log10(r["train_loss"]))
+    fam.add("degradation", a, b, "plain-56 ends above plain-20 (log10 training loss, chapter budget)", unit="decades")
     a, b = _paired(_by_seed(deg, depth=56, residual=False), _by_seed(deg, depth=56, residual=True),
                    lambda r: np.log10(r["train_loss"]))
-    fam.add("degradation", a, b, "plain-56 ends above residual-56 (log10 training loss, chapter budget)",
-            unit="decades")
+    fam.add("skip_56", a, b, "the skip's effect at 56 layers: plain-56 ends above residual-56 (log10 training "
+            "loss, chapter budget)", unit="decades")
     conv = load_sweep("highway_convergence", tag)["data"]
-    fit = convergence_fit(conv, 0.5, min_depth=FAMILY_FIT_MIN_DEPTH)
-    fam.add("steps_slope", [s * 6 / np.log(2) for s in fit["seed_slopes"]], 0.0,
-            f"plain steps to a loss of 0.5 grow with depth ({min(fit['depths'])} to {max(fit['depths'])} layers; "
-            "doublings per 6 layers, one fit a seed)", unit="doublings")
+    plain, res, depths = steps_slopes(conv, 0.5)
+    a, b = _paired(plain, res, lambda v: v)
+    fam.add("steps_slope", a, b, f"plain steps to a loss of 0.5 grow faster with depth than residual steps "
+            f"({min(depths)} to {max(depths)} layers; slope in doublings per 6 layers, one fit a seed "
+            "and network, plain minus residual)", unit="doublings")
     inter = load_sweep("highway_intervention", tag)["data"]
     sgd = _by_seed(inter, mode="sgd", residual=False)
     for mode, what in (("lars", "layer-wise relative steps (LARS-like)"),
@@ -189,17 +236,26 @@ def chapter_family(tag: str | None = None):
         a, b = _paired(_by_seed(inter, mode=mode, residual=False), sgd, lambda r: r["epoch_loss"][-1])
         if len(a) >= 2:
             fam.add(mode, a, b, f"plain-56 with {what} against SGD (training-batch loss, last epoch)")
-    # the negative control: residual-56 has no imbalance at the first step, so a gain there is not the imbalance's
+    # the residual control: residual-56's imbalance at the first step is small (first/last 0.2-0.4 against
+    # 400-1,300 in plain-56), so a gain there is not mostly the imbalance's
     a, b = _paired(_by_seed(inter, mode="lars", residual=True), _by_seed(inter, mode="sgd", residual=True),
                    lambda r: np.log10(r["epoch_loss"][-1]))
     if len(a) >= 2:
         fam.add("lars_residual", a, b, "residual-56 with layer-wise relative steps against SGD (log10 training-batch "
                 "loss, last epoch)", unit="decades")
-    # the balance-only control: relative steps equal across layers, total gradient norm matched to SGD's own
+    # balanced, larger steps: relative steps equal across layers, the total gradient norm SGD's own (which the
+    # exploding lowest layers dominate), so every upper layer's relative step rises
     ctrl = load_sweep("highway_intervention_control", tag)["data"]
     a, b = _paired(_by_seed(ctrl, mode="lars_matched", residual=False), sgd, lambda r: r["epoch_loss"][-1])
     if len(a) >= 2:
-        fam.add("lars_matched", a, b, "plain-56 with equal relative steps at SGD's overall step size against SGD "
+        fam.add("lars_matched", a, b, "plain-56 with equal relative steps at SGD's (explosion-dominated) total "
+                "step against SGD "
+                "(training-batch loss, last epoch)")
+    # the missing cell: imbalanced, smaller steps (SGD at smaller peak learning rates; the most favourable to SGD)
+    design = step_design(inter, ctrl)
+    a, b = _paired(design["lars"], design["small_lr"], lambda r: r["epoch_loss"][-1])
+    if len(a) >= 2:
+        fam.add("lars_vs_small_lr", a, b, f"plain-56 with layer-wise relative steps against {SMALL_LR_VS_LARS} "
                 "(training-batch loss, last epoch)")
     hess = load_sweep("highway_hessian", tag)["data"]
     a, b = _paired(_by_seed(hess, depth=20, residual=False), _by_seed(hess, depth=20, residual=True),

@@ -15,19 +15,29 @@ __all__ = ["plot_degradation_curves", "plot_final_loss_by_depth", "plot_converge
 
 
 def plot_degradation_curves(runs: Sequence[Run], axes: Sequence[Axes] | None = None, smooth: int = 5) -> Sequence[Axes]:
-    """One panel per depth: the plain and residual training-loss curves (first seed of each)."""
+    """One panel per depth: the plain and residual training-loss curves (first seed of each). Without ``axes``, at
+    most two panels a row (the book's text column holds two side by side; a third goes below)."""
     depths = sorted({r.model.depth for r in runs})
+    cols = min(2, len(depths))
     if axes is None:
-        _, axes = plt.subplots(1, len(depths), figsize=(3.4 * len(depths), 3.0), sharey=True)
+        rows = -(-len(depths) // cols)
+        _, grid = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.2 * rows), sharey=True, squeeze=False,
+                               layout="constrained")
+        grid = grid.ravel()
+        for ax in grid[len(depths):]:
+            ax.remove()
+        axes = grid[:len(depths)]
     axes = np.atleast_1d(axes)
-    for ax, d in zip(axes, depths):
+    for i, (ax, d) in enumerate(zip(axes, depths)):
         chosen = {}
         for r in runs:
             if r.model.depth == d and r.label not in chosen:
                 chosen[r.label] = r.history
         plot_curves(chosen, ax=ax, smooth=smooth, colors={f"plain-{d}": PLAIN, f"residual-{d}": RESIDUAL})
         ax.set_title(f"{d} layers")
-        if ax is not axes[0]:
+        if ax.get_legend() is not None:
+            ax.legend(fontsize=9, frameon=False)
+        if i % cols:
             ax.set_ylabel("")
     return axes
 

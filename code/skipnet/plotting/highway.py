@@ -53,7 +53,7 @@ def plot_profiles(profiles: Mapping[str, "object"], ax: Axes | None = None, ylim
         ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     if legend:
-        ax.legend(fontsize=8, frameon=False)
+        ax.legend(fontsize=9, frameon=False)
     return ax
 
 
@@ -73,9 +73,12 @@ def plot_profile_pair(pair: Mapping[str, "object"], ax: Axes | None = None) -> A
 
 def plot_profile_panels(profiles: Mapping[str, "object"], axes: Sequence[Axes] | None = None,
                         ylims: Mapping[str, tuple] | None = None) -> Sequence[Axes]:
-    """Three panels (sigmoid, ReLU, ReLU + BN), plain vs residual in each, from ``{label: Profile}``."""
+    """Three panels (sigmoid, ReLU, ReLU + BN), plain vs residual in each, from ``{label: Profile}``; without
+    ``axes``, two a row and the third below (the text column holds two side by side)."""
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
+        _, grid = plt.subplots(2, 2, figsize=(7, 6), layout="constrained")
+        grid[1, 1].remove()
+        axes = [grid[0, 0], grid[0, 1], grid[1, 0]]
     for ax, (title, labels) in zip(axes, PROFILE_PANELS.items()):
         ax.clear()
         plot_profiles({k: profiles[k] for k in labels if k in profiles}, ax,

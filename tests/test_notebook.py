@@ -16,19 +16,24 @@ import pytest
 import torch
 from nbclient import NotebookClient
 
-from skipnet import notebook
+from skipnet import notebook, reading
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted(p for p in (ROOT / "book").glob("*.md") if p.name != "references.md")
+_TOC = reading.toc(ROOT)
+#: The executable pages of the main line (the opening page and the chapters' main pages); the reference pages
+#: (the thread, the glossary, the bibliography) hold no code.
+CHAPTERS = [ROOT / f"{f}.md" for f in (_TOC["root"], *_TOC["main"])]
+#: Every page that executes: the main line and the evidence pages nested under it.
+PAGES = CHAPTERS + [ROOT / f"{f}.md" for ch in _TOC["main"] for f in _TOC["evidence"][ch]]
 BLOCKS = {"transformers.md": ("PreLNBlock", "PostLNBlock"),
-          "verdict.md": ("judge_noise",)}           # the closing chapter trains nothing: it shows a verdict's rule
+          "verdict.md": ("noise_evidence",)}        # the closing chapter trains nothing: it shows a verdict's rule
 
 
 def _code(path: Path) -> str:
     return "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.relative_to(ROOT / "book").with_suffix("").as_posix())
 def test_no_chapter_imports_myst_nb_or_sphinx(path):
     code = _code(path)
     assert not re.search(r"^\s*(from|import)\s+(myst_nb|sphinx)\b", code, re.M), path.name

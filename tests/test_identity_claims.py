@@ -515,7 +515,7 @@ def test_the_chapters_family_reads_the_stored_records():
     assert family_seeds(fam) == {"difference": 10, "equivalence": 5}
 
 
-def test_a_class_mid_equivalence_is_reached_at_the_confirmation_size_and_the_control_too():
+def test_the_readback_control_can_pass_at_the_confirmation_size():
     """Finding of the review: the control, a small positive loss in every seed, must be able to pass at the
     confirmation's size; with ten seeds like the stored ones the test against the margin reads 'lower'."""
     from skipnet.inference import Family

@@ -236,7 +236,7 @@ def identity_family(recs: Mapping):
     b20, b56 = _by_seed(zg, depth=20, init="standard"), _by_seed(zg, depth=56, init="standard")
     s = sorted(set(b20) & set(b56))
     fam.add("branch_depth", [np.median(b20[i]["rel_norm"]) for i in s], [np.median(b56[i]["rel_norm"]) for i in s],
-            "trained branch size ||F||/||x||, residual-20 minus residual-56")
+            "trained branch size ‖F‖/‖x‖, residual-20 minus residual-56")
     res16 = _by_seed(recs["decode_control"]["data"]["runs"], kind="residual", n_blocks=16)
     s = sorted(res16)
     fam.add("ablation", [ablation_cost(res16[i], 16) for i in s], ABLATION_MARGIN,

@@ -24,6 +24,8 @@ other jobs ran: upper bounds):
                                        stored in variants / variants_fair): the ranking best against best
     variants_lr_top  3 seeds   3 min   the variants whose best rate is the grid's top, 0.1, at 0.2 and 0.5:
                                        does the grid's edge flatter the ratios to the identity?
+    variants_lr_edge 3 seeds   3 min   the variants still best at 0.5, the top of that extended grid (and the
+                                       identity), at 1.0 and 2.0: is 0.5x + 0.5F(x) only short of its rate?
     init_zero_head   3 seeds   3 min   the standard init without normalization, classifier started at 0, over lr
     decode_control   5 seeds   8 min   the read-back's controls: residual 8 / 16 blocks with each write read
                                        from the stream without it; plain 8 / 16 read state against state
@@ -60,7 +62,8 @@ from skipnet.sweep import run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "book" / "data"
 SECTIONS = ("fit", "variants", "zero_gamma", "init", "fit_fair", "zero_gamma_long", "init_lr", "variants_fair",
-            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control", "init_zero_head", "variants_lr_top")
+            "decode", "lambda", "rezero_alpha", "variants_lr", "decode_control", "init_zero_head", "variants_lr_top",
+            "variants_lr_edge")
 DECODE_BLOCKS = (8, 16)
 FIT_BLOCKS = (1, 2, 4, 8, 16, 32)
 FAIR_BLOCKS = (1, 4, 16)
@@ -71,6 +74,8 @@ LR_VARIANTS = ("identity", "conv1x1_identity", "conv1x1_orthogonal", "conv1x1", 
                "post", "bn_after_add", "relu_before_add", "relu_only_pre", "plain")
 TOP_LRS = (0.2, 0.5)                      # above the grid, for the variants whose best rate is its top (0.1)
 TOP_VARIANTS = ("identity", "scale_both", "exclusive_gate_6", "shortcut_gate_6", "bn_after_add", "relu_only_pre")
+EDGE_LRS = (1.0, 2.0)                     # above the extended grid, for the variants still best at its top (0.5)
+EDGE_VARIANTS = ("identity", "scale_both", "exclusive_gate_6", "relu_only_pre")
 ZERO_HEAD_LRS = (1e-3, 5e-3, 0.02, 0.05)
 ZG_DEPTHS = (20, 56)
 ZG_INITS = ("standard", "zero_gamma")
@@ -329,6 +334,13 @@ def section_variants_lr_top(seeds, log, start):
     """The variants whose best rate on the grid is its largest, 0.1, trained at ``TOP_LRS``: the grid extended
     where its edge was the best rate (the chapter reads it together with ``variants_lr``)."""
     return _variants_at_rates("variants_lr_top", TOP_VARIANTS, TOP_LRS, seeds, log, start, curves=False)
+
+
+def section_variants_lr_edge(seeds, log, start):
+    """The variants whose best rate on the extended grid is still its largest, 0.5 (and the identity, their
+    baseline), trained at ``EDGE_LRS``: halving the branch output also shrinks that branch's effective step, so a
+    halving variant may need a larger rate than the grid offered."""
+    return _variants_at_rates("variants_lr_edge", EDGE_VARIANTS, EDGE_LRS, seeds, log, start, curves=False)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

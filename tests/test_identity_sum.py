@@ -186,3 +186,6 @@ def test_confirmation_seeds_is_the_exact_floor():
     assert confirmation_seeds(1) == 6                 # 2/2^5 = 0.0625, 2/2^6 = 0.031
     n = confirmation_seeds(9)
     assert 9 * min_p(n) < 0.05 <= 9 * min_p(n - 1)
+    assert confirmation_seeds(1, one_sided=True) == 5   # a TOST's one-sided 1/2^5 = 0.031
+    assert confirmation_seeds(2, one_sided=True) == 6   # Holm over two equivalences: 2/2^6 = 0.031
+    assert confirmation_seeds(18) == 10

@@ -28,7 +28,8 @@ from skipnet.train import train_run
 
 __all__ = ["DECODE_KINDS", "DECODE_TRAIN", "decode_configs", "decode_row", "sum_form_error", "LAMBDAS",
            "LAMBDA_BLOCKS", "LAMBDA_PREDICTORS", "lambda_config", "lambda_row", "lambda_boundary", "FAMILY_SWEEPS",
-           "load_identity_records", "ablation_cost", "identity_family", "confirmation_seeds"]
+           "load_identity_records", "ablation_cost", "identity_family", "confirmation_seeds", "family_seeds",
+           "variants_grid", "init_best_losses", "FAMILY_VARIANTS"]
 
 DECODE_KINDS = ("residual", "plain", "dense")
 DECODE_TRAIN = DEFAULT_TRAIN.with_(epochs=20)
@@ -142,9 +143,16 @@ def lambda_boundary(rows: Sequence[Mapping], factor: float = 2.0, n_boot: int = 
 
 
 FAMILY_SWEEPS = ("fit", "zero_gamma", "zero_gamma_long", "decode", "decode_control", "variants", "variants_fair",
-                 "variants_lr", "variants_lr_top")
-ABLATION_MARGIN = 0.05      # of R^2, stated before the control was run: a term "stored" in the sum should lose more
+                 "variants_lr", "variants_lr_top", "variants_lr_edge", "init_lr")
+ABLATION_MARGIN = 0.05      # of R^2, stated before the control was run: each write predictable to within it
 CLASS_MARGIN = 0.02         # of accuracy (about 7 of 359 test digits)
+CHANCE_LOSS = math.log(10)  # a diverged run of the normalization-free starts counts as chance
+FAMILY_VARIANTS = {"conv1x1_identity": "1x1 shortcut started at I", "conv1x1_orthogonal": "1x1 shortcut started "
+                   "orthogonal", "conv1x1": "1x1 shortcut, default start", "scale": "constant scaling 0.5",
+                   "scale_both": "0.5x + 0.5F(x)", "exclusive_gate_0": "exclusive gate, b = 0",
+                   "shortcut_gate_0": "shortcut-only gate, b = 0", "dropout": "dropout shortcut",
+                   "bn_after_add": "BN after addition"}
+"""The shortcut variants whose reading at their best rate the chapter states, each against the identity."""
 
 
 def load_identity_records(tag: str | None = None) -> dict:
@@ -153,17 +161,37 @@ def load_identity_records(tag: str | None = None) -> dict:
     return {name: load_sweep(f"identity_{name}", tag) for name in FAMILY_SWEEPS}
 
 
-def confirmation_seeds(m: int, alpha: float = 0.05) -> int:
-    """The fewest seeds with which a family of ``m`` claims (Holm) can detect any of them at level ``alpha``: the
-    smallest n with ``m * min_p(n) < alpha`` (every seed agreeing in sign). Fewer seeds read "not detected" whatever
-    the data; more are needed as soon as one seed disagrees."""
+def variants_grid(recs: Mapping) -> list[dict]:
+    """Every shortcut-variant run over the learning-rate grid (0.01 to 0.1, then 0.2 and 0.5, then 1 and 2 where
+    the top of the grid so far was best), from the stored records: what :func:`best_lr` reads."""
+    from skipnet.experiments.identity_variants import lr_grid_rows
+    return lr_grid_rows(recs["variants"]["data"]["runs"], recs["variants_fair"]["data"]["runs"],
+                        [*recs["variants_lr"]["data"]["runs"], *recs["variants_lr_top"]["data"]["runs"],
+                         *recs["variants_lr_edge"]["data"]["runs"]])
+
+
+def confirmation_seeds(m: int, alpha: float = 0.05, one_sided: bool = False) -> int:
+    """The fewest seeds with which a family of ``m`` tests (Holm) can pass any of them at level ``alpha``: the
+    smallest n with ``m * p_min(n) < alpha`` (every seed agreeing in sign), where p_min is the two-sided 2 / 2^n of
+    a difference test, or the one-sided 1 / 2^n of an equivalence test (``one_sided``; the protocol Holm-adjusts
+    the equivalence tests among themselves). Fewer seeds read "not detected" whatever the data; more are needed
+    as soon as one seed disagrees."""
     from skipnet.inference import min_p
     if m < 1:
         raise ValueError(f"m must be at least 1, got {m}")
     n = 2
-    while m * min_p(n) >= alpha:
+    while m * min_p(n) / (2 if one_sided else 1) >= alpha:
         n += 1
     return n
+
+
+def family_seeds(fam) -> dict:
+    """The seeds a confirmation needs for each kind of test of ``fam``: ``{"difference": n, "equivalence": n}``
+    (the latter None when the family has no equivalence test)."""
+    res = fam.results().values()
+    m_eq = sum(c.margin is not None for c in res)
+    return {"difference": confirmation_seeds(len(fam)),
+            "equivalence": confirmation_seeds(m_eq, one_sided=True) if m_eq else None}
 
 
 def _by_seed(rows, **match) -> dict:
@@ -176,10 +204,27 @@ def ablation_cost(row: Mapping, n_blocks: int) -> float:
     return float(np.mean(np.subtract(d["writes"], d["writes_ablated"])))
 
 
+def init_best_losses(rows: Sequence[Mapping]) -> dict[str, dict]:
+    """The normalization-free starts (``identity_init_lr``), each at its own best learning rate: the rate with the
+    lowest median final training loss over seeds, a diverged run counted as chance (ln 10), and the seeds' losses
+    there, in seed order."""
+    cells: dict[str, dict[float, dict[int, float]]] = {}
+    for r in rows:
+        loss = CHANCE_LOSS if r["train_loss"] is None else min(float(r["train_loss"]), CHANCE_LOSS)
+        cells.setdefault(r["init"], {}).setdefault(float(r["lr"]), {})[r["seed"]] = loss
+    out = {}
+    for key, by_lr in cells.items():
+        med = {lr: float(np.median(list(v.values()))) for lr, v in by_lr.items()}
+        lr = min(med, key=lambda x: (med[x], x))
+        out[key] = {"lr": lr, "loss": med[lr], "losses": [by_lr[lr][s] for s in sorted(by_lr[lr])],
+                    "seeds": sorted(by_lr[lr])}
+    return out
+
+
 def identity_family(recs: Mapping):
     """The chapter's claims over seeds as one :class:`skipnet.inference.Family` (Holm within it). A pure function
     of the stored records (:func:`load_identity_records`), so that a confirmation on fresh seeds reads the same."""
-    from skipnet.experiments.identity_variants import best_lr, lr_grid_rows
+    from skipnet.experiments.identity_variants import best_lr
     from skipnet.inference import Family
     fam = Family("identity")
     fit = recs["fit"]["data"]["runs"]
@@ -191,26 +236,21 @@ def identity_family(recs: Mapping):
     b20, b56 = _by_seed(zg, depth=20, init="standard"), _by_seed(zg, depth=56, init="standard")
     s = sorted(set(b20) & set(b56))
     fam.add("branch_depth", [np.median(b20[i]["rel_norm"]) for i in s], [np.median(b56[i]["rel_norm"]) for i in s],
-            "trained branch size ||F||/||x||, residual-20 minus residual-56")
-    dec = recs["decode"]["data"]["runs"]
+            "trained branch size ‖F‖/‖x‖, residual-20 minus residual-56")
     res16 = _by_seed(recs["decode_control"]["data"]["runs"], kind="residual", n_blocks=16)
     s = sorted(res16)
-    fam.add("ablation", [ablation_cost(res16[i], 16) for i in s], 0.0,
-            "residual-16: R^2 of each write lost when that write is removed from the stream (mean over blocks)",
-            margin=ABLATION_MARGIN, fmt=".3f")
+    fam.add("ablation", [ablation_cost(res16[i], 16) for i in s], ABLATION_MARGIN,
+            f"residual-16 MLP: R^2 of each write lost when that write is removed from the stream (mean over blocks), "
+            f"minus the {ABLATION_MARGIN} margin (lower: the loss is below the margin)", fmt=".3f")
+    dec = recs["decode"]["data"]["runs"]
     r8, p8 = _by_seed(dec, kind="residual", n_blocks=8), _by_seed(dec, kind="plain", n_blocks=8)
     s = sorted(set(r8) & set(p8))
-    fam.add("class8", [r8[i]["decode"]["8"]["class_acc"] for i in s], [p8[i]["decode"]["8"]["class_acc"] for i in s],
-            "8 blocks: class read linearly from the last stream, residual minus plain", margin=CLASS_MARGIN,
-            scale=100, unit="points", fmt=".1f")
-    grid = lr_grid_rows(recs["variants"]["data"]["runs"], recs["variants_fair"]["data"]["runs"],
-                        [*recs["variants_lr"]["data"]["runs"], *recs["variants_lr_top"]["data"]["runs"]])
-    best = best_lr(grid)
-    for key, base, text in (("conv1x1_identity", "identity", "1x1 shortcut started at I"),
-                            ("scale", "identity", "constant scaling 0.5"),
-                            ("bn_after_add", "identity", "BN after addition")):
-        a, b = best[key], best[base]
-        fam.add(f"best_{key}", a["errs"], b["errs"],
+    fam.add("class_mid", [r8[i]["decode"]["4"]["class_acc"] for i in s], [p8[i]["decode"]["4"]["class_acc"] for i in s],
+            "8-block MLPs: class read linearly from the state after block 4 (which the classifier never reads), "
+            "residual minus plain", margin=CLASS_MARGIN, scale=100, unit="points", fmt=".1f")
+    best = best_lr(variants_grid(recs))
+    for key, text in FAMILY_VARIANTS.items():
+        fam.add(f"best_{key}", best[key]["errs"], best["identity"]["errs"],
                 f"{text} minus the identity shortcut, test error, each at its best learning rate", scale=100,
                 unit="points", fmt=".1f")
     zl = recs["zero_gamma_long"]["data"]["runs"]
@@ -221,4 +261,10 @@ def identity_family(recs: Mapping):
         fam.add(key, [math.log10(d56[i]["train_loss"]) for i in s], [math.log10(d20[i]["train_loss"]) for i in s],
                 f"{init.replace('_', '-')} init, {epochs} epochs: log10 training loss, residual-56 minus residual-20",
                 unit="decades")
+    starts = init_best_losses(recs["init_lr"]["data"]["runs"])
+    for key, name, text in (("1/sqrt(L)", "scaled", "branch x 1/sqrt(L)"), ("rezero", "rezero", "ReZero"),
+                            ("fixup", "fixup", "Fixup-style")):
+        fam.add(f"init_{name}", starts[key]["losses"],
+                starts["standard"]["losses"], f"no normalization, residual-56: {text} minus the standard start, "
+                "training loss (a diverged run counts as chance, ln 10), each at its best learning rate")
     return fam

@@ -1,4 +1,5 @@
-# `make book`: create .venv if needed, install the pinned requirements, execute every chapter and build the site.
+# `make book`: create .venv if needed, install the CPU torch and the pinned requirements, execute every chapter and
+# build the site.
 # `make test`: the same set-up, then every test: code and widget tests, the stored-data tests (reported apart),
 # the strict executed build, the site tests.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,11 +11,18 @@ STAMP := $(VENV)/.installed
 
 env: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# torch first, the CPU build (scripts/cpu_torch.py): on Linux from PyTorch's CPU index if it answers within
+# TORCH_INDEX_TIMEOUT seconds, else the pinned wheel of requirements.txt, and only if that is no CUDA build; the
+# requirements then find it installed. Last, a check that no CUDA package (nvidia-*) came in.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_TIMEOUT ?= 5
+$(STAMP): requirements.txt pyproject.toml scripts/cpu_torch.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) scripts/cpu_torch.py install --index $(TORCH_CPU_INDEX) --timeout $(TORCH_INDEX_TIMEOUT)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip check
+	$(PY) scripts/cpu_torch.py check
 	touch $(STAMP)
 
 # Sphinx reads (and myst-nb executes) two chapters at a time, each kernel on one torch thread: both cores work.

@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test unit site-test bench clean env
+.PHONY: book test unit site-test colab-test bench clean env
 
 env: $(STAMP)
 
@@ -35,13 +35,18 @@ book: $(STAMP)
 # two workers: the trainings use one thread each, and CI has two cores.
 # Code tests first; then, reported apart, the tests that only read the stored sweeps (book/data).
 unit: $(STAMP)
-	$(PY) -m pytest -m "not site and not data" -n 2 --durations=15
+	$(PY) -m pytest -m "not site and not data and not colab" -n 2 --durations=15
 	$(PY) -m pytest -m "data and not site" -n 2 -q
 
 site-test: $(STAMP)
 	$(PY) -m pytest -m site --durations=5
 
 test: unit book site-test
+
+# every Colab notebook (notebooks/) run top to bottom in a fresh venv holding only what Colab ships for the book, plus
+# what the notebook's first cell installs (tests/test_colab_notebooks.py); about 15 minutes, so apart from `make test`
+colab-test: $(STAMP)
+	$(PY) -m pytest -m colab -n 0 -s
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -5,7 +5,8 @@ matplotlib, ipywidgets, and the kernel) plus what its own first cell installs.
 The slow test installs torch from a wheel on local disk (``$SKIPNET_WHEELS``, else ``$PIP_FIND_LINKS``), never from
 the network: the default PyPI torch on Linux is the multi-GB CUDA build. The first cell installs the package from this
 checkout instead of cloning the repository (``SKIPNET_CHECKOUT``); it fetches its other dependencies (scikit-learn)
-from the package index as on Colab.
+from the package index as on Colab. It takes about 15 minutes on two cores, so it runs with `make colab-test`
+(marker ``colab``), apart from `make test`.
 """
 from __future__ import annotations
 
@@ -113,6 +114,7 @@ def _installed(python: Path, env: dict) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.colab
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT / "book").with_suffix("").as_posix())
 def test_notebook_runs_top_to_bottom_in_a_clean_environment(page, clean_kernel, monkeypatch, capsys):
     from nbclient import NotebookClient

@@ -108,8 +108,9 @@ def cgroup_cpu_limit(root: str | Path | None = None, self_cgroup: str | Path | N
 
 def usable_cpus(root: str | Path | None = None, self_cgroup: str | Path | None = None) -> int:
     """The CPUs this process may really use: its affinity mask (``os.sched_getaffinity``; ``taskset -c 0`` gives 1),
-    capped by its cgroup CPU quota rounded down (:func:`cgroup_cpu_limit`), and at least 1. A quota of 1.5 CPUs
-    counts as 1: a second training would get half a CPU and take as long as both in turn."""
+    capped by its cgroup CPU quota rounded down (:func:`cgroup_cpu_limit`), and at least 1. Only whole CPUs of a quota
+    count: on a quota of 1.5 two trainings side by side would each be throttled in bursts while holding a second copy
+    of the memory; on a quota of 1 (Binder) they would only take turns."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):                         # macOS, Windows: no affinity mask

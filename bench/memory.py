@@ -10,15 +10,16 @@ Two measures, because neither alone is what a Binder pod's 2 GB limit sees:
   processes, give or take the page cache of files they read. A plain sum of RSS would count the shared pages once per
   worker, and a sum of PSS would split the libraries' pages with unrelated processes of the same machine that map
   them too. Sampled, so a peak shorter than the interval can be missed.
-* ``max_process_rss_mb``: the exact high-water mark of the largest single process in the tree, from ``wait4``'s
-  rusage (the child and the descendants it waited for), libraries included. Never missed; a lower bound of the
+* ``max_process_rss_mb``: the largest RSS high-water mark of one process of the tree (``VmHWM`` in
+  ``/proc/<pid>/status``, which the kernel keeps per process, libraries included), read at each sample: only what a
+  process gains after the last sample before it ends is missed. (``wait4``'s ``ru_maxrss`` would not do: a child
+  inherits the high-water mark of the process that forked it, here the benchmark's own.) A lower bound of the
   tree's peak when the other processes hold memory of their own.
 
 Linux only (``/proc``); elsewhere the sampled fields are ``None``.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -64,19 +65,31 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return fields.get("Pss_Anon", 0), max(0, fields.get("Rss", 0) - fields.get("Anonymous", 0))
 
 
+def _high_water_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class TreeSampler:
-    """Samples a process tree's memory (module docstring) in a thread until :meth:`stop`; keeps the peak."""
+    """Samples a process tree's memory (module docstring) in a thread until :meth:`stop`; keeps the peaks."""
 
     def __init__(self, pid: int, every_s: float = 0.2):
         self.pid, self.every_s = pid, every_s
-        self.peak_kb = self.peak_processes = self.samples = 0
+        self.peak_kb = self.peak_processes = self.samples = self.max_hwm_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.available = Path("/proc/self/smaps_rollup").exists()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            mem = [m for m in (_memory_kb(p) for p in process_tree(self.pid)) if any(m)]
+            tree = process_tree(self.pid)
+            mem = [m for m in (_memory_kb(p) for p in tree) if any(m)]
+            self.max_hwm_kb = max([self.max_hwm_kb, *(_high_water_kb(p) for p in tree)])
             if mem:
                 self.peak_kb = max(self.peak_kb, sum(a for a, _ in mem) + max(f for _, f in mem))
                 self.peak_processes = max(self.peak_processes, len(mem))
@@ -112,16 +125,15 @@ def run_measured(cmd: list[str], every_s: float = 0.2, timeout: float | None = N
     if timer:
         timer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)              # rusage of the child and what it waited for
+        proc.wait()
     finally:
         if timer:
             timer.cancel()
         sampler.stop()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     for r in readers:
         r.join()
     return {"returncode": proc.returncode, "stdout": out.get("stdout", ""), "stderr": out.get("stderr", ""),
             "seconds": time.perf_counter() - t0,
             "peak_tree_mb": sampler.peak_kb / 1024 if sampler.samples else None,
             "peak_processes": sampler.peak_processes if sampler.samples else None,
-            "max_process_rss_mb": usage.ru_maxrss / 1024}         # ru_maxrss is in kB on Linux
+            "max_process_rss_mb": sampler.max_hwm_kb / 1024 if sampler.samples else None}

@@ -34,4 +34,4 @@ def test_the_peak_counts_a_forked_grandchild_and_shared_pages_once():
     assert run["peak_processes"] == 2
     # 100 MB shared once + 2 x 200 MB own = 500 MB, plus the interpreters; a sum of RSS would say 600 MB and more
     assert 480 <= run["peak_tree_mb"] <= 560, run
-    assert 290 <= run["max_process_rss_mb"] <= 360, run          # the largest single process: 100 + 200 MB
+    assert 300 <= run["max_process_rss_mb"] <= 340, run          # the largest single process: 100 + 200 MB

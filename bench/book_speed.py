@@ -3,10 +3,12 @@
 Each chapter runs in a process of its own, ``scripts/run_chapter.py`` (jupytext reads it, nbclient runs it in a
 FRESH kernel whose working directory is the chapter's folder, no execution cache), two at a time as ``make book``
 runs them. Its memory is that process's whole tree, the client, the kernel and the workers the kernel forks
-(``bench/memory.py``: the sampled peak of the tree's memory, mapped files counted once, and the exact peak of its
+(``bench/memory.py``: the sampled peak of the tree's memory, mapped files counted once, and the peak of its
 largest process).
-A Binder pod (one CPU) forks no workers, so the tree measured here, on a machine with more CPUs, holds at least
-what the pod holds besides its Jupyter server. Pages without code cells (the bibliography) are listed, not run.
+A Binder pod (one CPU) forks no workers and trains in the kernel instead; on the two chapters that fork workers here
+(the opening chapter and the training page of the gradient highway) the tree with its workers came out a few percent
+larger than the same chapter pinned to one CPU, so these peaks bound what a pod holds besides its Jupyter server.
+Pages without code cells (the bibliography) are listed, not run.
 """
 from __future__ import annotations
 

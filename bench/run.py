@@ -164,8 +164,8 @@ def report(res: dict, title: str) -> str:
                            ["chapter", "code cells", "seconds", "peak MB (tree)", "largest process MB",
                             "processes", "error"]))
         lines.append("  peak MB: the most the chapter's processes (client, kernel, forked workers) held at once, "
-                     "anonymous memory plus mapped files once, sampled every 0.2 s (bench/memory.py); largest process: its "
-                     "exact RSS high-water mark")
+                     "anonymous memory plus mapped files once, sampled every 0.2 s (bench/memory.py); largest process: the "
+                     "largest RSS high-water mark (VmHWM) of one of them")
     return "\n".join(lines)
 
 

@@ -1,17 +1,25 @@
-"""Seconds to execute every chapter in ``_toc.yml`` from a cold start, as the book build does.
+"""Seconds and peak memory to execute every chapter in ``_toc.yml`` from a cold start, as the book build does.
 
-Each chapter is read with jupytext and run by nbclient in a FRESH kernel whose working directory is
-the chapter's folder (no execution cache), as ``scripts/run_chapter.py`` does, two at a time as
-``make book`` runs them. Pages without code cells (the bibliography) are listed, not run.
+Each chapter runs in a process of its own, ``scripts/run_chapter.py`` (jupytext reads it, nbclient runs it in a
+FRESH kernel whose working directory is the chapter's folder, no execution cache), two at a time as ``make book``
+runs them. Its memory is that process's whole tree, the client, the kernel and the workers the kernel forks
+(``bench/memory.py``: the sampled peak of the tree's memory, mapped files counted once, and the peak of its
+largest process).
+A Binder pod (one CPU) forks no workers and trains in the kernel instead; on the two chapters that fork workers here
+(the opening chapter and the training page of the gradient highway) the tree with its workers came out a few percent
+larger than the same chapter pinned to one CPU, so these peaks bound what a pod holds besides its Jupyter server.
+Pages without code cells (the bibliography) are listed, not run.
 """
 from __future__ import annotations
 
-import time
+import os
+import sys
 from pathlib import Path
 
 import yaml
 
 from benchlib import ROOT
+from memory import run_measured
 
 
 def toc_files(toc: Path = ROOT / "_toc.yml") -> list[str]:
@@ -44,24 +52,20 @@ def resolve(entry: str) -> Path | None:
 
 def run_chapter(path: Path, timeout: int = 600) -> dict:
     import jupytext
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
 
     nb = jupytext.read(path)
     n_code = sum(cell.cell_type == "code" for cell in nb.cells)
-    row = {"chapter": str(path.relative_to(ROOT)), "code_cells": n_code, "seconds": None, "error": None}
+    row = {"chapter": str(path.relative_to(ROOT)), "code_cells": n_code, "seconds": None, "peak_tree_mb": None,
+           "max_process_rss_mb": None, "peak_processes": None, "error": None}
     if n_code == 0:
         return row
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    t0 = time.perf_counter()
-    try:
-        client.execute()
-    except CellExecutionError as e:
-        row["error"] = str(e).strip().splitlines()[-1][:300] if str(e).strip() else "CellExecutionError"
-    except Exception as e:                 # a timeout or a dead kernel
-        row["error"] = f"{type(e).__name__}: {e}"[:300]
-    row["seconds"] = time.perf_counter() - t0
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    run = run_measured([sys.executable, str(ROOT / "scripts" / "run_chapter.py"), str(path), "--timeout", str(timeout)],
+                       env=env, cwd=ROOT, timeout=4 * timeout)
+    row.update({k: run[k] for k in ("seconds", "peak_tree_mb", "max_process_rss_mb", "peak_processes")})
+    if run["returncode"] != 0:
+        lines = [ln for ln in (run["stderr"] + run["stdout"]).strip().splitlines() if ln.strip()]
+        row["error"] = (lines[-1] if lines else f"exit status {run['returncode']}")[:300]
     return row
 
 
@@ -78,6 +82,7 @@ def book_section(only: list[str] | None = None, jobs: int = 2) -> dict:
         if only and not any(s in entry for s in only):
             continue
         paths.append(path)
+    import time
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:     # the kernels do the work; threads only wait
         rows = list(pool.map(run_chapter, paths))
@@ -88,6 +93,8 @@ def book_section(only: list[str] | None = None, jobs: int = 2) -> dict:
         "book_jobs": jobs,
         "book_chapters_sum_s": sum(r["seconds"] for r in ran) if ran else 0.0,
         "chapters": rows,
+        "chapter_peak_memory_mb": max((r["peak_tree_mb"] for r in ran if r["peak_tree_mb"] is not None),
+                                      default=None),
         "chapters_missing": missing,
         "chapter_failures": [r["chapter"] for r in rows if r["error"]],
         "partial": bool(only),

@@ -4,9 +4,11 @@
                                   [--skip-vectorized] [--skip-browser] [--widgets NAME ...] [--chapters NAME ...]
                                   [--cpu-only] [--out _build/bench/results.json]
 
-Prints a table and writes ``_build/bench/results.json``. Every speed figure is a ratio of two
-rates measured in this run, in alternating rounds (see ``benchlib.py``); absolute seconds (labs,
-chapters) depend on the machine and its load, which the JSON records beside them. When CUDA is
+Prints a table and writes ``_build/bench/results.json``. Each lab's default run is timed twice: here, and in a
+child process pinned to one CPU as on a mybinder.org pod (``widget_one_cpu_*``); each chapter's execution is
+measured for time and for the peak memory of its process tree, workers included (``bench/memory.py``).
+Every speed figure is a ratio of two rates measured in this run, in alternating rounds (see ``benchlib.py``);
+absolute seconds (labs, chapters) depend on the machine and its load, which the JSON records beside them. When CUDA is
 present the same measurements run again on the GPU (``SKIPNET_DEVICE=cuda``, the one place the
 package chooses its device) and are reported under ``"cuda"``.
 """
@@ -34,7 +36,10 @@ GOALS = {                                        # metric: (comparison, bound, u
     "widget_first_update_s": ("<=", 1.0, "s"),
     "widget_first_figure_s": ("<=", 2.0, "s"),
     "widget_total_s": ("<=", 8.0, "s"),
+    "widget_one_cpu_first_figure_s": ("<=", 2.0, "s"),    # a mybinder.org pod: one CPU, 2 GB
+    "widget_one_cpu_total_s": ("<=", 8.0, "s"),
     "book_execution_s": ("<=", 150.0, "s"),
+    "chapter_peak_memory_mb": ("<=", 2048.0, " MB"),
     "busy_machine_slowdown": ("<=", 2.5, "x"),
     "browser_lab_train_s": ("<=", 10.0, "s"),   # the opening page's lab at its default, headless Chromium
 }
@@ -60,7 +65,7 @@ def clean(x):
 
 def run_device(dev: str, args) -> dict:
     from train_speed import trainer_section, vectorized_section
-    from widget_speed import widget_section
+    from widget_speed import one_cpu_section, widget_section
     from book_speed import book_section
     from busy_speed import busy_section
 
@@ -80,6 +85,8 @@ def run_device(dev: str, args) -> dict:
         section("vectorized", lambda: {"vectorized": vectorized_section(device, args.quick)})
     if not args.skip_widgets:
         section("widgets", lambda: widget_section(args.widgets))
+        if dev == "cpu":
+            section("widgets on one CPU", lambda: one_cpu_section(args.widgets))
     if not args.skip_busy:
         section("busy", lambda: busy_section(device, args.quick, warm="widgets" in out["sections"]))
     if not args.skip_book:
@@ -133,10 +140,17 @@ def report(res: dict, title: str) -> str:
         lines.append(table([[k, v["models"], v["speedup"], v["speedup_median"]] for k, v in res["vectorized"].items()],
                            ["network", "models", "speedup (best)", "speedup (median)"]))
     if res.get("widgets") is not None:
-        lines.append(f"\nLabs ({res['widget_count']} found):")
-        lines.append(table([[r["widget"], r["first_update_s"], r["first_figure_s"], r["total_s"], r["draws"],
-                             r["draw_s"], r["error"] or ""] for r in res["widgets"]],
-                           ["lab", "first update s", "first figure s", "total s", "figures", "drawing s", "error"]))
+        one = {r["widget"]: r for r in res.get("widgets_one_cpu") or []}
+        lines.append(f"\nLabs ({res['widget_count']} found), default run; 'one CPU' = pinned to one CPU as on Binder"
+                     f" ({res.get('widgets_one_cpu_usable_cpus', '-')} usable CPU there):")
+        lines.append(table([[r["widget"], r["first_update_s"], r["first_figure_s"], r["total_s"],
+                             one.get(r["widget"], {}).get("first_figure_s"), one.get(r["widget"], {}).get("total_s"),
+                             r["draws"], r["draw_s"], r["error"] or one.get(r["widget"], {}).get("error") or ""]
+                            for r in res["widgets"]],
+                           ["lab", "first update s", "first figure s", "total s", "one CPU: first figure s",
+                            "one CPU: total s", "figures", "drawing s", "error"]))
+        if res.get("widgets_one_cpu_note"):
+            lines.append(f"  one-CPU run: {res['widgets_one_cpu_note']}")
         for mod, err in res.get("widget_import_errors", {}).items():
             lines.append(f"  import failed: {mod}: {err}")
     if res.get("busy"):
@@ -152,8 +166,14 @@ def report(res: dict, title: str) -> str:
     if res.get("chapters") is not None:
         lines.append(f"\nChapters (fresh kernel each, {res.get('book_jobs')} at a time as `make book` runs them; "
                      f"wall {fmt(res.get('book_execution_s'))} s, sum of chapters {fmt(res.get('book_chapters_sum_s'))} s):")
-        lines.append(table([[r["chapter"], r["code_cells"], r["seconds"], r["error"] or ""] for r in res["chapters"]],
-                           ["chapter", "code cells", "seconds", "error"]))
+        lines.append(table([[r["chapter"], r["code_cells"], r["seconds"], r.get("peak_tree_mb"),
+                             r.get("max_process_rss_mb"), r.get("peak_processes"), r["error"] or ""]
+                            for r in res["chapters"]],
+                           ["chapter", "code cells", "seconds", "peak MB (tree)", "largest process MB",
+                            "processes", "error"]))
+        lines.append("  peak MB: the most the chapter's processes (client, kernel, forked workers) held at once, "
+                     "anonymous memory plus mapped files once, sampled every 0.2 s (bench/memory.py); largest process: the "
+                     "largest RSS high-water mark (VmHWM) of one of them")
     return "\n".join(lines)
 
 

@@ -4,13 +4,26 @@ Labs are discovered, not listed: every subclass of :class:`skipnet.widgets.base.
 ``skipnet.widgets.*`` module. Each is built with ``Cls(threaded=False)`` (or ``Cls()``), its Run
 button is clicked and the run awaited, as a reader would; the lab itself records
 ``first_update_s`` and ``elapsed_s``.
+
+:func:`one_cpu_section` runs the same in a child process whose affinity is one CPU, as on a mybinder.org pod
+(``taskset -c 0``): the package then counts one usable CPU and forks no workers
+(:func:`skipnet.parallel.usable_cpus`). The goals (first figure within 2 s, the default run within 8 s) are for
+that run.
+
+    python bench/widget_speed.py [--one-cpu] [--widgets NAME ...]     # prints the rows as JSON
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
+import json
+import os
 import pkgutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import skipnet.widgets
 from skipnet.widgets.base import Lab
@@ -91,3 +104,39 @@ def widget_section(only: list[str] | None = None) -> dict:
         "widget_import_errors": import_errors,
         "widgets_without_progress": [r["widget"] for r in ok if r["first_update_s"] is None],
     }
+
+
+def one_cpu_section(only: list[str] | None = None, cpu: int | None = None) -> dict:
+    """:func:`widget_section` in a child process pinned to one CPU (``cpu``, default the lowest this process may
+    use), with ``SKIPNET_WORKERS`` unset so that the package sees what a one-CPU pod shows it."""
+    if not hasattr(os, "sched_setaffinity"):
+        return {"widgets_one_cpu": None, "widgets_one_cpu_note": "no CPU affinity on this platform"}
+    cpu = min(os.sched_getaffinity(0)) if cpu is None else cpu
+    env = {k: v for k, v in os.environ.items() if k != "SKIPNET_WORKERS"}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--json"] + (["--widgets", *only] if only else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    if out.returncode != 0:
+        return {"widgets_one_cpu": None, "widgets_one_cpu_note": out.stderr.strip()[-500:]}
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"widgets_one_cpu": res["widgets"], "widget_one_cpu_first_figure_s": res["widget_first_figure_s"],
+            "widget_one_cpu_total_s": res["widget_total_s"], "widgets_one_cpu_usable_cpus": res["usable_cpus"],
+            "widget_one_cpu_failures": res["widget_failures"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="every lab's default run")
+    ap.add_argument("--json", action="store_true", help="print the section as one line of JSON")
+    ap.add_argument("--one-cpu", action="store_true", help="in a child process pinned to one CPU")
+    ap.add_argument("--widgets", nargs="*", default=None)
+    args = ap.parse_args()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from skipnet.parallel import usable_cpus
+    res = one_cpu_section(args.widgets) if args.one_cpu else {**widget_section(args.widgets),
+                                                                  "usable_cpus": usable_cpus()}
+    print(json.dumps(res) if args.json or args.one_cpu else res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,27 +13,119 @@ available or not wise: a single core, a CUDA device, inside a worker, or ``SKIPN
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import pickle
 import queue
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from skipnet.runtime import device as default_device
 
-__all__ = ["workers", "side_by_side", "in_worker"]
+__all__ = ["workers", "usable_cpus", "cgroup_cpu_limit", "side_by_side", "in_worker"]
 
 _IN_WORKER = False
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _up_to(base: Path, inner: str):
+    """``base/inner``, then each of its parents, up to and including ``base`` (a limit anywhere above counts)."""
+    here = base / inner.strip("/") if inner.strip("/") else base
+    while True:
+        yield here
+        if here == base or base not in here.parents:
+            return
+        here = here.parent
+
+
+def _v2_limit(folder: Path) -> float | None:
+    text = _read(folder / "cpu.max")                       # "max 100000" (no limit) or "<quota> <period>"
+    if not text:
+        return None
+    quota, _, period = text.partition(" ")
+    if quota == "max":
+        return None
+    try:
+        q, p = int(quota), int(period or 100_000)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def _v1_limit(folder: Path) -> float | None:
+    quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+    try:
+        q, p = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    return q / p if q > 0 and p > 0 else None                 # -1: no limit
+
+
+def cgroup_cpu_limit(root: str | Path | None = None, self_cgroup: str | Path | None = None) -> float | None:
+    """The CPU time this process's cgroup may use, in CPUs (quota / period; 1.0 on a mybinder.org pod), or ``None``
+    when no quota is set. The smallest quota on the way from the process's cgroup up to the root counts, under
+    cgroup v2 (``cpu.max``, also in a hybrid ``unified/`` mount) and v1 (``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``). ``root`` and ``self_cgroup`` (``/proc/self/cgroup``) may point at other files (tests)."""
+    root = Path(CGROUP_ROOT if root is None else root)
+    lines = (_read(Path(SELF_CGROUP if self_cgroup is None else self_cgroup)) or "").splitlines()
+    limits: list[float] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, inner = parts
+        if controllers == "":                                 # v2: one hierarchy, "0::/path"
+            base = root if (root / "cgroup.controllers").exists() or not (root / "unified").is_dir() \
+                else root / "unified"
+            read = _v2_limit
+        elif "cpu" in controllers.split(","):                 # v1: the hierarchy the cpu controller is mounted on
+            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct") if (root / n).is_dir()), None)
+            if base is None:
+                continue
+            read = _v1_limit
+        else:
+            continue
+        limits += [x for x in (read(folder) for folder in _up_to(base, inner)) if x is not None]
+    if not lines:                                             # no /proc/self/cgroup: the root's own files, if any
+        limits += [x for x in (_v2_limit(root), _v1_limit(root / "cpu")) if x is not None]
+    return min(limits) if limits else None
+
+
+def usable_cpus(root: str | Path | None = None, self_cgroup: str | Path | None = None) -> int:
+    """The CPUs this process may really use: its affinity mask (``os.sched_getaffinity``; ``taskset -c 0`` gives 1),
+    capped by its cgroup CPU quota rounded down (:func:`cgroup_cpu_limit`), and at least 1. Only whole CPUs of a quota
+    count: on a quota of 1.5 two trainings side by side would each be throttled in bursts while holding a second copy
+    of the memory; on a quota of 1 (Binder) they would only take turns."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):                         # macOS, Windows: no affinity mask
+        n = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(root, self_cgroup)
+    if limit is not None:
+        n = min(n, math.floor(limit + 1e-9))
+    return max(1, n)
+
+
 def workers(n_tasks: int) -> int:
-    """How many processes ``n_tasks`` independent trainings should use here (1 = in this process)."""
+    """How many processes ``n_tasks`` independent trainings should use here (1 = in this process):
+    ``$SKIPNET_WORKERS`` if set to a positive integer, else the CPUs this process may use (:func:`usable_cpus`)."""
     env = os.environ.get("SKIPNET_WORKERS")
-    limit = int(env) if env and env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    limit = int(env) if env and env.isdigit() and int(env) > 0 else usable_cpus()
     if (_IN_WORKER or n_tasks < 2 or limit < 2 or default_device().type != "cpu"
             or "fork" not in mp.get_all_start_methods()):
         return 1

@@ -6,6 +6,10 @@ starts ``compute`` in a background thread so that the kernel stays free to recei
 call ``lab.run_button.click()`` and then ``lab.wait()``. A ``ValueError`` from a config or an experiment
 (a parameter out of range) is shown in the message line. Every other control callback goes through
 :meth:`Lab.safely`, so nothing escapes to crash the kernel or print a traceback into the page.
+
+On the book's static site a lab's Python never runs: the line under its title (:func:`where_it_runs`) links the
+places that run it live (Binder, Colab, a local clone), and says that the figure above the lab is its default run
+(each page draws it before the lab). A frontend that cannot show widgets shows that line instead of the lab.
 """
 from __future__ import annotations
 
@@ -20,13 +24,38 @@ import matplotlib.pyplot as plt
 
 from skipnet.plotting.core import figure_png
 
-__all__ = ["Lab"]
+__all__ = ["Lab", "where_it_runs", "live_links", "REPOSITORY", "BRANCH"]
+
+#: The book's repository and branch (``_config.yml``'s ``repository``; a test keeps them equal).
+REPOSITORY = "https://github.com/skipnet-book/why-skip-connections"
+BRANCH = "main"
+
+
+def live_links(page: str) -> dict[str, str]:
+    """Where the page ``page`` (``"book/highway/training"``) runs live: its Binder JupyterLab, its Colab notebook
+    (``notebooks/highway/training.ipynb``, made by ``scripts/colab_notebooks.py``) and the README's set-up."""
+    if not page.startswith("book/"):
+        raise ValueError(f"page must be a path under book/ without its suffix, e.g. 'book/intro', got {page!r}")
+    repo = REPOSITORY[len("https://github.com/"):]
+    return {"Binder": f"https://mybinder.org/v2/gh/{repo}/{BRANCH}?urlpath=lab/tree/{page}.md",
+            "Colab": f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/notebooks/{page[5:]}.ipynb",
+            "locally": f"{REPOSITORY}#reading-it-live"}
+
+
+def where_it_runs(page: str) -> str:
+    """The one line (HTML) a lab shows under its title."""
+    links = " or ".join(f'<a href="{url}" target="_blank" rel="noopener">{name}</a>'
+                        for name, url in live_links(page).items() if name != "locally")
+    return (f"<small>Runs live on {links}, or <a href=\"{live_links(page)['locally']}\" target=\"_blank\" "
+            f"rel=\"noopener\">locally</a>; on the static page its controls do nothing and the figure above is its "
+            f"default run.</small>")
 
 
 class Lab:
     """Base class of the book's widgets (see module docstring)."""
 
     title = "Lab"
+    page = "book/intro"       # the page that shows the lab (its Binder and Colab links)
     run_label = "Train"
     min_refresh_s = 0.3
     max_draw_share = 0.2      # live redraws take at most about this share of a run (a figure costs 0.1-1 s)
@@ -56,8 +85,10 @@ class Lab:
         self.first_update_s: float | None = None
         self.elapsed_s: float | None = None
         self._t0 = 0.0
+        self.where = W.HTML(where_it_runs(self.page))
         self.widget = W.VBox([
             W.HTML(f"<b>{self.title}</b>"),
+            self.where,
             W.HBox(controls, layout=W.Layout(flex_flow="row wrap")),
             W.HBox([self.run_button, self.stop_button, self.progress]),
             self.message,
@@ -75,9 +106,13 @@ class Lab:
         return "Done."
 
     # -- machinery -----------------------------------------------------------------------------
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget, and for a frontend that cannot show widgets (nbconvert, a viewer, a failing widget manager)
+        the title and the line that says where the lab runs."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/html"] = f"<p><b>{self.title}</b> (a live lab)<br>{where_it_runs(self.page)}</p>"
+        return bundle
 
     @property
     def running(self) -> bool:

@@ -19,6 +19,7 @@ class DegradationRace(Lab):
     """Depth, which networks, epochs -> a live race of plain vs residual training curves."""
 
     title = "Degradation race: plain vs residual CNN on the digits"
+    page = "book/intro"
 
     def __init__(self, threaded: bool = True):
         self.depth = W.Dropdown(options=DEPTHS, value=20, description="depth")

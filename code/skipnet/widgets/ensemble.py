@@ -64,6 +64,7 @@ class LesionLab(_NoLiveFigure, Lab):
     """
 
     title = "Lesion lab: delete blocks of a trained residual and plain network"
+    page = "book/ensemble/lesions"
     run_label = "Train"
     min_refresh_s = 1.5          # live curves now and then: a redraw takes CPU from the two training processes
     max_draw_share = 0.1
@@ -81,9 +82,10 @@ class LesionLab(_NoLiveFigure, Lab):
         self.clear_button.on_click(self.safely(lambda _: self.set_deleted([])))
         self._evaluators: dict[str, LesionEvaluator] = {}
         self._muted = False
-        self.widget.children = (*self.widget.children[:3],
+        at = self.widget.children.index(self.message)          # after the Run and Stop buttons
+        self.widget.children = (*self.widget.children[:at],
                                 W.HTML("<b>delete blocks</b> (input -> output):"), self.box_row,
-                                W.HBox([self.clear_button, self.k]), *self.widget.children[3:])
+                                W.HBox([self.clear_button, self.k]), *self.widget.children[at:])
         if nets is not None:
             self.result = self._prepare(nets)
             self._draw(self.result)
@@ -217,6 +219,7 @@ class PathExplorer(_NoLiveFigure, Lab):
     statistics then calibrated on the training set, as the network would use them)."""
 
     title = "Path explorer: gradient by path length"
+    page = "book/ensemble/paths"
     run_label = "Measure"
 
     def __init__(self, threaded: bool = True):

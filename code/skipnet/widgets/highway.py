@@ -23,6 +23,7 @@ class GradientProfileLab(Lab):
     (digits MLP, width 64, one layer a block), in milliseconds. The twin with the skip toggled is drawn faintly."""
 
     title = "Gradient-profile explorer (MLP at initialization)"
+    page = "book/highway"
     run_label = "Measure"
     auto_run = True
     min_refresh_s = 0.0
@@ -65,6 +66,7 @@ class ChiLab(Lab):
     mean-field prediction, with chi (the fixed-point slope factor of a plain layer) in the message line."""
 
     title = "The chi phase diagram, one network at a time"
+    page = "book/highway/initialization"
     run_label = "Measure"
     auto_run = True
     min_refresh_s = 0.0
@@ -105,6 +107,7 @@ class TrainingRaceLab(Lab):
     step x layer gradient heat maps. Default (depth 56, 6 epochs) takes several seconds on one core."""
 
     title = "Training race: plain vs residual CNN"
+    page = "book/highway/training"
     run_label = "Race"
     min_refresh_s = 3.0                      # at least this long between live redraws: a redraw of the curves and
     max_draw_share = 0.1                     # heat maps takes about a second of the CPU the two trainings share

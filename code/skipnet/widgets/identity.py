@@ -35,6 +35,7 @@ class ShortcutLab(Lab):
     Default (constant scaling 0.5, 54 blocks as in the chapter's study, 10 epochs): several seconds on one core."""
 
     title = "Shortcut lab: He et al. (2016) variants on a deep MLP (digits)"
+    page = "book/identity"
     run_label = "Train"
     min_refresh_s = 0.5
 
@@ -135,6 +136,7 @@ class BranchInitLab(Lab):
     "diverged at step k". Default (standard init, depth 56): diverges within a few steps."""
 
     title = "Branch-init lab: a deep residual CNN without normalization"
+    page = "book/identity/init"
     run_label = "Train"
     min_refresh_s = 0.5
     max_runs_shown = 6

@@ -30,6 +30,7 @@ class TransformerLab(Lab):
 
 
     title = "Transformer lab: sort 12 tokens"
+    page = "book/transformers"
     run_label = "Train"
     min_refresh_s = 1.5          # a redraw costs a few tenths of a second and stops the training while it draws:
     max_draw_share = 0.1         # keep most of the time for training (bench/: 2.4 s of 8.7 s went to six redraws)
@@ -105,6 +106,7 @@ class RankCollapseExplorer(Lab):
     (16 sequences of 32 tokens, width 64). The twin with the skip flipped is drawn in grey."""
 
     title = "Rank-collapse explorer (at initialization)"
+    page = "book/transformers/rank"
     run_label = "Draw"
     auto_run = True
 

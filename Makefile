@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test unit site-test colab-test bench clean env
+.PHONY: book test unit site-test colab-test colab-smoke bench clean env
 
 env: $(STAMP)
 
@@ -41,7 +41,12 @@ unit: $(STAMP)
 site-test: $(STAMP)
 	$(PY) -m pytest -m site --durations=5
 
-test: unit book site-test
+# the opening page's Colab notebook in a fresh venv holding only what Colab ships (about 3 minutes); every
+# notebook: `make colab-test`
+colab-smoke: $(STAMP)
+	$(PY) -m pytest -m colab -n 0 -q -k "clean_environment and intro"
+
+test: unit book site-test colab-smoke
 
 # every Colab notebook (notebooks/) run top to bottom in a fresh venv holding only what Colab ships for the book, plus
 # what the notebook's first cell installs (tests/test_colab_notebooks.py); about 15 minutes, so apart from `make test`

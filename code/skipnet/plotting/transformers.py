@@ -24,6 +24,7 @@ STANDARD_INIT = "#555555"        # the standard init beside the depth-aware one 
 NORM_STYLE = {"pre": "-", "post": "--", "none": ":"}
 VARIANT_COLOR = {"no residual": PLAIN, "post-LN": RESIDUAL, "pre-LN": RESIDUAL}
 VARIANT_STYLE = {"no residual": "-", "post-LN": "--", "pre-LN": "-"}
+VARIANT_MARKER = {"no residual": "o", "post-LN": "s", "pre-LN": "^"}
 CELL_COLOR = {"tanh RNN": PLAIN, "LSTM, no forget gate": RESIDUAL, "LSTM (forget gate)": GATED}
 
 
@@ -283,8 +284,12 @@ def plot_collapse_at_init(r_at_init: Mapping[str, Mapping[int, Sequence[float]]]
         Ls = sorted(by_L)
         kw = dict(color=VARIANT_COLOR.get(label), linestyle=VARIANT_STYLE.get(label, "-"))
         gm = [float(np.exp(np.mean(np.log(np.maximum(by_L[L], floor))))) for L in Ls]
-        ax.plot(Ls, gm, lw=1.8, marker="o", label=label, **kw)
+        marker = VARIANT_MARKER.get(label, "o")        # distinct markers: the two skip variants nearly coincide
+        ax.plot(Ls, gm, lw=1.8, marker=marker, ms=6, label=label,
+                mfc="white" if label == "post-LN" else kw["color"], **kw)
         for L in Ls:
             ax.scatter([L] * len(by_L[L]), np.maximum(by_L[L], floor), s=12, alpha=0.5, color=kw["color"])
-    finish_axes(ax, "depth (blocks)", "token residual ratio r at init", log="y")
+    # the legend above the axes, outside the data, with handles long enough to show the dashes
+    finish_axes(ax, "depth (blocks)", "token residual ratio r at init", log="y", loc="lower left",
+                bbox_to_anchor=(0.0, 1.0), ncol=3, handlelength=3.5, fontsize=9)
     return ax

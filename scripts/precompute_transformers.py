@@ -1,6 +1,6 @@
 """Multi-seed sweeps of the chapter *Residual connections in Transformers (and the RNN question)*.
 
-    python scripts/precompute_transformers.py [depth] [warmup] [triage] [controls] [noresid] [init] [recall] [race] [--seeds 3]
+    python scripts/precompute_transformers.py [depth] [warmup] [triage] [controls] [initctl] [noresid] [init] [recall] [race] [--seeds 3]
         [--out book/data] [--tag confirm] [--restart]
 
 Writes, each with the exact command and configuration (one thread, CPU):
@@ -11,6 +11,9 @@ no warm-up; each run with its stream's collapse at the end),
 book/data/transformers_controls.json (the triage's controls made to test what they name: SGD without clipping at a
 lr whose first step is as large as AdamW's, with and without warm-up; the second moment pre-estimated over the
 RAdam paper's 2,000 iterations, with the step counter reset or running on),
+book/data/transformers_initctl.json (the residual encoders with the standard initialization, the no-skip encoder's
+own: post-LN at 6 blocks, the control that differs from the no-skip encoder in the skip alone, and pre-LN and post-LN
+at 1 block, where the plain encoder ends lower),
 book/data/transformers_noresid.json (the no-residual encoder at 6 blocks across lr, and at the best lr for 5x the
 steps, with its trained stream's collapse),
 book/data/transformers_init.json (no training: gradient and stream norm against total depth; Liu's amplification),
@@ -111,6 +114,24 @@ def controls_sweep(seeds: list[int], log, start) -> list[dict]:
             f"({row['seconds']} s)")
         return row
     return sweep.grid(list(CONTROLS), one)
+
+
+INITCTL_CELLS = [(NORESID_BLOCKS, "post-LN"), (1, "post-LN"), (1, "pre-LN")]    # (blocks, variant), init "standard"
+
+
+def initctl_sweep(seeds: list[int], log, start) -> list[dict]:
+    """The depth sweep's residual encoders with the standard initialization (no depth-aware branch scale), which is
+    the initialization the encoder without skips has: at 6 blocks post-LN then differs from it in the skip alone."""
+    sweep = start({"model": SORT_MODEL.with_(init="standard").as_dict(), "variants": VARIANTS,
+                   "cells_blocks_variant": [list(c) for c in INITCTL_CELLS], "init": "standard", "seeds": seeds,
+                   "train": DEFAULT_TRAIN.as_dict(), "task": {"seq_len": SORT.seq_len, "vocab": SORT.vocab}})
+
+    def one(cell, s):
+        n, name = cell
+        run = train_sort(variant_config(name, n).with_(init="standard"), DEFAULT_TRAIN, seed=s, label=name)
+        log(f"{n} blocks {name} standard init seed {s}: {run.status} loss {run.train_loss} ({run.seconds:.1f} s)")
+        return {**sort_row(run, CURVE_EVERY), "init": "standard"}
+    return sweep.grid(INITCTL_CELLS, one)
 
 
 def noresid_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
@@ -217,7 +238,7 @@ def race_sweep(seeds: list[int], log, start) -> tuple[list[dict], dict]:
 
 
 SWEEPS = {"depth": depth_sweep, "warmup": warmup_sweep, "triage": triage_sweep, "controls": controls_sweep,
-          "noresid": noresid_sweep,
+          "initctl": initctl_sweep, "noresid": noresid_sweep,
           "init": init_sweep, "recall": recall_sweep, "race": race_sweep}
 DEFAULT_SEEDS = {"warmup": 5, "init": 5}        # seeds 0..n-1; 3 for the others
 

@@ -110,7 +110,7 @@ def test_collapse_at_init_is_measured_in_float64_not_at_float32_round_off():
 
 def _records(tag=None):
     return {n: load_sweep(f"transformers_{n}", tag, data_dir=DATA)
-            for n in ("depth", "warmup", "triage", "recall", "controls", "race")}
+            for n in ("depth", "warmup", "triage", "recall", "controls", "race", "initctl")}
 
 
 @pytest.mark.data
@@ -160,3 +160,23 @@ def test_stored_fair_race():
     summary = {(s["label"], s["seq_len"]): s for s in recall_summary(rec["data"], RECALL_BUDGET)}
     nofg = summary[("LSTM, no forget gate", max(FAIR_RACE_LENS))]
     assert nofg["solved"] == nofg["seeds"]                                  # the LSTMs now run at T = 100
+
+
+@pytest.mark.data
+def test_stored_standard_init_controls():
+    """The control that differs from the encoder without skips in the skip alone trains in every stored seed, and at
+    one block the residual encoders end above the plain one with either initialization (the depth page's words)."""
+    from skipnet.experiments.transformers import NORESID_BLOCKS, stuck
+    records = _records()
+    ctl, depth = records["initctl"]["data"], records["depth"]["data"]
+    matched = [r for r in ctl if (r["label"], r["n_blocks"]) == ("post-LN", NORESID_BLOCKS)]
+    assert len(matched) >= 3 and not any(r["stuck"] or stuck(r["train_loss"]) for r in matched)
+    assert all(r["residual"] and r["placement"] == "post" and r["init"] == "standard" for r in matched)
+    assert records["initctl"]["config"]["model"]["init"] == "standard"
+    plain1 = [r["train_loss"] for r in depth if (r["label"], r["n_blocks"]) == ("no residual", 1)]
+    resid1 = [r["train_loss"] for r in ctl + depth if r["n_blocks"] == 1 and r["label"] != "no residual"]
+    assert max(plain1) < min(resid1)
+    # the encoder without skips, from the depth where it is stuck, never gets below the position-only loss
+    from skipnet.experiments.transformers import SORT
+    assert all(r["train_loss"] > SORT.position_only_loss() for r in depth
+               if r["label"] == "no residual" and r["n_blocks"] >= 4)

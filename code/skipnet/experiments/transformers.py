@@ -247,18 +247,19 @@ def _losses(rows, **match) -> list[float]:
 
 def chapter_family(records: dict[str, dict]):
     """The chapter's family of paired claims over seeds, from the stored records only (``records[name]`` is what
-    ``load_sweep(f"transformers_{name}", tag)`` returns for depth, warmup, triage and recall), so that the
+    ``load_sweep(f"transformers_{name}", tag)`` returns for depth, warmup, initctl and recall), so that the
     confirmation on fresh seeds reads its own files through the same code. Holm within the family."""
     from skipnet.inference import Family
     from skipnet.experiments.transformers_rnn import RECALL_BUDGET
     fam = Family("Transformers")
     depth, warm = records["depth"]["data"], records["warmup"]["data"]
     L = NORESID_BLOCKS
-    # the encoder without skips keeps post-LN's placement (VARIANTS), so post-LN is its matched control: the two
-    # differ only in the skip (and the branch scale that comes with it)
+    # the encoder without skips keeps post-LN's placement (VARIANTS) and has the standard initialization (the
+    # depth-aware branch scale exists only with skips), so post-LN with skips and the standard initialization is its
+    # matched control: the two differ in the skip alone
     fam.add("noresid_post", _losses(depth, label="no residual", n_blocks=L),
-            _losses(depth, label="post-LN", n_blocks=L), f"final loss at {L} blocks: no residual minus post-LN",
-            unit="nats")
+            _losses(records["initctl"]["data"], label="post-LN", n_blocks=L),
+            f"final loss at {L} blocks: no residual minus post-LN with the same (standard) init", unit="nats")
     post = dict(placement="post", lr=WARMUP_LR)
     fam.add("warmup", _losses(warm, warmup_steps=0, **post), _losses(warm, warmup_steps=WARMUP_STEPS, **post),
             f"post-LN, {WARMUP_BLOCKS} blocks, lr {WARMUP_LR:g}: final loss without minus with warm-up", unit="nats")

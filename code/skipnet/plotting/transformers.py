@@ -24,6 +24,7 @@ STANDARD_INIT = "#555555"        # the standard init beside the depth-aware one 
 NORM_STYLE = {"pre": "-", "post": "--", "none": ":"}
 VARIANT_COLOR = {"no residual": PLAIN, "post-LN": RESIDUAL, "pre-LN": RESIDUAL}
 VARIANT_STYLE = {"no residual": "-", "post-LN": "--", "pre-LN": "-"}
+VARIANT_MARKER = {"no residual": "o", "post-LN": "s", "pre-LN": "^"}
 CELL_COLOR = {"tanh RNN": PLAIN, "LSTM, no forget gate": RESIDUAL, "LSTM (forget gate)": GATED}
 
 
@@ -57,7 +58,8 @@ def plot_rank_curves(curves: Mapping[tuple[bool, bool, bool], object], ax: Axes 
     ax.axhline(floor, color="#999", lw=0.8, ls=":")
     finish_axes(ax, "layer (blocks applied)",
                 "token residual ratio\n" + r"$\|X - \mathbf{1}\bar{x}^\top\|_F / \|X\|_F$", legend=False)
-    ax.legend(fontsize=7, frameon=False, loc="center right", ncol=2)
+    # below the axes, outside the data, at a readable size
+    ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return ax
 
 
@@ -65,12 +67,13 @@ def rank_scrubber(curves: Mapping[tuple[bool, bool, bool], object]):
     """Kernel-free explorer: one frame per (skip, LN, MLP) variant, that curve highlighted."""
     keys = list(curves)
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=80)        # every frame is embedded as a PNG: keep them small
-    fig.subplots_adjust(left=0.16, bottom=0.14)               # room for the y label (it was clipped)
+    fig.subplots_adjust(left=0.22, right=0.97, bottom=0.15)   # room for the two-line y label (it was clipped)
 
     def draw(i):
         ax.clear()
         plot_rank_curves(curves, ax=ax, highlight=keys[i])
-        ax.set_title(rank_label(*keys[i]), fontsize=10)
+        ax.get_legend().remove()                            # the title names the highlighted curve; the rest are grey
+        ax.set_title(rank_label(*keys[i]), fontsize=11)
 
     draw(0)
     return scrubber(fig, draw, len(keys), interval_ms=900)
@@ -103,7 +106,7 @@ def plot_loglog_rank(curves: Mapping[tuple[bool, bool, bool], object], floor: fl
     ax.plot(x, y0 + np.log(3) * (x - 1), color="#333", lw=1, ls=":", label=r"slope $\log 3$ (cubic rate)")
     ax.plot(x, y0 + np.log(x), color="#999", lw=1, ls="--", label=r"exponential decay, $r = a^L$")
     finish_axes(ax, "layer (blocks applied)", r"$\log(-\log r)$", legend=False)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=9, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))     # outside the data
     return ax
 
 
@@ -191,7 +194,8 @@ def plot_depth_laws(rows: Sequence[dict], axes=None):
         sub = [r for r in rows if r["placement"] == placement and r["init"] == init]
         Ls = sorted({r["n_blocks"] for r in sub})
         kw = dict(color=RESIDUAL if init == "depth" else STANDARD_INIT, linestyle=NORM_STYLE[placement],
-                  marker="o" if init == "depth" else "s", ms=4, label=f"{placement}-LN, {init} init")
+                  marker="o" if init == "depth" else "s", ms=5, label=f"{placement}-LN, {init} init",
+                  mfc="white" if placement == "post" else None)    # open markers: post-LN (its lines may coincide)
         for ax, key in zip(axes, ("last_fc2_grad", "stream_norm")):
             ax.plot(Ls, [np.exp(np.mean([np.log(r[key]) for r in sub if r["n_blocks"] == L])) for L in Ls], **kw)
     Ls = np.array(sorted({r["n_blocks"] for r in rows}), dtype=float)
@@ -209,7 +213,7 @@ def plot_depth_laws(rows: Sequence[dict], axes=None):
     handles, labels = axes[0].get_legend_handles_labels()
     h1, l1 = axes[1].get_legend_handles_labels()
     axes[0].figure.legend(handles + h1[-1:], labels + l1[-1:], fontsize=9, frameon=False, loc="upper center",
-                          bbox_to_anchor=(0.5, 0.0), ncol=3)
+                          bbox_to_anchor=(0.5, 0.0), ncol=3, handlelength=3.5)    # long handles show the dashes
     return axes
 
 
@@ -283,8 +287,12 @@ def plot_collapse_at_init(r_at_init: Mapping[str, Mapping[int, Sequence[float]]]
         Ls = sorted(by_L)
         kw = dict(color=VARIANT_COLOR.get(label), linestyle=VARIANT_STYLE.get(label, "-"))
         gm = [float(np.exp(np.mean(np.log(np.maximum(by_L[L], floor))))) for L in Ls]
-        ax.plot(Ls, gm, lw=1.8, marker="o", label=label, **kw)
+        marker = VARIANT_MARKER.get(label, "o")        # distinct markers: the two skip variants nearly coincide
+        ax.plot(Ls, gm, lw=1.8, marker=marker, ms=6, label=label,
+                mfc="white" if label == "post-LN" else kw["color"], **kw)
         for L in Ls:
             ax.scatter([L] * len(by_L[L]), np.maximum(by_L[L], floor), s=12, alpha=0.5, color=kw["color"])
-    finish_axes(ax, "depth (blocks)", "token residual ratio r at init", log="y")
+    # the legend above the axes, outside the data, with handles long enough to show the dashes
+    finish_axes(ax, "depth (blocks)", "token residual ratio r at init", log="y", loc="lower left",
+                bbox_to_anchor=(0.0, 1.0), ncol=3, handlelength=3.5, fontsize=9)
     return ax

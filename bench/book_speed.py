@@ -16,30 +16,15 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
 
 from benchlib import ROOT
+from skipnet import reading
 from memory import run_measured
 
 
 def toc_files(toc: Path = ROOT / "_toc.yml") -> list[str]:
     """Every ``file`` entry of the table of contents, root first, in reading order."""
-    spec = yaml.safe_load(toc.read_text())
-    out = [spec["root"]] if "root" in spec else []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                out.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                for child in node.get(key, []) or []:
-                    walk(child)
-        elif isinstance(node, list):
-            for child in node:
-                walk(child)
-
-    walk({k: v for k, v in spec.items() if k != "root"})
-    return out
+    return reading.toc_files(toc)
 
 
 def resolve(entry: str) -> Path | None:

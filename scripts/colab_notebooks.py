@@ -27,6 +27,8 @@ import jupytext
 import nbformat
 import yaml
 
+from skipnet.reading import toc_files
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
@@ -44,22 +46,7 @@ def repository(config: Path | None = None) -> tuple[str, str, str]:
 
 def toc_entries(toc: Path | None = None) -> list[str]:
     """Every ``file`` of the table of contents, root first, in reading order."""
-    spec = yaml.safe_load((toc or ROOT / "_toc.yml").read_text())
-    out = [spec["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                out.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                for child in node.get(key, []) or []:
-                    walk(child)
-        elif isinstance(node, list):
-            for child in node:
-                walk(child)
-
-    walk({k: v for k, v in spec.items() if k != "root"})
-    return out
+    return toc_files(toc or ROOT / "_toc.yml")
 
 
 def is_notebook_page(path: Path) -> bool:

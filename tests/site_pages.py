@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from skipnet import reading
+
 ROOT = Path(os.environ.get("SKIPNET_BOOK_ROOT") or Path(__file__).resolve().parents[1])
 SITE = Path(os.environ.get("SKIPNET_SITE") or ROOT / "_build" / "html")
 SHOTS = SITE.parent / "screenshots"
@@ -27,22 +29,7 @@ def config() -> dict:
 
 def toc_entries() -> list[str]:
     """Every `file:` of _toc.yml, root first, in reading order (parts, chapters and sections alike)."""
-    toc = yaml.safe_load(TOC.read_text())
-    out = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                out.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                for child in node.get(key, []) or []:
-                    walk(child)
-        elif isinstance(node, list):
-            for child in node:
-                walk(child)
-
-    walk(toc)
-    return out
+    return reading.toc_files(TOC)
 
 
 def docname(entry: str) -> str:

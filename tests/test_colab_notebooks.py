@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import venv
 from pathlib import Path
@@ -25,14 +24,15 @@ import nbformat
 import pytest
 import yaml
 
+from skipnet import reading
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("skipnet_colab_notebooks", ROOT / "scripts" / "colab_notebooks.py")
 colab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(colab)
 
 PAGES = colab.pages()
-MAIN = {ROOT / f"{e}.md" for e in [yaml.safe_load((ROOT / "_toc.yml").read_text())["root"]]
-        + [c["file"] for c in yaml.safe_load((ROOT / "_toc.yml").read_text())["chapters"]]}
+MAIN = {ROOT / f"{e}.md" for e in [reading.toc(ROOT)["root"], *reading.toc(ROOT)["main"]]}
 
 
 def _requirement(name: str) -> str:

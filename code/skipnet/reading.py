@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["WORDS_PER_MINUTE", "MINUTES_PER_FIGURE", "prose_words", "figures", "toc", "book_pages", "reading_minutes"]
+__all__ = ["WORDS_PER_MINUTE", "MINUTES_PER_FIGURE", "prose_words", "figures", "toc_files", "toc", "book_pages", "reading_minutes"]
 
 #: A careful pace for technical prose with equations nearby (fiction is read at about 250 words a minute).
 WORDS_PER_MINUTE = 150
@@ -57,6 +57,28 @@ def figures(text: str) -> int:
     """Named figures of a page: code cells whose output is a figure (``name: fig-...``) and figure directives."""
     return len(re.findall(r"^\s*name:\s*fig-", text, flags=re.M)) + len(re.findall(r"^```+\{figure\}", text,
                                                                                    flags=re.M))
+
+
+def toc_files(toc_file: str | Path) -> list[str]:
+    """Every ``file`` entry of a table of contents (a ``_toc.yml``), root first, in reading order: parts, chapters
+    and sections alike."""
+    import yaml                                            # a dependency of the book's toolchain, not of the package
+    spec = yaml.safe_load(Path(toc_file).read_text())
+    out = [spec["root"]] if "root" in spec else []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                out.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key, []) or []:
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk({k: v for k, v in spec.items() if k != "root"})
+    return out
 
 
 def toc(root: str | Path) -> dict:

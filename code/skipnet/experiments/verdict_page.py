@@ -21,7 +21,8 @@ NAMES = {"highway": "the gradient highway", "identity": "the identity argument",
 CLAIMS = {"highway": ("reply 1", "gradients flow easily, so very deep nets train"),
           "identity": ("reply 2", "a block that does nothing is the identity, so depth cannot hurt"),
           "overfitting": ("reply 3", "skips are about overfitting: a simpler model generalizes"),
-          "noise": ("follow-up 4", "the inner layers add useful noise to the skip signal"),
+          "noise": ("follow-up 4", "the inner layers add a useful perturbation (\u201cuseful noise\u201d) to the "
+                                   "skip signal"),
           "rnn": ("follow-up 5", "it is like an RNN; LSTMs and GRUs work by their forget gate; Transformers use "
                                  "skips to go deep"),
           "messy": ("the question", "the sum makes everything messy")}

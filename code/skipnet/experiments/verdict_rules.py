@@ -242,7 +242,7 @@ def overfitting_evidence(gaps: dict, levels=(0.1, 0.05, 0.03, 0.02), depths=(8, 
         reason = {
             HOLDS: "at equal training loss the residual network generalizes better",
             WRONG: (f"the deep plain net underfits, it does not overfit; at equal training loss the generalization "
-                    f"gaps are equivalent within {gap_margin:g} nats"),
+                    f"gaps differ by less than the {gap_margin:g}-nat equivalence margin"),
             OPEN: "the underfitting of the deep plain net, or the equivalence of the gaps, was not established",
         }[verdict]
         gaps_txt = "; ".join(f"{x[3:]} layers {c[x].effect} (TOST p {c[x].p_equiv:.3f})" for x in gap_names)

@@ -5,7 +5,8 @@
                                                               # fresh seeds into <name>.confirm.json
     python scripts/sweeps.py confirm identity_fit highway_lr --seeds 100-109 --tag confirm  # named sweeps
 
-A *deciding* sweep is one that a verdict reads (``skipnet.experiments.verdict.SOURCES``). A confirmation reruns it
+A *deciding* sweep is one that a verdict reads (``skipnet.experiments.verdict.SOURCES``) or that a chapter's family
+of claims reads (each chapter module's ``FAMILY_SWEEPS``). A confirmation reruns it
 at a frozen commit on seeds disjoint from the stored ones (each precompute script's ``--seeds ... --tag NAME``)
 and stores ``<name>.<tag>.json`` beside ``<name>.json``: same format, its own command and commit, read by the same
 analysis (``skipnet.store.load_sweep(name, tag)``). The commands resume seed by seed when restarted.
@@ -18,14 +19,20 @@ import shlex
 import sys
 from pathlib import Path
 
+from skipnet.experiments import ensemble_claims, highway_trained, identity_sum, transformers
 from skipnet.experiments.verdict import SOURCES
 from skipnet.store import DATA, format_seeds, load_result, parse_seeds, tagged
 
-DECIDING = tuple(sorted({n for names in SOURCES.values() for n in names}))
+#: Every sweep a verdict or a chapter's family of claims reads.
+DECIDING = tuple(sorted({n for names in SOURCES.values() for n in names}
+                        | set(highway_trained.FAMILY_SWEEPS)
+                        | {f"identity_{n}" for n in identity_sum.FAMILY_SWEEPS}
+                        | {f"ensemble_{n}" for n in ensemble_claims.ENSEMBLE_SWEEPS}
+                        | {f"transformers_{n}" for n in transformers.FAMILY_SWEEPS}))
 #: Which part of scripts/precompute_ensemble.py writes each ensemble file.
 ENSEMBLE_PART = {"gaps": "gaps", "lesions": "lesions", "streams": "lesions", "paths": "paths", "spectra": "trials",
-                 "recal": "trials", "noise": "trials", "short": "trials", "members": "trials"}
-ENSEMBLE_PARTS = ("gaps", "lesions", "paths", "trials")
+                 "recal": "trials", "noise": "trials", "short": "trials", "members": "trials", "truncated": "truncated"}
+ENSEMBLE_PARTS = ("gaps", "lesions", "paths", "trials", "truncated")
 ENSEMBLE_MEMBERS = 5        # precompute_ensemble.MEMBERS: sweep seed s also trains residual-8 nets 5 s .. 5 s + 4
 
 
@@ -160,7 +167,7 @@ def listing(data_dir: Path = DATA) -> str:
             lines.append("    no confirmation stored beside it")
     for folder, seeds, done in unfinished(data_dir):
         lines.append(f"unfinished: {folder.name}: {len(done)} of {len(seeds)} seeds done ({format_seeds(done) or '-'})")
-    lines.append("* deciding: read by a verdict (skipnet.experiments.verdict.SOURCES)")
+    lines.append("* deciding: read by a verdict or by a chapter's family of claims")
     return "\n".join(lines)
 
 

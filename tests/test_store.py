@@ -356,6 +356,7 @@ def test_the_listing_shows_seeds_commands_confirmations_and_unfinished_runs(tmp_
     sweeps = _script("sweeps")
     (tmp_path / "identity_decode.json").write_text((DATA / "identity_decode.json").read_text())
     (tmp_path / "identity_fit.json").write_text((DATA / "identity_fit.json").read_text())
+    (tmp_path / "identity_lambda.json").write_text((DATA / "identity_lambda.json").read_text())
     save_result(tmp_path / "identity_decode.confirm.json", {"runs": []}, {}, "python x --tag confirm",
                 seeds=range(100, 110))
     with Sweep(tmp_path / "identity_fit.confirm.parts", "c", {}, [100, 101, 102], log=None) as sweep:
@@ -365,5 +366,6 @@ def test_the_listing_shows_seeds_commands_confirmations_and_unfinished_runs(tmp_
     text = sweeps.listing(tmp_path)
     assert "* identity_decode: seeds 0-4\n    python scripts/precompute_identity.py --section decode --seeds 5" in text
     assert "confirm: seeds 100-109, commit " in text and "python x --tag confirm" in text
-    assert "  identity_fit: seeds 0-4" in text                  # not deciding, no confirmation
+    assert "* identity_fit: seeds 0-4" in text                  # read by the identity chapter's family
+    assert "  identity_lambda: seeds 0-2" in text               # not deciding, no confirmation
     assert "unfinished: identity_fit.confirm.parts: 1 of 3 seeds done (100-100)" in text

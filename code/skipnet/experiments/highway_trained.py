@@ -206,6 +206,11 @@ def steps_slopes(rows, threshold: float = 0.5) -> tuple[dict[int, float], dict[i
     return _seed_slopes(rows, threshold, False, depths), _seed_slopes(rows, threshold, True, depths), depths
 
 
+#: The stored sweeps the chapter's family reads (a confirmation reruns each on fresh seeds).
+FAMILY_SWEEPS = ("highway_degradation", "highway_convergence", "highway_intervention", "highway_intervention_control",
+                 "highway_hessian")
+
+
 def chapter_family(tag: str | None = None):
     """The family of claims of *The gradient highway*, each a paired comparison over the stored seeds of a sweep
     (``tag=None``: the exploratory sweeps; ``tag="confirm"``: the confirmation on fresh seeds, same analysis).

@@ -245,6 +245,10 @@ def _losses(rows, **match) -> list[float]:
     return [r["train_loss"] for r in sub]
 
 
+#: The stored sweeps the chapter's family reads, as ``transformers_<name>``.
+FAMILY_SWEEPS = ("depth", "warmup", "initctl", "recall")
+
+
 def chapter_family(records: dict[str, dict]):
     """The chapter's family of paired claims over seeds, from the stored records only (``records[name]`` is what
     ``load_sweep(f"transformers_{name}", tag)`` returns for depth, warmup, initctl and recall), so that the

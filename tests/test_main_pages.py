@@ -83,3 +83,14 @@ def test_reading_minutes_counts_words_and_figures(tmp_path):
     assert (r["words"], r["figures"], r["minutes"]) == (12, 2, 6.0)
     with pytest.raises(ValueError, match="words_per_minute"):
         reading_minutes([page], words_per_minute=0)
+
+
+def test_prose_words_reads_the_visible_text_of_raw_html():
+    page = """Two words.
+
+```{raw} html
+<figure><figcaption><b>Train it</b> here, now.</figcaption><noscript>Needs JavaScript.</noscript></figure>
+<script src="x.js">var a = 1;</script>
+```
+"""
+    assert prose_words(page) == 2 + 4                   # "Train it here, now." without tags, script or fallback

@@ -22,12 +22,20 @@ _PROSE_DIRECTIVES = {"admonition", "note", "tip", "important", "warning", "atten
                      "exercise", "dropdown", "margin", "epigraph", "sidebar", "topic"}
 
 
+def _visible_html(html: str) -> str:
+    """What a reader reads of a raw HTML block: its text without tags, scripts, styles or the no-script fallback."""
+    html = re.sub(r"<(script|style|noscript)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    return "\n".join(" ".join(re.sub(r"<[^>]+>", " ", line).split()) for line in html.splitlines()) + "\n"
+
+
 def prose_words(text: str) -> int:
     """Words of prose in a MyST page: code cells, code, math, figures (with their captions), tables, front matter,
-    comments, labels and directive options left out; the prose inside admonitions and exercises counted."""
+    comments, labels and directive options left out; the prose inside admonitions and exercises counted, and the
+    visible text of raw HTML blocks (a lab's caption is read like prose)."""
     text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)                       # front matter
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
+    text = re.sub(r"^(`{3,})\{raw\} html\n(.*?)^\1$", lambda m: _visible_html(m.group(2)), text, flags=re.S | re.M)
     out, stack = [], []                                   # stack of (fence, counts-as-prose)
     for line in text.splitlines():
         m = _FENCE.match(line.strip())

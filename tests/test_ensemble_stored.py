@@ -13,7 +13,6 @@ import pytest
 from scipy.stats import spearmanr
 
 from skipnet.experiments import ensemble as E
-from skipnet.experiments import ensemble_trials as T
 from skipnet.experiments import ensemble_claims as EC
 from skipnet.inference import compare
 from skipnet.probes.path_spectrum import gains_prediction, mean_of
@@ -236,7 +235,6 @@ def test_stored_overfitting_trial():
     G = _stored("gaps")
     runs = lambda label: sorted(G[label], key=lambda r: r["seed"])
     final = lambda label, f: [f(r["evals"][-1]) for r in runs(label)]
-    gap = lambda e: e["test_loss"] - e["train_loss"]
     summary = {k: E.gap_summary(v) for k, v in G.items()}
     mean_gap = {k: g["loss_gap"]["mean"] for k, g in summary.items()}
     assert all(r["evals"][-1]["train_loss"] > 1 for r in G["plain-56"])       # underfits

@@ -23,7 +23,7 @@ import torch
 
 from skipnet.data import load_digits
 from skipnet.models import build_model
-from skipnet.skiplab import LAB_DATA_FILE, LAB_TRAIN, lab_data, lab_js, lab_model
+from skipnet.skiplab import LAB_DATA_FILE, LAB_TRAIN, lab_js, lab_model
 from skipnet.train import Trainer
 
 ASSETS = LAB_DATA_FILE.parents[1]

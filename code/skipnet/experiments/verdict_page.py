@@ -7,11 +7,13 @@ import inspect
 import re
 from pathlib import Path
 
+from skipnet import confirmation as cf
 from skipnet.experiments import verdict as vd
-from skipnet.experiments.verdict_base import OPEN, Verdict
+from skipnet.experiments.verdict_base import OPEN, QUALIFIED, WRONG, Verdict
 
 __all__ = ["NAMES", "CLAIMS", "PAPERS", "RULES", "page_values", "confirmation", "confirmation_cells", "rules_table",
-           "controls_table", "seeds_needed", "answer_in_brief"]
+           "controls_table", "seeds_needed", "answer_in_brief", "LEAN_WORDS", "SOURCE_NAMES", "progress",
+           "fresh_answer", "verdicts_table"]
 
 #: Each claim's name in a sentence.
 NAMES = {"highway": "the gradient highway", "identity": "the identity argument", "overfitting": "overfitting",
@@ -26,6 +28,19 @@ CLAIMS = {"highway": ("reply 1", "gradients flow easily, so very deep nets train
           "rnn": ("follow-up 5", "it is like an RNN; LSTMs and GRUs work by their forget gate; Transformers use "
                                  "skips to go deep"),
           "messy": ("the question", "the sum makes everything messy")}
+
+#: What each claim's lean on the stored seeds says in plain words, keyed by (claim, lean). The leans were frozen
+#: with the rules (``tests/test_confirmation.py``); a lean that differed would find no words here and fail.
+LEAN_WORDS = {("highway", QUALIFIED): "skips make deep networks fast to optimize, and not only by keeping the "
+                                      "gradient large",
+              ("identity", QUALIFIED): "extra residual blocks stop costing fit once trained long enough",
+              ("overfitting", WRONG): "the deep plain network underfits rather than overfits",
+              ("noise", QUALIFIED): "the branches add input-specific corrections, not noise",
+              ("rnn", QUALIFIED): "the LSTM's relative is its additive cell, not its forget gate",
+              ("messy", WRONG): "the sum keeps what went into it readable"}
+
+#: Every stored sweep a verdict reads (each rerun on the fresh seeds).
+SOURCE_NAMES = tuple(sorted({n for names in vd.SOURCES.values() for n in names}))
 
 #: The papers' numbers, quoted (their scale: CIFAR-10, ImageNet, translation; far larger and longer trained).
 PAPERS = {
@@ -86,9 +101,63 @@ def confirmation(data_dir: str | Path, tag: str = "confirm") -> dict[str, Verdic
     return vd.judge_all(stored)
 
 
-def confirmation_cells(confirmed: dict[str, Verdict] | None) -> dict[str, str]:
-    """The text of the fresh-seeds column for each claim: the confirmatory verdict, or that it has not run."""
-    return {key: ("not yet run" if confirmed is None else confirmed[key].verdict) for key in CLAIMS}
+def progress(data_dir: str | Path) -> str:
+    """How far the reruns of the verdicts' sweeps are (:func:`skipnet.confirmation.progress_words`)."""
+    return cf.progress_words(SOURCE_NAMES, data_dir=data_dir)
+
+
+def confirmation_cells(explore: dict[str, Verdict], confirmed: dict[str, Verdict] | None,
+                       pending: str = cf.NOT_RUN) -> dict[str, str]:
+    """The text of the fresh-seeds column for each claim: the verdict of the same rules on the fresh seeds and
+    whether it confirms the lean on the stored seeds (``confirmed``, ``open``, ``decided otherwise``), or
+    ``pending`` while the confirmation has not finished."""
+    if confirmed is None:
+        return {key: pending for key in CLAIMS}
+    out = {}
+    for key in CLAIMS:
+        r = cf.verdict_reading(explore[key].lean, confirmed[key].verdict, OPEN)
+        out[key] = confirmed[key].verdict if r == cf.OPEN else f"{confirmed[key].verdict} ({r})"
+    return out
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def fresh_answer(explore: dict[str, Verdict], confirmed: dict[str, Verdict] | None, pending: str) -> dict[str, str]:
+    """The answer in brief's sentences about the fresh seeds: ``state`` (how many leans confirmed, or how far the
+    confirmation is) and ``words`` (what the confirmed leans say in plain words, and which are not confirmed; before
+    the confirmation, every lean's words, as directions)."""
+    words = {k: LEAN_WORDS[(k, v.lean)] for k, v in explore.items()}
+    if confirmed is None:
+        return {"state": f"the confirmation is not finished ({pending})",
+                "words": "Until it is, the leans are directions, not verdicts: in words, "
+                         + "; ".join(words[k] for k in CLAIMS) + "."}
+    readings = {k: cf.verdict_reading(explore[k].lean, confirmed[k].verdict, OPEN) for k in CLAIMS}
+    counts = {r: [k for k in CLAIMS if readings[k] == r] for r in (cf.CONFIRMED, cf.OPEN, cf.OTHERWISE)}
+    state = ", ".join(f"{len(ks)} {r}" for r, ks in counts.items() if ks)
+    out = [f"What the confirmed leans say: {'; '.join(words[k] for k in counts[cf.CONFIRMED])}."
+           if counts[cf.CONFIRMED] else "No lean confirmed."]
+    if counts[cf.OPEN]:
+        out.append(f"Not decided on the fresh seeds: {_listed([NAMES[k] for k in counts[cf.OPEN]])}.")
+    if counts[cf.OTHERWISE]:
+        out.append(f"Decided another way than the stored seeds pointed: "
+                   f"{_listed([f'{NAMES[k]} ({confirmed[k].verdict})' for k in counts[cf.OTHERWISE]])}.")
+    return {"state": f"of the {len(CLAIMS)} leans, {state}", "words": " ".join(out)}
+
+
+def verdicts_table(explore: dict[str, Verdict], confirmed: dict[str, Verdict] | None, pending: str) -> str:
+    """Each claim's verdict and lean on the stored seeds beside its verdict on the fresh seeds and the reading."""
+    lines = ["| claim | stored seeds: verdict (lean) | fresh seeds: verdict (lean) | reading |", "|---|---|---|---|"]
+    for k in CLAIMS:
+        e = explore[k]
+        if confirmed is None:
+            now, r = pending, cf.NOT_RUN
+        else:
+            c = confirmed[k]
+            now, r = f"{c.verdict} ({c.lean})", cf.verdict_reading(e.lean, c.verdict, OPEN)
+        lines.append(f"| {NAMES[k]} | {e.verdict} ({e.lean}) | {now} | {r} |")
+    return "\n".join(lines)
 
 
 def _rule_sentence(func) -> str:

@@ -67,3 +67,11 @@ def test_the_closing_page_names_the_frozen_commit_and_glues_the_fresh_answer():
         assert f"{{glue:text}}`{key}`" in box
     assert "cf.frozen_words()" in text and "vpage.confirmation(" in text
     assert cf.FROZEN_COMMIT[:7] in cf.frozen_words() and cf.FROZEN_TAG in cf.frozen_words()
+
+
+def test_the_opening_answer_carries_the_fresh_reading_of_each_claim_it_states():
+    text = (ROOT / "book" / "intro.md").read_text()
+    box = re.search(r"```\{admonition\} The answer in brief\n(.*?)```", text, re.S).group(1)
+    for key in ("degradation", "skip_56", "identity", "messy"):
+        assert f"{{glue:text}}`intro_fresh_{key}`" in box
+    assert "stored seeds" in box                     # the claims are stated as what the stored seeds show

@@ -164,7 +164,8 @@ def page_values(prefix: str, explore: Family, confirm: Family | None, names: Ite
                 keys: Iterable[str] | None = None, data_dir: str | Path = DATA) -> dict[str, str]:
     """What a chapter's page glues about its confirmation, each under ``<prefix>_fresh_...``: ``state`` (the tally
     over ``keys``, or how far the reruns are), ``frozen`` (:func:`frozen_words`), ``n`` (the fresh seeds), one
-    :func:`fresh_words` per claim (``<prefix>_fresh_<key>``, every claim of the family) and ``table``
+    :func:`fresh_words` per claim (``<prefix>_fresh_<key>``, every claim of the family), its reading alone
+    (``<prefix>_fresh_<key>_reading``: ``confirmed``, ``open``, ...) and ``table``
     (:func:`side_by_side` over ``keys``, default the whole family)."""
     names = list(names)
     ex = explore.results()
@@ -179,4 +180,5 @@ def page_values(prefix: str, explore: Family, confirm: Family | None, names: Ite
         out[f"{prefix}_fresh_state"] = f"of the {len(keys)} claims, {tally_words(tally(explore, confirm, keys))}"
     for k in ex:
         out[f"{prefix}_fresh_{k}"] = fresh_words(ex[k], co.get(k), pending=NOT_RUN)
+        out[f"{prefix}_fresh_{k}_reading"] = reading(ex[k], co.get(k))
     return out

@@ -53,13 +53,13 @@ def stated_without_reading(box: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for s in sentences(box):
         for key, words in CLAIM_WORDS.items():
-            if re.search(words, s) and f"{{glue:text}}`{PREFIX}_fresh_{key}`" not in s:
+            if re.search(words, s) and not re.search(r"\{glue:text\}`" + f"{PREFIX}_fresh_{key}" + r"(_reading)?`", s):
                 out.setdefault(key, []).append(s)
     return out
 
 
 def glued_keys(box: str) -> set[str]:
-    names = set(re.findall(r"\{glue:text\}`" + PREFIX + r"_fresh_(\w+)`", box))
+    names = {n.removesuffix("_reading") for n in re.findall(r"\{glue:text\}`" + PREFIX + r"_fresh_(\w+)`", box)}
     return names - {"state", "frozen", "n", "table"}
 
 

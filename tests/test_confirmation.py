@@ -160,6 +160,16 @@ def test_the_words_follow_the_reading(tmp_path):
     assert v["d_fresh_table"].count("\n") == 3 and set(v) >= {"d_fresh_a", "d_fresh_b", "d_fresh_c"}
 
 
+def test_a_claim_the_fresh_family_lacks_is_open_not_pending():
+    explore = _family("demo", {"a": (UP5, 0.0, {}), "b": (UP5, 0.0, {})})
+    confirm = _family("demo", {"a": ([1.0 + 0.1 * i for i in range(10)], 0.0, {})})
+    rows = cf.side_by_side(explore, confirm).splitlines()
+    assert cf.NO_ROW in rows[3] and rows[3].endswith(f"| {cf.OPEN} |")
+    assert cf.tally(explore, confirm)[cf.OPEN] == ["b"]
+    v = cf.page_values("d", explore, confirm, [], data_dir=Path("."))
+    assert v["d_fresh_b_reading"] == cf.OPEN and cf.NO_ROW in v["d_fresh_b"]
+
+
 def test_a_verdict_reads_by_its_lean():
     assert cf.verdict_reading("wrong", "wrong", "open") == cf.CONFIRMED
     assert cf.verdict_reading("wrong", "open", "open") == cf.OPEN

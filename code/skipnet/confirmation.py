@@ -24,7 +24,7 @@ from skipnet.store import DATA, format_seeds, tagged
 
 __all__ = ["FROZEN_TAG", "FROZEN_COMMIT", "TAG", "SEEDS", "CONFIRMED", "OPEN", "OTHERWISE", "NOT_RUN", "READINGS",
            "lean", "reading", "verdict_reading", "missing", "confirmatory", "side_by_side", "tally", "tally_words",
-           "frozen_judgments", "FROZEN_JUDGMENTS", "fresh_words", "progress_words", "frozen_words", "page_values"]
+           "frozen_judgments", "FROZEN_JUDGMENTS", "NO_ROW", "fresh_words", "progress_words", "frozen_words", "page_values"]
 
 FROZEN_TAG = "confirm-frozen"
 FROZEN_COMMIT = "5b061a245c0e48c578e9895a4cb358dbe850e42c"
@@ -74,6 +74,17 @@ def confirmatory(build: Callable[[], Family], names: Iterable[str], tag: str = T
     return None if missing(names, tag, data_dir) else build()
 
 
+NO_ROW = "no comparison on the fresh seeds"
+
+
+def _reading(explore: Comparison, confirm: Comparison | None, family: Family | None) -> str:
+    """:func:`reading`, where a claim that the fresh family lacks (e.g. a loss level no fresh seed reached) is
+    ``open``: the confirmation ran and decided nothing about it."""
+    if confirm is None and family is not None:
+        return OPEN
+    return reading(explore, confirm)
+
+
 def _p(p: float | None) -> str:
     return "" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
@@ -98,8 +109,8 @@ def side_by_side(explore: Family, confirm: Family | None, keys: Iterable[str] | 
     for k in keys:
         e, c = ex[k], co.get(k)
         now = ([_cell(c), _p(c.p_equiv_adj if c.outcome == EQUIVALENT else c.p_adj), c.outcome] if c is not None
-               else [pending, "", ""])
-        lines.append("| " + " | ".join([e.claim, _cell(e), lean(e)] + now + [reading(e, c)]) + " |")
+               else [pending if confirm is None else NO_ROW, "", ""])
+        lines.append("| " + " | ".join([e.claim, _cell(e), lean(e)] + now + [_reading(e, c, confirm)]) + " |")
     return "\n".join(lines)
 
 
@@ -109,7 +120,7 @@ def tally(explore: Family, confirm: Family | None, keys: Iterable[str] | None = 
     co = confirm.results() if confirm is not None else {}
     out = {r: [] for r in READINGS}
     for k in (keys if keys is not None else ex):
-        out[reading(ex[k], co.get(k))].append(k)
+        out[_reading(ex[k], co.get(k), confirm)].append(k)
     return out
 
 
@@ -179,6 +190,8 @@ def page_values(prefix: str, explore: Family, confirm: Family | None, names: Ite
     else:
         out[f"{prefix}_fresh_state"] = f"of the {len(keys)} claims, {tally_words(tally(explore, confirm, keys))}"
     for k in ex:
-        out[f"{prefix}_fresh_{k}"] = fresh_words(ex[k], co.get(k), pending=NOT_RUN)
-        out[f"{prefix}_fresh_{k}_reading"] = reading(ex[k], co.get(k))
+        missing_row = confirm is not None and k not in co
+        out[f"{prefix}_fresh_{k}"] = (f"{OPEN} ({NO_ROW})" if missing_row else
+                                      fresh_words(ex[k], co.get(k), pending=NOT_RUN))
+        out[f"{prefix}_fresh_{k}_reading"] = _reading(ex[k], co.get(k), confirm)
     return out

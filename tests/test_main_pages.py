@@ -32,6 +32,7 @@ jupytext: {}
 
 (label)=
 Two words {glue:text}`x:.2f` and $a+b$ here.
+(A line that opens with a bracket.)
 
 ```{code-cell} ipython3
 many many many words in code
@@ -49,8 +50,8 @@ A caption with words
 |---|---|
 $$ x = y $$
 """
-    # "Title words" 2 + "Two words N and here." 5 + "One two three." 3
-    assert prose_words(page) == 10
+    # "Title words" 2 + "Two words N and here." 5 + "A line that opens with a bracket." 7 + "One two three." 3
+    assert prose_words(page) == 17
 
 
 @pytest.mark.parametrize("page, budget", sorted(MAIN_PAGES.items()))

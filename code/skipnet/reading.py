@@ -51,7 +51,7 @@ def prose_words(text: str) -> int:
         if stack and not stack[-1][1]:
             continue
         s = line.strip()
-        if s.startswith(("|", ":", "(", "%", "+++")) or re.fullmatch(r"\(.*\)=", s):
+        if s.startswith(("|", ":", "%", "+++")) or re.fullmatch(r"\(.*\)=", s):
             continue
         s = re.sub(r"\{glue:\w+\}`[^`]*`", " N ", s)                       # a glued number reads as one word
         s = re.sub(r"\{(ref|numref|doc|cite:\w+|cite|term|eq)\}`([^`<]*)(<[^`]*>)?`", r" \2 ", s)

@@ -145,9 +145,9 @@ def test_the_words_follow_the_reading(tmp_path):
                                "b": ([1.0 + 0.1 * i for i in range(10)], 0.0, {}),
                                "c": ([0.01, -0.01] * 5, 0.0, {"margin": 0.1})})
     ex, co = explore.results(), confirm.results()
-    assert cf.fresh_words(ex["a"], co["a"]).startswith("confirmed on 10 fresh seeds (higher in 10 of 10")
-    assert cf.fresh_words(ex["b"], co["b"]).startswith("decided otherwise on 10 fresh seeds (higher in 10 of 10")
-    assert cf.fresh_words(ex["c"], co["c"]).startswith("confirmed on 10 fresh seeds (equivalent within ±0.10")
+    assert cf.fresh_words(ex["a"], co["a"]).startswith("confirmed on 10 fresh seeds: higher in 10 of 10")
+    assert cf.fresh_words(ex["b"], co["b"]).startswith("decided otherwise on 10 fresh seeds: higher in 10 of 10")
+    assert cf.fresh_words(ex["c"], co["c"]).startswith("confirmed on 10 fresh seeds: equivalent within ±0.10")
     assert cf.fresh_words(ex["a"], None, pending="later") == "later"
     (tmp_path / "s1.confirm.json").write_text("{}")
     v = cf.page_values("d", explore, None, ["s1", "s2"], data_dir=tmp_path)

@@ -137,9 +137,9 @@ def frozen_judgments(path: str | Path = FROZEN_JUDGMENTS) -> dict:
 
 # -- the words a page uses -----------------------------------------------------------------------------------------
 def fresh_words(explore: Comparison, confirm: Comparison | None, pending: str = NOT_RUN) -> str:
-    """One claim's result on the fresh seeds in words: ``confirmed on 10 fresh seeds (higher in 10 of 10, adjusted
-    p 0.020)``, ``open on 10 fresh seeds (higher in 7, lower in 3)``, ``decided otherwise on 10 fresh seeds: lower
-    in 9 of 10``, or ``pending`` while it has not run."""
+    """One claim's result on the fresh seeds in words: ``confirmed on 10 fresh seeds: higher in 10 of 10, adjusted
+    p 0.020``, ``open on 10 fresh seeds: higher in 7, lower in 3, adjusted p 0.688``, ``decided otherwise on 10
+    fresh seeds: lower in 9 of 10, adjusted p 0.040``, or ``pending`` while it has not run."""
     r = reading(explore, confirm)
     if confirm is None:
         return pending
@@ -152,9 +152,7 @@ def fresh_words(explore: Comparison, confirm: Comparison | None, pending: str = 
         how = (f"higher in {c.higher}, lower in {c.lower}" if c.higher and c.lower else
                f"higher in {c.higher}" if c.higher else f"lower in {c.lower}" if c.lower else "no difference in any")
         how += f", adjusted p {_p(c.p_adj)}"
-    if r == OTHERWISE:
-        return f"decided otherwise on {n} fresh seeds ({how})"
-    return f"{r} on {n} fresh seeds ({how})"
+    return f"{r} on {n} fresh seeds: {how}"
 
 
 def progress_words(names: Iterable[str], tag: str = TAG, data_dir: str | Path = DATA) -> str:

@@ -13,15 +13,36 @@ threshold, margin or family changed after the freeze fails the suite. It uses on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
 
+import skipnet
+
 from skipnet.store import DATA, load_sweep, made_with, write_json
 
 
+#: The files whose code decides a claim: the inference protocol and every chapter's analysis (the closing chapter's
+#: page text, ``verdict_page.py``, only words the results), relative to the package.
+ANALYSIS_EXCLUDED = ("experiments/verdict_page.py",)
+
+
+def analysis_files() -> list[str]:
+    package = Path(skipnet.__file__).resolve().parent
+    files = ["inference.py", "store.py"] + sorted(str(p.relative_to(package))
+                                                  for p in (package / "experiments").glob("*.py"))
+    return [f for f in files if f not in ANALYSIS_EXCLUDED]
+
+
+def analysis_hashes() -> dict[str, str]:
+    """``{file: sha256}`` of :func:`analysis_files` in the package that is imported."""
+    package = Path(skipnet.__file__).resolve().parent
+    return {f: hashlib.sha256((package / f).read_bytes()).hexdigest() for f in analysis_files()}
+
+
 def _comparison(c, lean) -> dict:
-    return {"claim": c.claim, "n": c.n, "mean": c.mean, "ci": list(c.ci), "higher": c.higher, "lower": c.lower,
+    return {"claim": c.claim, "n": c.n, "alpha": c.alpha, "mean": c.mean, "ci": list(c.ci), "higher": c.higher, "lower": c.lower,
             "p": c.p, "p_adj": c.p_adj, "margin": c.margin, "p_equiv": c.p_equiv, "p_equiv_adj": c.p_equiv_adj,
             "outcome": c.outcome, "lean": lean(c)}
 
@@ -65,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         made = made_with(__file__)
         write_json(args.out, {"made_with": {k: made[k] for k in ("commit", "dirty", "skipnet", "torch")},
-                              "tag": args.tag, "judgments": record})
+                              "tag": args.tag, "analysis": analysis_hashes(), "judgments": record})
     else:
         json.dump(record, sys.stdout, indent=1)
     return 0

@@ -56,6 +56,24 @@ def test_the_frozen_rules_still_judge_the_stored_sweeps_as_at_the_freeze():
     _close(now, stored["judgments"], "judgments")
 
 
+def test_the_analysis_files_are_the_frozen_commits_byte_for_byte():
+    """The code that decides a claim is unchanged since the freeze, including what only the fresh seeds would reach
+    (the significance level, a rule's branch the stored seeds never take): every analysis file's sha256 equals the
+    frozen commit's. Only the closing chapter's page text, which words the results, may change."""
+    fj = _script("frozen_judgments")
+    frozen = cf.frozen_judgments()["analysis"]
+    assert {"inference.py", "experiments/verdict.py", "experiments/verdict_rules.py", "experiments/transformers.py",
+            "experiments/identity_sum.py", "experiments/ensemble_claims.py", "experiments/highway_trained.py"} <= set(frozen)
+    assert set(fj.analysis_files()) == set(frozen), "an analysis file was added or removed since the freeze"
+    changed = [f for f, h in fj.analysis_hashes().items() if h != frozen[f]]
+    assert changed == [], f"changed since the freeze at {cf.FROZEN_COMMIT[:7]}: {changed}"
+
+
+def test_every_test_in_the_frozen_record_was_at_the_5_percent_level():
+    rows = [r for fam in cf.frozen_judgments()["judgments"]["families"].values() for r in fam.values()]
+    assert rows and {r["alpha"] for r in rows} == {0.05}
+
+
 def test_the_freeze_check_fails_on_a_changed_margin(monkeypatch):
     """The check above is not vacuous: a margin widened after the freeze changes the record it compares."""
     from skipnet.experiments import transformers
@@ -110,6 +128,20 @@ def test_a_claim_within_its_margin_leans_equivalent_and_a_detected_difference_is
     assert tight["a"].outcome == EQUIVALENT and cf.reading(explore["a"], tight["a"]) == cf.CONFIRMED
     far = _family("x", {"a": ([1.0 + 0.1 * i for i in range(10)], 0.0, {"margin": 0.1})})
     assert far["a"].outcome == HIGHER and cf.reading(explore["a"], far["a"]) == cf.OTHERWISE
+
+
+def test_a_difference_inside_the_margin_says_that_the_equivalence_passes_too():
+    """The frozen protocol decides a difference first; the words and the table then say that the equivalence test
+    passed as well, so a precise 'equivalent' is not shown as a reversal."""
+    explore = _family("x", {"a": ([0.01, -0.02, 0.015, 0.0, -0.005], 0.0, {"margin": 0.1})})
+    tiny = _family("x", {"a": ([0.010 + 0.001 * i for i in range(10)], 0.0, {"margin": 0.1})})
+    c = tiny["a"]
+    assert c.outcome == HIGHER and c.p_equiv_adj < 0.05
+    assert cf.reading(explore["a"], c) == cf.OTHERWISE
+    assert "inside the ±0.10 margin, whose equivalence test also passes" in cf.fresh_words(explore["a"], c)
+    assert "(equivalence also passes" in cf.side_by_side(explore, tiny)
+    far = _family("x", {"a": ([1.0 + 0.1 * i for i in range(10)], 0.0, {"margin": 0.1})})
+    assert "margin" not in cf.fresh_words(explore["a"], far["a"])
 
 
 def test_holm_within_the_fresh_family_decides_the_reading():

@@ -1,16 +1,24 @@
-"""The confirmation on fresh seeds: which commit's rules judge it, which seeds it ran, and each claim's exploratory
+"""The confirmation on fresh seeds: which commit's rules judge it, which seeds it runs, and each claim's exploratory
 and confirmatory results side by side.
 
 The book's claims were found on a few stored seeds (exploration). The rules and analysis that judge them were then
 frozen at the commit tagged :data:`FROZEN_TAG` (:data:`FROZEN_COMMIT`), and every sweep a verdict or a chapter's
-family reads was rerun at that commit on the fresh seeds :data:`SEEDS` (disjoint from every stored one) into
+family reads is rerun at that commit on the fresh seeds :data:`SEEDS` (disjoint from every stored one) into
 ``<name>.confirm.json``. The same functions judge both sets of files.
 
-What "confirmed" means was fixed by the frozen code before any fresh seed was run: each claim's *lean* on the
-stored seeds (:func:`lean`, the frozen ``verdict_base._leaning``: its outcome where decided, else equivalent when its
-mean lies within a stated margin, else the sign of its mean) is the answer the confirmation tests. A claim is
-**confirmed** when its confirmatory outcome, Holm-adjusted within its family on the fresh seeds, is that lean; it is
-**open** when the fresh seeds decide nothing; it is **decided otherwise** when they decide another answer.
+The frozen code fixed each claim's *lean* as what a confirmation tests (:func:`lean`, the frozen
+``verdict_base._leaning``: its outcome where decided, else equivalent when its mean lies within a stated margin,
+else the sign of its mean). The reading below follows that definition; it was written after the tag, before any
+family's fresh files were complete. A claim is **confirmed** when its confirmatory outcome, Holm-adjusted within its
+family on the fresh seeds, is that lean; **open** when the fresh seeds decide nothing (or lack the comparison);
+**decided otherwise** when they decide another answer. Two cautions a reader should know:
+
+- the frozen protocol adjusts a family's difference tests and its equivalence tests in two separate Holm
+  corrections, so the chance of at least one false confirmation in a family with margins can approach twice the
+  level, 2 x 0.05;
+- it decides a difference before an equivalence, so a claim leaning "equivalent" whose fresh seeds detect a
+  difference smaller than its margin reads "decided otherwise" even when the equivalence test passes as well: the
+  words say so (:func:`fresh_words`).
 """
 from __future__ import annotations
 
@@ -85,6 +93,11 @@ def _reading(explore: Comparison, confirm: Comparison | None, family: Family | N
     return reading(explore, confirm)
 
 
+def _inside_margin(c: Comparison) -> bool:
+    """A detected difference whose equivalence test passes too (both within the family's Holm corrections)."""
+    return (c.outcome in (HIGHER, LOWER) and c.p_equiv_adj is not None and c.p_equiv_adj < c.alpha)
+
+
 def _p(p: float | None) -> str:
     return "" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
@@ -108,7 +121,9 @@ def side_by_side(explore: Family, confirm: Family | None, keys: Iterable[str] | 
              "reading |", "|---|---|---|---|---|---|---|"]
     for k in keys:
         e, c = ex[k], co.get(k)
-        now = ([_cell(c), _p(c.p_equiv_adj if c.outcome == EQUIVALENT else c.p_adj), c.outcome] if c is not None
+        now = ([_cell(c), _p(c.p_equiv_adj if c.outcome == EQUIVALENT else c.p_adj),
+                c.outcome + (f" (equivalence also passes, adjusted p {_p(c.p_equiv_adj)})" if _inside_margin(c) else
+                             "")] if c is not None
                else [pending if confirm is None else NO_ROW, "", ""])
         lines.append("| " + " | ".join([e.claim, _cell(e), lean(e)] + now + [_reading(e, c, confirm)]) + " |")
     return "\n".join(lines)
@@ -148,6 +163,9 @@ def fresh_words(explore: Comparison, confirm: Comparison | None, pending: str = 
         how = f"equivalent within ±{c._num(c.margin)}{' ' + c.unit if c.unit else ''}, adjusted p {_p(c.p_equiv_adj)}"
     elif c.outcome in (HIGHER, LOWER):
         how = f"{c.outcome} in {c.higher if c.outcome == HIGHER else c.lower} of {n}, adjusted p {_p(c.p_adj)}"
+        if _inside_margin(c):
+            how += (f"; a difference inside the ±{c._num(c.margin)}{' ' + c.unit if c.unit else ''} margin, whose "
+                    f"equivalence test also passes (adjusted p {_p(c.p_equiv_adj)})")
     else:
         how = (f"higher in {c.higher}, lower in {c.lower}" if c.higher and c.lower else
                f"higher in {c.higher}" if c.higher else f"lower in {c.lower}" if c.lower else "no difference in any")

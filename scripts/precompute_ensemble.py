@@ -25,7 +25,7 @@ On one core shared with other jobs: about 10 minutes a seed for ``lesions trials
 
 Every study of one seed is stored at once in ``ensemble[_<parts>][.<tag>].parts/`` (skipnet.sweep.Sweep): a killed
 run restarted with the same command resumes at the first unfinished seed and ends with the same files.
-``--seeds 10-19 --tag confirm`` writes ``ensemble_<name>.confirm.json`` beside the exploratory files (a confirmation
+``--seeds 1000-1009 --tag confirm`` (the seeds ``scripts/sweeps.py confirm`` checks are fresh) writes ``ensemble_<name>.confirm.json`` beside the exploratory files (a confirmation
 on fresh seeds).
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python scripts/precompute_identity.py --section variants --seeds 5   # one section
     python scripts/precompute_identity.py --seeds 5                      # every section (use the seeds below)
-    python scripts/precompute_identity.py --section fit --seeds 10-19 --tag confirm   # fresh seeds, own file
+    python scripts/precompute_identity.py --section fit --seeds 1000-1009 --tag confirm   # fresh seeds, own file
 
 Writes book/data/identity_<section>.json (skipnet.store.save_result: command, config, data). Sections, the seeds
 the book uses and the wall time of the stored run (one thread, nice 10, on the shared 2-core project machine while

@@ -23,7 +23,7 @@ book/data/transformers_recall.json (steps to solve recall within a 2000-step bud
 with and without forget gate, linear attention with and without decay, across sequence length and two lrs).
 
 Each finished run is stored at once in ``transformers_<sweep>[.<tag>].parts/`` (skipnet.sweep.Sweep): a killed run
-restarted with the same command resumes there and ends with the same file. ``--seeds 10-19 --tag confirm`` writes
+restarted with the same command resumes there and ends with the same file. ``--seeds 1000-1009 --tag confirm`` writes
 ``transformers_<sweep>.confirm.json`` beside the exploratory file (a confirmation on fresh seeds).
 """
 from __future__ import annotations

@@ -507,7 +507,7 @@ def test_the_trial_figures_the_text_reads_draw_the_studys_numbers(digits):
 def test_trial_figures_draw():
     import matplotlib.pyplot as plt
     PT.plot_spectrum([0.5, 0.3, 0.2], [0.4, 0.4, 0.2], [0.3, 0.4, 0.3])
-    ax = PT.plot_spectra({"trained": [0.5, 0.3, 0.2], "fresh, BN off": [0.2, 0.3, 0.5]})
+    ax = PT.plot_spectra({"trained": [0.5, 0.3, 0.2], "untrained, BN off": [0.2, 0.3, 0.5]})
     assert "mean 0.7" in ax.get_legend().get_texts()[0].get_text()
     PT.plot_recal_single({"residual-20": ([0.5, 0.9], [0.8, 0.95], 0.97)})
     PT.plot_recal_curves({"residual-56": ([0, 2], [0.97, 0.8], [0.97, 0.9])})

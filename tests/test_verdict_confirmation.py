@@ -72,6 +72,6 @@ def test_the_closing_page_names_the_frozen_commit_and_glues_the_fresh_answer():
 def test_the_opening_answer_carries_the_fresh_reading_of_each_claim_it_states():
     text = (ROOT / "book" / "intro.md").read_text()
     box = re.search(r"```\{admonition\} The answer in brief\n(.*?)```", text, re.S).group(1)
-    for key in ("degradation", "skip_56", "identity", "messy"):
+    for key in ("degradation", "skip_56", "overfitting", "highway", "identity", "messy"):
         assert f"{{glue:text}}`intro_fresh_{key}`" in box
     assert "stored seeds" in box                     # the claims are stated as what the stored seeds show

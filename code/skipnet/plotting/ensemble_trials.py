@@ -16,8 +16,8 @@ __all__ = ["SPECTRUM_STYLES", "plot_spectrum", "plot_spectra", "plot_recal_singl
            "plot_cost_vs_ratio", "plot_stratified", "plot_swaps", "plot_replacement", "plot_refinement",
            "plot_short_paths", "plot_member_deletion"]
 
-SPECTRUM_STYLES = {"trained": dict(color=RESIDUAL, lw=2.2), "fresh, BN off": dict(color="#999", ls=":", lw=1.6),
-                   "fresh, batch statistics": dict(color="#555", ls="--", lw=1.6),
+SPECTRUM_STYLES = {"trained": dict(color=RESIDUAL, lw=2.2), "untrained, BN off": dict(color="#999", ls=":", lw=1.6),
+                   "untrained, batch statistics": dict(color="#555", ls="--", lw=1.6),
                    "stochastic depth": dict(color=STOCHASTIC, lw=1.6),
                    "zero-gamma": dict(color="#d95f02", lw=1.6, ls="-.")}
 VARIANT_STYLES = {"delete": dict(color="#333"), "other image": dict(color="#e7298a"),

@@ -32,7 +32,7 @@ PENDING = {"highway_convergence", "identity_fit", "identity_variants", "identity
            "identity_variants_lr", "identity_variants_lr_top", "identity_variants_lr_edge", "identity_init_lr",
            "ensemble_lesions", "ensemble_paths", "ensemble_streams", "ensemble_gaps", "ensemble_spectra",
            "ensemble_recal", "ensemble_noise", "ensemble_short", "ensemble_members", "ensemble_truncated",
-           "transformers_depth", "transformers_warmup", "transformers_recall", "transformers_race"}
+           "transformers_depth", "transformers_warmup", "transformers_race"}
 
 
 def test_every_deciding_sweep_is_confirmed_or_declared_pending():

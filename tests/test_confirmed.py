@@ -28,8 +28,8 @@ def _sweeps():
 
 
 #: Deciding sweeps whose confirmation is still running (each resumes seed by seed at the frozen commit).
-PENDING = {"highway_convergence", "identity_fit", "identity_variants", "identity_variants_fair",
-           "identity_variants_lr", "identity_variants_lr_top", "identity_variants_lr_edge", "identity_init_lr",
+PENDING = {"identity_fit", "identity_variants", "identity_variants_fair",
+           "identity_variants_lr", "identity_variants_lr_top", "identity_init_lr",
            "ensemble_lesions", "ensemble_paths", "ensemble_streams", "ensemble_gaps", "ensemble_spectra",
            "ensemble_recal", "ensemble_noise", "ensemble_short", "ensemble_members", "ensemble_truncated",
            "transformers_depth", "transformers_warmup", "transformers_race"}
@@ -56,7 +56,10 @@ def _families():
 
 
 #: Each complete family's readings on the fresh seeds, as the stored records give them.
-FOUND: dict[str, dict[str, str]] = {}
+FOUND: dict[str, dict[str, str]] = {
+    "highway": {k: cf.CONFIRMED for k in ("degradation", "skip_56", "steps_slope", "lars", "equalize", "project",
+                                          "lars_residual", "lars_matched", "lars_vs_small_lr", "lam_max")},
+}
 
 
 @pytest.mark.parametrize("name", sorted(_families()))

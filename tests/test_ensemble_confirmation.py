@@ -86,7 +86,12 @@ def test_the_confirmatory_family_builds_from_the_fresh_files_like_the_explorator
     explore_rec = EC.ensemble_records()
     for build in (EC.ensemble_primary_family, EC.ensemble_family):
         explore, confirm = build(explore_rec).results(), build(rec).results()
-        assert list(confirm) == list(explore), f"{build.__name__}: the claims differ on the fresh seeds"
+        absent = [k for k in explore if k not in confirm]
+        assert [k for k in confirm if k in explore] == list(confirm), f"{build.__name__}: a claim the stored seeds lack"
+        # only a matched-loss level that some fresh seed never reached may be absent (the table reads it "open")
+        assert all(re.fullmatch(r"gap\d+_0\.\d+", k) for k in absent), f"{build.__name__}: missing {absent}"
+        if build is EC.ensemble_primary_family:
+            assert not absent
         short = {k: c.n for k, c in confirm.items() if c.n != len(cf.SEEDS)}
         assert not short, f"{build.__name__}: claims not on all {len(cf.SEEDS)} fresh seeds: {short}"
     values = cf.page_values("ens", EC.ensemble_primary_family(explore_rec), EC.ensemble_primary_family(rec), SWEEPS)

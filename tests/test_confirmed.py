@@ -28,7 +28,7 @@ def _sweeps():
 
 
 #: Deciding sweeps whose confirmation is still running (each resumes seed by seed at the frozen commit).
-PENDING = {"transformers_depth", "transformers_warmup", "transformers_race"}
+PENDING = {"transformers_depth", "transformers_warmup"}
 
 
 def test_every_deciding_sweep_is_confirmed_or_declared_pending():

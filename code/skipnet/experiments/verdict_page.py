@@ -33,11 +33,16 @@ CLAIMS = {"highway": ("reply 1", "gradients flow easily, so very deep nets train
 #: with the rules (``tests/test_confirmation.py``); a lean that differed would find no words here and fail.
 LEAN_WORDS = {("highway", QUALIFIED): "skips make deep networks fast to optimize, and not only by keeping the "
                                       "gradient large",
-              ("identity", QUALIFIED): "extra residual blocks stop costing fit once trained long enough",
-              ("overfitting", WRONG): "the deep plain network underfits rather than overfits",
+              ("identity", QUALIFIED): "extra residual blocks stop costing fit once trained long enough (the deeper "
+                                       f"net's training loss within a factor {vd.DEPTH_MARGIN:g} of the shallower "
+                                       "one's)",
+              ("overfitting", WRONG): "the deep plain network underfits rather than overfits (its training loss over "
+                                      f"{vd.UNDERFIT_RATIO:g} times its residual twin's; their generalization gaps at "
+                                      f"matched training loss within {vd.GAP_MARGIN:g} nats of each other)",
               ("noise", QUALIFIED): "the branches add input-specific corrections, not noise",
-              ("rnn", QUALIFIED): "the LSTM's relative is its additive cell, not its forget gate",
-              ("messy", WRONG): "the sum keeps what went into it readable"}
+              ("rnn", QUALIFIED): "the LSTM's relative is its additive cell: recalling the first token, a task that "
+                                  "never rewards forgetting, the forget gate was not needed to carry the signal",
+              ("messy", WRONG): "as far as a linear read-out can tell, the sum keeps what went into it readable"}
 
 #: Every stored sweep a verdict reads (each rerun on the fresh seeds).
 SOURCE_NAMES = tuple(sorted({n for names in vd.SOURCES.values() for n in names}))

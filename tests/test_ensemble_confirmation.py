@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from skipnet import confirmation as cf
+from skipnet.reading import answer_box
 from skipnet.experiments import ensemble_claims as EC
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,12 +26,6 @@ STATES = {"spectrum": "short paths", "single20": "plain network of the same dept
           "trunc K=1": "one branch"}
 
 
-def _answer(text: str) -> str:
-    m = re.search(r"```\{admonition\} The answer in brief\n(.*?)\n```", text, re.S)
-    assert m, "the main page has no answer in brief"
-    return m.group(1)
-
-
 def _sentences(box: str) -> list[str]:
     return re.split(r"(?<=\.)\s+(?=[A-Z])", " ".join(box.split()))
 
@@ -39,7 +34,7 @@ def _sentences(box: str) -> list[str]:
 def test_the_answer_in_brief_names_the_fresh_reading_of_every_claim_it_states():
     """Every declared claim (``PRIMARY``: the rows the answer states) carries its glued words ``ens_fresh_<key>``,
     and every such glue names a claim of the family (or the tally, ``state``)."""
-    box = _answer(PAGE.read_text())
+    box = answer_box(PAGE.read_text())
     named = set(GLUE.findall(box))
     assert set(EC.PRIMARY) <= named, f"the answer states {sorted(set(EC.PRIMARY) - named)} without their readings"
     assert named - set(EC.PRIMARY) == {"state"}, f"unknown glue: {sorted(named - set(EC.PRIMARY) - {'state'})}"
@@ -47,7 +42,7 @@ def test_the_answer_in_brief_names_the_fresh_reading_of_every_claim_it_states():
 
 
 def test_each_sentence_that_states_a_claim_carries_that_claims_reading():
-    sentences = _sentences(_answer(PAGE.read_text()))
+    sentences = _sentences(answer_box(PAGE.read_text()))
     for key, words in STATES.items():
         stating = [s for s in sentences if words in s]
         assert stating, f"no sentence of the answer states {key!r} ({words!r})"

@@ -12,6 +12,7 @@ import jupytext
 import pytest
 
 from skipnet import confirmation as cf
+from skipnet.reading import answer_box
 from skipnet import store
 from skipnet.experiments import degradation as dg
 from skipnet.experiments import highway_trained as hwt
@@ -35,10 +36,6 @@ CLAIM_WORDS = {
 }
 
 
-def answer_box(text: str) -> str:
-    m = re.search(r"^```\{admonition\} The answer in brief\n(.*?)^```$", text, flags=re.S | re.M)
-    assert m, "the page has no answer in brief"
-    return m.group(1)
 
 
 def sentences(box: str) -> list[str]:

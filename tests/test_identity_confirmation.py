@@ -16,7 +16,7 @@ import pytest
 
 from skipnet import confirmation as cf
 from skipnet.experiments.identity_sum import FAMILY_SWEEPS, identity_family, load_identity_records
-from skipnet.reading import prose_words
+from skipnet.reading import answer_box, prose_words
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "identity.md"
@@ -46,11 +46,6 @@ CLAIM_WORDS = {
 }
 
 
-def answer_box(text: str) -> str:
-    """The prose of the page's "The answer in brief" admonition (its options left out)."""
-    m = re.search(r"^(`{3,})\{admonition\} The answer in brief\n(.*?)^\1$", text, flags=re.S | re.M)
-    assert m, "the page has no 'The answer in brief' box"
-    return "\n".join(line for line in m.group(2).splitlines() if not line.startswith(":"))
 
 
 def sentences(prose: str) -> list[str]:

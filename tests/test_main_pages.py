@@ -95,3 +95,11 @@ def test_prose_words_reads_the_visible_text_of_raw_html():
 ```
 """
     assert prose_words(page) == 2 + 4                   # "Train it here, now." without tags, script or fallback
+
+
+def test_answer_box_reads_the_admonitions_prose_and_refuses_a_page_without_one():
+    from skipnet.reading import answer_box
+    page = "# T\n\n````{admonition} The answer in brief\n:class: important\nOne *claim*.\n\n```python\nx\n```\n````\n\nAfter.\n"
+    assert answer_box(page) == "One *claim*.\n\n```python\nx\n```"
+    with pytest.raises(ValueError, match="no 'The answer in brief' box"):
+        answer_box("# T\n\nNo box.\n")

@@ -16,6 +16,7 @@ import jupytext
 import pytest
 
 from skipnet import confirmation as cf
+from skipnet.reading import answer_box
 from skipnet.experiments.transformers import FAMILY_SWEEPS, NORESID_BLOCKS, chapter_family
 from skipnet.store import load_sweep
 
@@ -39,11 +40,6 @@ STATES = {
 VERDICT_READINGS = {"rnn": r"RNN analogy"}
 
 
-def answer_box(text: str) -> str:
-    """The text of the page's admonition "The answer in brief"."""
-    m = re.search(r"^(`{3,})\{admonition\} The answer in brief\n(.*?)^\1$", text, flags=re.M | re.S)
-    assert m, "the page has no 'The answer in brief' admonition"
-    return m.group(2)
 
 
 def stated_claims(box: str) -> list[str]:

@@ -11,6 +11,7 @@ from skipnet import confirmation as cf
 from skipnet.experiments import verdict as vd
 from skipnet.experiments import verdict_page as vpage
 from skipnet.experiments.verdict_base import HOLDS, OPEN, WRONG
+from skipnet.reading import answer_box
 from skipnet.store import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_before_the_confirmation_every_cell_says_how_far_it_is(explore, tmp_path
 
 def test_the_closing_page_names_the_frozen_commit_and_glues_the_fresh_answer():
     text = (ROOT / "book" / "verdict.md").read_text()
-    box = re.search(r"```\{admonition\} The answer in brief\n(.*?)```", text, re.S).group(1)
+    box = answer_box(text)
     for key in ("brief_frozen", "brief_fresh_state", "brief_fresh_words"):
         assert f"{{glue:text}}`{key}`" in box
     assert "cf.frozen_words()" in text and "vpage.confirmation(" in text
@@ -71,7 +72,7 @@ def test_the_closing_page_names_the_frozen_commit_and_glues_the_fresh_answer():
 
 def test_the_opening_answer_carries_the_fresh_reading_of_each_claim_it_states():
     text = (ROOT / "book" / "intro.md").read_text()
-    box = re.search(r"```\{admonition\} The answer in brief\n(.*?)```", text, re.S).group(1)
+    box = answer_box(text)
     for key in ("degradation", "skip_56", "overfitting", "highway", "identity", "messy"):
         assert f"{{glue:text}}`intro_fresh_{key}`" in box
     assert "stored seeds" in box                     # the claims are stated as what the stored seeds show

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["WORDS_PER_MINUTE", "MINUTES_PER_FIGURE", "prose_words", "figures", "toc_files", "toc", "book_pages", "reading_minutes"]
+__all__ = ["WORDS_PER_MINUTE", "MINUTES_PER_FIGURE", "prose_words", "figures", "toc_files", "toc", "book_pages",
+           "reading_minutes", "answer_box"]
 
 #: A careful pace for technical prose with equations nearby (fiction is read at about 250 words a minute).
 WORDS_PER_MINUTE = 150
@@ -59,6 +60,15 @@ def prose_words(text: str) -> int:
         s = re.sub(r"`[^`]*`", " code ", s)
         out.append(s)
     return len(re.findall(r"[A-Za-z0-9][\w'’.-]*", " ".join(out)))
+
+
+def answer_box(text: str) -> str:
+    """The prose of a MyST page's ``The answer in brief`` admonition, its option lines (``:class: ...``) left out;
+    ``ValueError`` when the page has none."""
+    m = re.search(r"^(`{3,})\{admonition\} The answer in brief\n(.*?)^\1$", text, flags=re.S | re.M)
+    if not m:
+        raise ValueError("the page has no 'The answer in brief' box")
+    return "\n".join(line for line in m.group(2).splitlines() if not line.startswith(":"))
 
 
 def figures(text: str) -> int:

@@ -185,10 +185,12 @@ def test_the_words_follow_the_reading(tmp_path):
     v = cf.page_values("d", explore, None, ["s1", "s2"], data_dir=tmp_path)
     assert v["d_fresh_state"] == "not yet run (1 of 2 sweeps rerun on the fresh seeds so far)"
     assert v["d_fresh_a"] == cf.NOT_RUN and cf.FROZEN_COMMIT[:7] in v["d_fresh_frozen"]
-    assert v["d_fresh_a_reading"] == cf.NOT_RUN
+    assert v["d_fresh_a_reading"] == cf.NOT_RUN and v["d_fresh_family"] == v["d_fresh_state"]
     v = cf.page_values("d", explore, confirm, ["s1"], keys=["a", "b"], data_dir=tmp_path)
     assert v["d_fresh_state"] == "of the 2 claims, 1 confirmed, 1 decided otherwise"
     assert (v["d_fresh_a_reading"], v["d_fresh_b_reading"]) == (cf.CONFIRMED, cf.OTHERWISE)
+    # the whole family, beyond the keys the answer names, with each claim that did not confirm named
+    assert v["d_fresh_family"] == "of the 3 claims, 2 confirmed, 1 decided otherwise (not confirmed: b)"
     assert v["d_fresh_table"].count("\n") == 3 and set(v) >= {"d_fresh_a", "d_fresh_b", "d_fresh_c"}
 
 

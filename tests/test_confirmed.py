@@ -1,7 +1,6 @@
-"""What the confirmation found, asserted from the stored confirmatory records: for every family whose fresh-seeds
-files are all stored, each claim's reading (confirmed, open, decided otherwise) and the p-values that decide it; for
-the closing chapter, each verdict on the fresh seeds. Sweeps not yet rerun are declared here by name, so a file
-that appears or disappears fails until this module says what it found."""
+"""What the confirmation found, asserted from the stored confirmatory records: every deciding sweep has its
+confirmatory file; each family's readings on the fresh seeds (confirmed, open, decided otherwise) with the p-values
+that decide them; and each of the closing chapter's verdicts on the fresh seeds."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,45 +9,25 @@ from pathlib import Path
 import pytest
 
 from skipnet import confirmation as cf
-from skipnet.experiments import ensemble_claims, highway_trained, identity_sum, transformers
 from skipnet.experiments import verdict as vd
 from skipnet.experiments import verdict_page as vpage
 from skipnet.inference import EQUIVALENT
-from skipnet.store import DATA, load_sweep
+from skipnet.store import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.data
 
 
-def _sweeps():
-    spec = importlib.util.spec_from_file_location("sweeps", ROOT / "scripts" / "sweeps.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-#: Deciding sweeps whose confirmation is still running (each resumes seed by seed at the frozen commit).
-PENDING: set[str] = set()
-
-
-def test_every_deciding_sweep_is_confirmed_or_declared_pending():
-    deciding = set(_sweeps().DECIDING)
-    stored = {n for n in deciding if (DATA / f"{n}.{cf.TAG}.json").exists()}
-    assert PENDING <= deciding
-    assert deciding - stored == PENDING, "a confirmation arrived or went missing: say here what it found"
-
-
-def _families():
-    tf = lambda tag: {n: load_sweep(f"transformers_{n}", tag) for n in transformers.FAMILY_SWEEPS}   # noqa: E731
-    return {
-        "highway": (highway_trained.FAMILY_SWEEPS, highway_trained.chapter_family),
-        "identity": ([f"identity_{n}" for n in identity_sum.FAMILY_SWEEPS],
-                     lambda tag: identity_sum.identity_family(identity_sum.load_identity_records(tag))),
-        "ensemble_primary": ([f"ensemble_{n}" for n in ensemble_claims.ENSEMBLE_SWEEPS],
-                             lambda tag: ensemble_claims.ensemble_primary_family(ensemble_claims.ensemble_records(tag))),
-        "transformers": ([f"transformers_{n}" for n in transformers.FAMILY_SWEEPS],
-                         lambda tag: transformers.chapter_family(tf(tag))),
-    }
+def test_every_deciding_sweep_has_its_confirmation():
+    missing = cf.missing(_script("sweeps").DECIDING)
+    assert missing == [], f"no confirmatory file for {missing}"
 
 
 #: Each complete family's readings on the fresh seeds, as the stored records give them.
@@ -69,15 +48,18 @@ FOUND: dict[str, dict[str, str]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(_families()))
-def test_a_family_reads_on_the_fresh_seeds_what_this_module_says(name):
-    names, build = _families()[name]
-    if set(names) & PENDING:
-        assert name not in FOUND
-        pytest.skip(f"{name}: {sorted(set(names) & PENDING)} not yet rerun")
-    explore, fresh = build(None), build(cf.TAG)
+@pytest.fixture(scope="module")
+def families():
+    """The chapters' families on the stored and on the fresh seeds, built as the frozen commit's record builds them."""
+    fj = _script("frozen_judgments")
+    return fj.families(None), fj.families(cf.TAG)
+
+
+@pytest.mark.parametrize("name", sorted(FOUND))
+def test_a_family_reads_on_the_fresh_seeds_what_this_module_says(name, families):
+    explore, fresh = families[0][name], families[1][name]
     ex, co = explore.results(), fresh.results()
-    readings = {k: cf._reading(ex[k], co.get(k), fresh) for k in ex}
+    readings = {k: r for r, keys in cf.tally(explore, fresh).items() for k in keys}
     assert readings == FOUND[name]
     for k, r in readings.items():                    # each reading with the p-value that decides it
         c = co.get(k)
@@ -90,20 +72,16 @@ def test_a_family_reads_on_the_fresh_seeds_what_this_module_says(name):
             assert c.p_adj >= c.alpha and (c.p_equiv_adj is None or c.p_equiv_adj >= c.alpha), k
 
 
-#: The closing chapter's verdicts on the fresh seeds (None while a sweep they read is pending).
-VERDICTS: dict[str, str] | None = {"highway": vd.QUALIFIED, "identity": vd.QUALIFIED, "overfitting": vd.WRONG,
-                                   "noise": vd.QUALIFIED, "rnn": vd.QUALIFIED, "messy": vd.WRONG}
+#: The closing chapter's verdicts on the fresh seeds.
+VERDICTS: dict[str, str] = {"highway": vd.QUALIFIED, "identity": vd.QUALIFIED, "overfitting": vd.WRONG,
+                            "noise": vd.QUALIFIED, "rnn": vd.QUALIFIED, "messy": vd.WRONG}
 
 
 def test_the_closing_chapter_reads_on_the_fresh_seeds_what_this_module_says():
-    if set(vpage.SOURCE_NAMES) & PENDING:
-        assert VERDICTS is None and vpage.confirmation(DATA) is None
-        pytest.skip(f"the verdicts' sweeps {sorted(set(vpage.SOURCE_NAMES) & PENDING)} are not yet rerun")
-    explore = vd.judge_all(vd.load_stored(DATA))
     fresh = vpage.confirmation(DATA)
     assert {k: v.verdict for k, v in fresh.items()} == VERDICTS
-    assert {k: cf.verdict_reading(explore[k].lean, fresh[k].verdict, vd.OPEN) for k in fresh} == VERDICT_READINGS
+    assert vpage.readings(DATA) == VERDICT_READINGS
 
 
 #: Each verdict's reading against its lean on the stored seeds.
-VERDICT_READINGS: dict[str, str] | None = {k: cf.CONFIRMED for k in VERDICTS}
+VERDICT_READINGS: dict[str, str] = {k: cf.CONFIRMED for k in VERDICTS}

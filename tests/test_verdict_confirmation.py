@@ -52,6 +52,17 @@ def test_the_column_and_the_answer_follow_each_reading(explore):
     assert len(table) == 8 and table[3].endswith(f"| {cf.OPEN} |") and table[4].endswith(f"| {cf.OTHERWISE} |")
 
 
+def test_the_readings_a_chapter_glues_are_the_closing_chapters(explore, tmp_path):
+    """``readings`` gives each verdict's reading against its lean, as the closing chapter's column does."""
+    fresh = vpage.confirmation(DATA)
+    expected = {k: cf.verdict_reading(v.lean, None if fresh is None else fresh[k].verdict, OPEN)
+                for k, v in explore.items()}
+    assert vpage.readings(DATA) == expected
+    for n in vpage.SOURCE_NAMES:                                   # no confirmatory files: every reading waits
+        (tmp_path / f"{n}.json").write_bytes((DATA / f"{n}.json").read_bytes())
+    assert set(vpage.readings(tmp_path).values()) == {cf.NOT_RUN}
+
+
 def test_before_the_confirmation_every_cell_says_how_far_it_is(explore, tmp_path):
     pending = f"{cf.NOT_RUN} ({vpage.progress(tmp_path)})"
     assert pending == f"{cf.NOT_RUN} (0 of {len(vpage.SOURCE_NAMES)} sweeps rerun on the fresh seeds so far)"

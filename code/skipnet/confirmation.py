@@ -190,7 +190,8 @@ def frozen_words() -> str:
 def page_values(prefix: str, explore: Family, confirm: Family | None, names: Iterable[str],
                 keys: Iterable[str] | None = None, data_dir: str | Path = DATA) -> dict[str, str]:
     """What a chapter's page glues about its confirmation, each under ``<prefix>_fresh_...``: ``state`` (the tally
-    over ``keys``, or how far the reruns are), ``frozen`` (:func:`frozen_words`), ``n`` (the fresh seeds), one
+    over ``keys``, or how far the reruns are), ``family`` (the tally over the whole family, naming each claim that
+    did not confirm), ``frozen`` (:func:`frozen_words`), ``n`` (the fresh seeds), one
     :func:`fresh_words` per claim (``<prefix>_fresh_<key>``, every claim of the family), its reading alone
     (``<prefix>_fresh_<key>_reading``: ``confirmed``, ``open``, ...) and ``table``
     (:func:`side_by_side` over ``keys``, default the whole family)."""
@@ -202,9 +203,13 @@ def page_values(prefix: str, explore: Family, confirm: Family | None, names: Ite
     out = {f"{prefix}_fresh_frozen": frozen_words(), f"{prefix}_fresh_n": str(len(SEEDS)),
            f"{prefix}_fresh_table": side_by_side(explore, confirm, keys, pending=pending)}
     if confirm is None:
-        out[f"{prefix}_fresh_state"] = pending
+        out[f"{prefix}_fresh_state"] = out[f"{prefix}_fresh_family"] = pending
     else:
         out[f"{prefix}_fresh_state"] = f"of the {len(keys)} claims, {tally_words(tally(explore, confirm, keys))}"
+        counts = tally(explore, confirm)
+        unsettled = [ex[k].claim for k in counts[OPEN] + counts[OTHERWISE]]
+        out[f"{prefix}_fresh_family"] = (f"of the {len(ex)} claims, {tally_words(counts)}"
+                                         + (f" (not confirmed: {'; '.join(unsettled)})" if unsettled else ""))
     for k in ex:
         missing_row = confirm is not None and k not in co
         out[f"{prefix}_fresh_{k}"] = (f"{OPEN} ({NO_ROW})" if missing_row else

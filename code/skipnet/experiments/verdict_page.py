@@ -13,7 +13,7 @@ from skipnet.experiments.verdict_base import OPEN, QUALIFIED, WRONG, Verdict
 
 __all__ = ["NAMES", "CLAIMS", "PAPERS", "RULES", "page_values", "confirmation", "confirmation_cells", "rules_table",
            "controls_table", "seeds_needed", "answer_in_brief", "LEAN_WORDS", "SOURCE_NAMES", "progress",
-           "fresh_answer", "verdicts_table"]
+           "fresh_answer", "verdicts_table", "readings"]
 
 #: Each claim's name in a sentence.
 NAMES = {"highway": "the gradient highway", "identity": "the identity argument", "overfitting": "overfitting",
@@ -109,6 +109,15 @@ def confirmation(data_dir: str | Path, tag: str = "confirm") -> dict[str, Verdic
 def progress(data_dir: str | Path) -> str:
     """How far the reruns of the verdicts' sweeps are (:func:`skipnet.confirmation.progress_words`)."""
     return cf.progress_words(SOURCE_NAMES, data_dir=data_dir)
+
+
+def readings(data_dir: str | Path) -> dict[str, str]:
+    """Each verdict's reading on the fresh seeds (``confirmed``, ``open``, ``decided otherwise``, ``not yet run``),
+    for a page that states a lean of the closing chapter beside a sentence the verdict word does not judge."""
+    explore = vd.judge_all(vd.load_stored(Path(data_dir)))
+    fresh = confirmation(data_dir)
+    return {k: cf.verdict_reading(v.lean, None if fresh is None else fresh[k].verdict, OPEN)
+            for k, v in explore.items()}
 
 
 def confirmation_cells(explore: dict[str, Verdict], confirmed: dict[str, Verdict] | None,
